@@ -1,0 +1,19 @@
+// Subcommands of the `wavg` tool. Each registers its flags on a CLI11 subcommand and returns the
+// function that runs it once parsing succeeded.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <vector>
+
+namespace wavg::cli {
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command register_average(CLI::App& app);
+std::vector<Command> register_commands(CLI::App& app);
+
+}  // namespace wavg::cli

@@ -1,0 +1,161 @@
+// Validation, names and horizon conversions for AveragerOptions.
+#include "wavg/core/averager.h"
+
+#include <cmath>
+#include <algorithm>
+#include <cstdio>
+
+#include "wavg/core/error.h"
+
+namespace wavg {
+
+const char* scheme_name(Scheme s) {
+  switch (s) {
+    case Scheme::kLawa: return "lawa";
+    case Scheme::kEma: return "ema";
+    case Scheme::kSwa: return "swa";
+  }
+  return "?";
+}
+
+AveragerOptions AveragerOptions::lawa(int64_t window, int64_t every, int64_t start) {
+  AveragerOptions o;
+  o.scheme = Scheme::kLawa;
+  o.window = window;
+  o.every = every;
+  o.start = start;
+  return o;
+}
+AveragerOptions AveragerOptions::ema(double beta, int64_t every, int64_t start) {
+  AveragerOptions o;
+  o.scheme = Scheme::kEma;
+  o.beta = beta;
+  o.every = every;
+  o.start = start;
+  return o;
+}
+AveragerOptions AveragerOptions::swa(int64_t every, int64_t start) {
+  AveragerOptions o;
+  o.scheme = Scheme::kSwa;
+  o.every = every;
+  o.start = start;
+  return o;
+}
+
+void validate(const AveragerOptions& o) {
+  const char* s = scheme_name(o.scheme);
+  WAVG_CHECK(o.every >= 1, s, ": every (nu) must be >= 1, got ", o.every);
+  WAVG_CHECK(o.start >= 0, s, ": start must be >= 0, got ", o.start);
+  if (o.scheme == Scheme::kLawa)
+    WAVG_CHECK(o.window >= 1, "lawa: window (L) must be >= 1, got ", o.window);
+  if (o.scheme == Scheme::kEma)
+    WAVG_CHECK(std::isfinite(o.beta) && o.beta >= 0.0 && o.beta < 1.0,
+               "ema: beta must be in [0, 1), got ", o.beta);
+}
+
+std::string default_name(const AveragerOptions& o) {
+  char buf[96];
+  switch (o.scheme) {
+    case Scheme::kLawa:
+      std::snprintf(buf, sizeof buf, "lawa_L%lld_nu%lld", (long long)o.window, (long long)o.every);
+      break;
+    case Scheme::kEma:
+      std::snprintf(buf, sizeof buf, "ema_b%.10g_nu%lld", o.beta, (long long)o.every);
+      break;
+    case Scheme::kSwa: std::snprintf(buf, sizeof buf, "swa_nu%lld", (long long)o.every); break;
+  }
+  std::string name = buf;
+  if (o.start != 0) name += "_s" + std::to_string(o.start);
+  return name;
+}
+
+int64_t lawa_window_for_horizon(double horizon, int64_t every, int64_t total_steps) {
+  WAVG_CHECK(std::isfinite(horizon) && horizon > 0.0 && horizon <= 1.0,
+             "lawa: horizon must be in (0, 1] (a fraction of the run), got ", horizon);
+  WAVG_CHECK(every >= 1, "lawa: every (nu) must be >= 1, got ", every);
+  WAVG_CHECK(total_steps >= 1, "lawa: horizon needs the run length T >= 1, got ", total_steps);
+  const double window = horizon * double(total_steps) / double(every);
+  return std::max<int64_t>(1, std::llround(window));
+}
+
+double lawa_horizon(int64_t window, int64_t every, int64_t total_steps) {
+  return double(every) * double(window) / double(total_steps);
+}
+
+double ema_beta_for_half_life(double half_life, int64_t every) {
+  WAVG_CHECK(std::isfinite(half_life) && half_life > 0.0,
+             "ema: half_life must be > 0 steps, got ", half_life);
+  WAVG_CHECK(every >= 1, "ema: every (nu) must be >= 1, got ", every);
+  return std::pow(0.5, double(every) / half_life);
+}
+
+double ema_half_life(double beta, int64_t every) {
+  if (beta <= 0.0) return 0.0;
+  return double(every) * std::log(0.5) / std::log(beta);
+}
+
+double ema_horizon(double beta, int64_t every, int64_t total_steps) {
+  return double(every) / (1.0 - beta) / double(total_steps);
+}
+
+std::string describe(const AveragerOptions& o, int64_t total_steps) {
+  std::string scratch;
+  const std::string& name = display_name(o, &scratch);
+  char buf[256];
+  switch (o.scheme) {
+    case Scheme::kLawa:
+      std::snprintf(buf, sizeof buf, "LAWA window=%lld every=%lld start=%lld", (long long)o.window,
+                    (long long)o.every, (long long)o.start);
+      break;
+    case Scheme::kEma:
+      std::snprintf(buf, sizeof buf, "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)",
+                    o.beta, (long long)o.every, (long long)o.start, ema_half_life(o.beta, o.every));
+      break;
+    case Scheme::kSwa:
+      std::snprintf(buf, sizeof buf, "SWA every=%lld start=%lld", (long long)o.every,
+                    (long long)o.start);
+      break;
+  }
+  std::string out = name + ": " + buf;
+  if (total_steps > 0 && o.scheme != Scheme::kSwa) {
+    const double h = o.scheme == Scheme::kLawa ? lawa_horizon(o.window, o.every, total_steps)
+                                               : ema_horizon(o.beta, o.every, total_steps);
+    std::snprintf(buf, sizeof buf, ", horizon %.3g%% of T=%lld", 100.0 * h, (long long)total_steps);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace wavg
+
+namespace wavg {
+
+std::vector<double> offline_weights(const AveragerOptions& o, int64_t count) {
+  validate(o);
+  std::vector<int64_t> sampled;
+  for (int64_t i = 0; i < count; ++i)
+    if (samples_at(o, i)) sampled.push_back(i);
+  WAVG_CHECK(!sampled.empty(), scheme_name(o.scheme), ": no input is sampled (", count,
+             " inputs, every=", o.every, ", start=", o.start, ")");
+  std::vector<double> w(size_t(count), 0.0);
+  const int64_t n = int64_t(sampled.size());
+  switch (o.scheme) {
+    case Scheme::kLawa: {
+      const int64_t k = std::min(n, o.window);
+      for (int64_t j = n - k; j < n; ++j) w[sampled[j]] = 1.0 / double(k);
+      break;
+    }
+    case Scheme::kSwa:
+      for (int64_t j : sampled) w[j] = 1.0 / double(n);
+      break;
+    case Scheme::kEma:
+      for (int64_t j = 0; j < n; ++j) {
+        const double age = double(n - 1 - j);
+        w[sampled[j]] = (j == 0 ? 1.0 : 1.0 - o.beta) * std::pow(o.beta, age);
+      }
+      break;
+  }
+  return w;
+}
+
+}  // namespace wavg

@@ -1,0 +1,343 @@
+// AveragerBank: storage, the fused update kernel, averages, and exact state.
+#include "wavg/core/bank.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+
+#include "wavg/core/error.h"
+#include "wavg/core/parallel.h"
+
+namespace wavg {
+
+namespace {
+
+// Elements per inner chunk: the sample chunk stays in L1/L2 while every averager consumes it, so
+// the sample is read from memory once per step whatever the number of averagers.
+constexpr int64_t kChunk = 4096;
+
+inline bool non_finite(float x) { return (float_to_bits(x) & 0x7f800000u) == 0x7f800000u; }
+inline bool non_finite(double x) {
+  uint64_t u;
+  std::memcpy(&u, &x, 8);
+  return (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+inline bool non_finite(Half x) { return (x.bits & 0x7c00u) == 0x7c00u; }
+inline bool non_finite(BFloat16 x) { return (x.bits & 0x7f80u) == 0x7f80u; }
+
+template <typename T>
+int64_t first_non_finite(const T* x, int64_t n) {
+  const int64_t unset = n;
+  int64_t found = unset;
+  for (int64_t b = 0; b < n && found == unset; b += kChunk) {
+    const int64_t e = std::min(n, b + kChunk);
+    bool any = false;
+    for (int64_t i = b; i < e; ++i) any |= non_finite(x[i]);  // branch-free, vectorizes
+    if (any)
+      for (int64_t i = b; i < e; ++i)
+        if (non_finite(x[i])) {
+          found = i;
+          break;
+        }
+  }
+  return found == unset ? -1 : found;
+}
+
+std::string format_double(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+
+std::string spec_string(const AveragerOptions& o) {
+  return o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
+         format_double(o.beta) + "|" + std::to_string(o.every) + "|" + std::to_string(o.start);
+}
+
+int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key) {
+  auto it = meta.find(key);
+  WAVG_CHECK(it != meta.end(), "bank state: missing key '", key, "'");
+  try {
+    size_t pos = 0;
+    const long long v = std::stoll(it->second, &pos);
+    WAVG_CHECK(pos == it->second.size(), "bank state: key '", key, "' is not an integer: '",
+               it->second, "'");
+    return v;
+  } catch (const std::logic_error&) {
+    throw Error("bank state: key '" + key + "' is not an integer: '" + it->second + "'");
+  }
+}
+
+}  // namespace
+
+AveragerBank::AveragerBank(int64_t numel, DType sample_dtype, int64_t shard_offset,
+                           int64_t shard_length)
+    : numel_(numel), offset_(shard_offset), dtype_(sample_dtype) {
+  WAVG_CHECK(is_floating(sample_dtype), "bank: samples must be floating, got ",
+             dtype_name(sample_dtype));
+  WAVG_CHECK(numel >= 0, "bank: numel must be >= 0, got ", numel);
+  WAVG_CHECK(shard_offset >= 0 && shard_offset <= numel, "bank: shard offset ", shard_offset,
+             " outside [0, ", numel, "]");
+  length_ = shard_length < 0 ? numel - shard_offset : shard_length;
+  WAVG_CHECK(offset_ + length_ <= numel, "bank: shard [", offset_, ", ", offset_ + length_,
+             ") exceeds numel ", numel);
+}
+
+int AveragerBank::add(AveragerOptions options) {
+  WAVG_CHECK(!allocated_, "bank: averagers must be added before the first observe()");
+  validate(options);
+  if (options.name.empty()) options.name = default_name(options);
+  WAVG_CHECK(find(options.name) < 0, "bank: duplicate averager name '", options.name, "'");
+  Slot slot;
+  slot.options = options;
+  slots_.push_back(std::move(slot));
+  return int(slots_.size()) - 1;
+}
+
+int AveragerBank::find(const std::string& name) const {
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].options.name == name) return int(i);
+  return -1;
+}
+
+bool AveragerBank::full(int i) const {
+  const Slot& s = slots_.at(i);
+  return s.options.scheme == Scheme::kLawa ? s.n >= s.options.window : s.n > 0;
+}
+
+bool AveragerBank::wants(int64_t step) const {
+  for (const Slot& s : slots_)
+    if (samples_at(s.options, step)) return true;
+  return false;
+}
+
+void AveragerBank::allocate() {
+  if (allocated_) return;
+  allocated_ = true;
+  for (Slot& s : slots_) {
+    if (s.options.scheme == Scheme::kEma) s.ema.assign(length_, 0.0f);
+    if (s.options.scheme != Scheme::kEma) s.sum.assign(length_, 0.0);
+    if (s.options.scheme != Scheme::kLawa) continue;
+    auto it = std::find_if(rings_.begin(), rings_.end(),
+                           [&](const Ring& r) { return r.every == s.options.every; });
+    if (it == rings_.end()) {
+      Ring r;
+      r.every = s.options.every;
+      r.start = s.options.start;
+      rings_.push_back(r);
+      it = rings_.end() - 1;
+    }
+    it->capacity = std::max(it->capacity, s.options.window);
+    it->start = std::min(it->start, s.options.start);
+    s.ring = int(it - rings_.begin());
+  }
+  // Capacity L_max suffices: in each chunk the evicted sample is read before the new one is written
+  // over the same slot.
+  for (Ring& r : rings_) r.data.assign(size_t(r.capacity * length_) * dtype_size(dtype_), 0);
+}
+
+int64_t AveragerBank::state_bytes() const {
+  int64_t bytes = 0;
+  for (const Slot& s : slots_)
+    bytes += int64_t(s.ema.size() * sizeof(float) + s.sum.size() * sizeof(double));
+  for (const Ring& r : rings_) bytes += int64_t(r.data.size());
+  return bytes;
+}
+
+std::string AveragerBank::where(int64_t index) const {
+  const int64_t flat = offset_ + index;
+  for (const TensorSpan& t : layout_)
+    if (flat >= t.offset && flat < t.offset + t.numel)
+      return "tensor '" + t.name + "' element " + std::to_string(flat - t.offset);
+  return "element " + std::to_string(flat);
+}
+
+void AveragerBank::check_finite(int64_t step, const void* shard) const {
+  dispatch_floating(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(shard);
+    std::vector<int64_t> firsts;
+    std::mutex mu;
+    parallel_for(length_, [&](int64_t b, int64_t e) {
+      const int64_t f = first_non_finite(x + b, e - b);
+      if (f >= 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        firsts.push_back(b + f);
+      }
+    });
+    if (firsts.empty()) return;
+    const int64_t i = *std::min_element(firsts.begin(), firsts.end());
+    const double v = load_f64(x[i]);
+    throw Error("non-finite sample (" + std::string(std::isnan(v) ? "nan" : "inf") + ") in " +
+                where(i) + " at step " + std::to_string(step) + ": refused");
+  });
+}
+
+void AveragerBank::observe(int64_t step, const void* sample) {
+  WAVG_CHECK(step > last_step_, "bank: steps must increase, got step ", step, " after step ",
+             last_step_);
+  allocate();
+  struct Op {
+    Scheme scheme;
+    float* ema;
+    double* sum;
+    const unsigned char* evict;  // LAWA: the sample leaving the window, or null
+    double beta;
+    bool first;
+  };
+  std::vector<Op> ops;
+  std::vector<unsigned char*> ring_writes;
+  const size_t esize = dtype_size(dtype_);
+  for (Slot& s : slots_) {
+    if (!samples_at(s.options, step)) continue;
+    Op op{s.options.scheme, s.ema.data(), s.sum.data(), nullptr, s.options.beta, s.n == 0};
+    if (s.ring >= 0 && s.n >= s.options.window) {
+      const Ring& r = rings_[s.ring];
+      const int64_t k = (r.count - s.options.window) % r.capacity;
+      op.evict = r.data.data() + size_t(k * length_) * esize;
+    }
+    ops.push_back(op);
+  }
+  for (Ring& r : rings_)
+    if (samples_at(r.every, r.start, step))
+      ring_writes.push_back(r.data.data() + size_t((r.count % r.capacity) * length_) * esize);
+  if (ops.empty() && ring_writes.empty()) {
+    last_step_ = step;
+    return;
+  }
+  const unsigned char* shard = static_cast<const unsigned char*>(sample) + size_t(offset_) * esize;
+  if (check_finite_) check_finite(step, shard);
+
+  dispatch_floating(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = reinterpret_cast<const T*>(shard);
+    parallel_for(length_, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; b += kChunk) {
+        const int64_t e = std::min(end, b + kChunk);
+        for (const Op& op : ops) {
+          switch (op.scheme) {
+            case Scheme::kEma: {
+              float* __restrict m = op.ema;
+              if (op.first) {
+                for (int64_t i = b; i < e; ++i) m[i] = load_f32(x[i]);
+              } else {
+                const double beta = op.beta, alpha = 1.0 - op.beta;
+                for (int64_t i = b; i < e; ++i) m[i] = float(beta * m[i] + alpha * load_f64(x[i]));
+              }
+              break;
+            }
+            case Scheme::kLawa:
+            case Scheme::kSwa: {
+              double* __restrict s = op.sum;
+              if (op.evict) {
+                const T* ev = reinterpret_cast<const T*>(op.evict);
+                for (int64_t i = b; i < e; ++i) s[i] += load_f64(x[i]) - load_f64(ev[i]);
+              } else {
+                for (int64_t i = b; i < e; ++i) s[i] += load_f64(x[i]);
+              }
+              break;
+            }
+          }
+        }
+        for (unsigned char* w : ring_writes)
+          std::memcpy(w + size_t(b) * esize, x + b, size_t(e - b) * esize);
+      }
+    });
+  });
+
+  for (Slot& s : slots_)
+    if (samples_at(s.options, step)) ++s.n;
+  for (Ring& r : rings_)
+    if (samples_at(r.every, r.start, step)) ++r.count;
+  last_step_ = step;
+}
+
+void AveragerBank::average(int i, DType out_dtype, void* out) const {
+  const Slot& s = slots_.at(i);
+  WAVG_CHECK(s.n > 0, "averager '", s.options.name,
+             "' is empty: it has taken no sample yet (first sample at step >= ",
+             s.options.start, ", every ", s.options.every, ")");
+  dispatch_floating(out_dtype, [&](auto tag) {
+    using O = decltype(tag);
+    O* y = static_cast<O*>(out);
+    if (s.options.scheme == Scheme::kEma) {
+      const float* m = s.ema.data();
+      parallel_for(length_, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(m[k]);
+      });
+      return;
+    }
+    const double count = double(s.options.scheme == Scheme::kLawa
+                                    ? std::min(s.n, s.options.window)
+                                    : s.n);
+    const double* sum = s.sum.data();
+    parallel_for(length_, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
+    });
+  });
+}
+
+std::map<std::string, std::string> AveragerBank::state_meta() const {
+  std::map<std::string, std::string> m;
+  m["bank.numel"] = std::to_string(numel_);
+  m["bank.dtype"] = dtype_name(dtype_);
+  m["bank.shard_offset"] = std::to_string(offset_);
+  m["bank.shard_length"] = std::to_string(length_);
+  m["bank.last_step"] = std::to_string(last_step_);
+  m["bank.averagers"] = std::to_string(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const std::string p = "averager." + std::to_string(i);
+    m[p + ".spec"] = spec_string(slots_[i].options);
+    m[p + ".samples"] = std::to_string(slots_[i].n);
+  }
+  // Rings are derived from the averagers; their counters are state.
+  AveragerBank* self = const_cast<AveragerBank*>(this);
+  self->allocate();
+  for (size_t j = 0; j < rings_.size(); ++j)
+    m["ring." + std::to_string(j) + ".count"] = std::to_string(rings_[j].count);
+  return m;
+}
+
+void AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
+  allocate();
+  WAVG_CHECK(parse_int(meta, "bank.numel") == numel_, "bank state: numel ",
+             meta.at("bank.numel"), " does not match the model's ", numel_);
+  WAVG_CHECK(meta.count("bank.dtype") && meta.at("bank.dtype") == dtype_name(dtype_),
+             "bank state: sample dtype does not match (expected ", dtype_name(dtype_), ")");
+  WAVG_CHECK(parse_int(meta, "bank.shard_offset") == offset_ &&
+                 parse_int(meta, "bank.shard_length") == length_,
+             "bank state: shard does not match");
+  WAVG_CHECK(parse_int(meta, "bank.averagers") == int64_t(slots_.size()), "bank state: has ",
+             meta.at("bank.averagers"), " averagers, this bank has ", slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const std::string p = "averager." + std::to_string(i);
+    auto it = meta.find(p + ".spec");
+    WAVG_CHECK(it != meta.end() && it->second == spec_string(slots_[i].options),
+               "bank state: averager ", i, " is '", it == meta.end() ? "?" : it->second,
+               "', this bank has '", spec_string(slots_[i].options), "'");
+    slots_[i].n = parse_int(meta, p + ".samples");
+  }
+  for (size_t j = 0; j < rings_.size(); ++j)
+    rings_[j].count = parse_int(meta, "ring." + std::to_string(j) + ".count");
+  last_step_ = parse_int(meta, "bank.last_step");
+}
+
+std::vector<StateArray> AveragerBank::state_arrays() {
+  allocate();
+  std::vector<StateArray> out;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    const std::string p = "averager." + std::to_string(i);
+    if (!s.ema.empty()) out.push_back({p + ".ema", DType::kF32, length_, s.ema.data()});
+    if (!s.sum.empty()) out.push_back({p + ".sum", DType::kF64, length_, s.sum.data()});
+  }
+  for (size_t j = 0; j < rings_.size(); ++j)
+    out.push_back({"ring." + std::to_string(j), dtype_, rings_[j].capacity * length_,
+                   rings_[j].data.data()});
+  return out;
+}
+
+}  // namespace wavg

@@ -1,0 +1,263 @@
+// safetensors reader (validating, memory-mapped) and writer (deterministic, atomic).
+#include "wavg/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
+
+namespace wavg {
+
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void fail(const std::string& what, const std::string& msg) {
+  throw Error(what + ": " + msg);
+}
+
+uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what, const std::string& name) {
+  if (a != 0 && b > UINT64_MAX / a) fail(what, "tensor '" + name + "': size overflows 64 bits");
+  return a * b;
+}
+
+}  // namespace
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
+                                    const std::string& what) {
+  if (size < 8)
+    fail(what, "file too short for a safetensors header (" + std::to_string(size) + " bytes)");
+  uint64_t n = 0;
+  std::memcpy(&n, file, 8);
+  if (n > kMaxHeaderBytes)
+    fail(what, "header length " + std::to_string(n) + " exceeds the limit of " +
+                   std::to_string(kMaxHeaderBytes) + " bytes");
+  if (n > size - 8)
+    fail(what, "header length " + std::to_string(n) + " exceeds the file (" +
+                   std::to_string(size) + " bytes)");
+  if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
+
+  // Parse, rejecting duplicate keys at the top level (nlohmann would keep the last silently).
+  std::string duplicate;
+  std::set<std::string> seen;
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(file + 8, file + 8 + n, cb);
+  } catch (const json::exception& e) {
+    std::string msg = e.what();
+    fail(what, "header is not valid JSON (" + msg.substr(msg.find(']') + 2) + ")");
+  }
+  if (!duplicate.empty()) fail(what, "duplicate tensor name '" + duplicate + "' in header");
+  if (!header.is_object()) fail(what, "header is not a JSON object");
+
+  SafetensorsHeader out;
+  out.data_start = 8 + n;
+  out.data_size = size - out.data_start;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) fail(what, "__metadata__ is not an object of strings");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string())
+          fail(what, "__metadata__ value for '" + m.key() + "' is not a string");
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    const std::string t = "tensor '" + name + "': ";
+    if (!v.is_object()) fail(what, t + "entry is not an object");
+    if (!v.contains("dtype") || !v["dtype"].is_string()) fail(what, t + "missing string 'dtype'");
+    if (!v.contains("shape") || !v["shape"].is_array()) fail(what, t + "missing array 'shape'");
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
+        v["data_offsets"].size() != 2)
+      fail(what, t + "'data_offsets' must be an array [begin, end]");
+    TensorInfo info;
+    info.name = name;
+    const std::string dtype = v["dtype"].get<std::string>();
+    bool upper = !dtype.empty();
+    for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
+    if (!upper || !try_parse_dtype(dtype, &info.dtype))
+      fail(what, t + "unsupported dtype '" + dtype + "'");
+    uint64_t numel = 1;
+    for (const json& d : v["shape"]) {
+      if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
+        fail(what, t + "shape entries must be non-negative integers, got " + d.dump());
+      const uint64_t dim = d.get<uint64_t>();
+      if (dim > uint64_t(INT64_MAX)) fail(what, t + "dimension " + d.dump() + " is too large");
+      numel = checked_mul(numel, dim, what, name);
+      info.shape.push_back(int64_t(dim));
+    }
+    if (numel > uint64_t(INT64_MAX)) fail(what, t + "element count overflows");
+    for (const json& o : v["data_offsets"])
+      if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
+        fail(what, t + "data_offsets must be non-negative integers, got " + o.dump());
+    info.begin = v["data_offsets"][0].get<uint64_t>();
+    info.end = v["data_offsets"][1].get<uint64_t>();
+    if (info.end < info.begin)
+      fail(what, t + "data_offsets end " + std::to_string(info.end) + " < begin " +
+                     std::to_string(info.begin));
+    const uint64_t nbytes = checked_mul(numel, dtype_size(info.dtype), what, name);
+    if (info.end - info.begin != nbytes)
+      fail(what, t + "data_offsets span " + std::to_string(info.end - info.begin) +
+                     " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
+    out.tensors.push_back(std::move(info));
+  }
+
+  // Offsets must tile [0, data_size) exactly: no gap, no overlap, nothing left over.
+  std::sort(out.tensors.begin(), out.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t cursor = 0;
+  for (const TensorInfo& t : out.tensors) {
+    if (t.begin > cursor)
+      fail(what, "gap in the data buffer before tensor '" + t.name + "' (bytes " +
+                     std::to_string(cursor) + " to " + std::to_string(t.begin) + ")");
+    if (t.begin < cursor)
+      fail(what, "tensor '" + t.name + "' overlaps the previous tensor (begins at byte " +
+                     std::to_string(t.begin) + ", previous ends at " + std::to_string(cursor) +
+                     ")");
+    cursor = t.end;
+  }
+  if (cursor != out.data_size)
+    fail(what, "data buffer is " + std::to_string(out.data_size) + " bytes but tensors cover " +
+                   std::to_string(cursor) + (cursor > out.data_size ? " (file truncated)" : ""));
+  return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, "not a regular file");
+  }
+  size_ = uint64_t(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      fail(path, std::string("cannot map (") + std::strerror(err) + ")");
+    }
+    base_ = static_cast<const unsigned char*>(p);
+    ::madvise(p, size_, MADV_SEQUENTIAL);
+  }
+  ::close(fd);
+  try {
+    static const unsigned char kEmpty[1] = {0};
+    header_ = parse_safetensors(base_ ? base_ : kEmpty, size_, path);
+  } catch (...) {
+    if (base_) ::munmap(const_cast<unsigned char*>(base_), size_);
+    throw;
+  }
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
+    : path_(std::move(o.path_)), base_(o.base_), size_(o.size_), header_(std::move(o.header_)) {
+  o.base_ = nullptr;
+  o.size_ = 0;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (base_) ::munmap(const_cast<unsigned char*>(base_), size_);
+}
+
+void SafetensorsFile::release() const {
+  if (base_) ::madvise(const_cast<unsigned char*>(base_), size_, MADV_DONTNEED);
+}
+
+std::string safetensors_header(const std::vector<TensorOut>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : metadata) m[k] = v;
+    h["__metadata__"] = m;
+  }
+  uint64_t offset = 0;
+  std::set<std::string> names;
+  for (const TensorOut& t : tensors) {
+    WAVG_CHECK(t.name != "__metadata__", "safetensors: '__metadata__' is not a tensor name");
+    WAVG_CHECK(names.insert(t.name).second, "safetensors: duplicate tensor name '", t.name, "'");
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      WAVG_CHECK(d >= 0, "safetensors: tensor '", t.name, "' has negative dimension ", d);
+      numel *= uint64_t(d);
+    }
+    const uint64_t nbytes = numel * dtype_size(t.dtype);
+    h[t.name] = {{"dtype", dtype_name(t.dtype)},
+                 {"shape", t.shape},
+                 {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string text = h.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t n = text.size();
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &n, 8);
+  return out + text;
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorOut>& tensors,
+                                const std::map<std::string, std::string>& metadata,
+                                const std::function<void(size_t, const ByteWriter&)>& produce) {
+  const std::string header = safetensors_header(tensors, metadata);
+  AtomicFile f(path);
+  f.write(header);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorOut& t = tensors[i];
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) numel *= uint64_t(d);
+    const uint64_t expected = numel * dtype_size(t.dtype);
+    const uint64_t before = f.written();
+    produce(i, [&](const void* p, size_t n) { f.write(p, n); });
+    WAVG_ASSERT(f.written() - before == expected);
+  }
+  f.commit();
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  write_safetensors_streamed(path, tensors, metadata, [&](size_t i, const ByteWriter& write) {
+    const TensorOut& t = tensors[i];
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) numel *= uint64_t(d);
+    const size_t nbytes = size_t(numel * dtype_size(t.dtype));
+    WAVG_ASSERT(nbytes == 0 || t.data != nullptr);
+    if (nbytes) write(t.data, nbytes);
+  });
+}
+
+}  // namespace wavg

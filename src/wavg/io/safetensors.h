@@ -1,0 +1,97 @@
+// safetensors files (https://github.com/huggingface/safetensors, "Format"): an 8-byte little-endian
+// header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets: [begin, end]}, ...,
+// "__metadata__": {str: str}}, then the raw little-endian row-major data buffer.
+//
+// The reader validates everything before handing out a byte: header length bound, JSON, UTF-8,
+// duplicate names, known dtypes, shapes, size overflow, offsets that tile the buffer exactly, and
+// the file length. Each failure is one wavg::Error naming the file and the problem. The writer is
+// deterministic (tensors in the order given, header padded with spaces to 8 bytes) and atomic.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "wavg/core/dtype.h"
+
+namespace wavg {
+
+// The bound of the reference implementation (MAX_HEADER_SIZE).
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // bytes, relative to the data buffer
+  int64_t numel() const;
+  uint64_t nbytes() const { return end - begin; }
+};
+
+struct SafetensorsHeader {
+  std::vector<TensorInfo> tensors;  // in data order (by offset)
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0;  // 8 + N
+  uint64_t data_size = 0;
+  const TensorInfo* find(const std::string& name) const;
+};
+
+// Validates a whole file image held in memory (`what` names it in errors).
+SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
+                                    const std::string& what);
+
+// A validated, memory-mapped safetensors file.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+  SafetensorsFile(SafetensorsFile&& other) noexcept;
+
+  const std::string& path() const { return path_; }
+  const SafetensorsHeader& header() const { return header_; }
+  const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
+  const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
+  const TensorInfo* find(const std::string& name) const { return header_.find(name); }
+  // Start of a tensor's bytes (not necessarily aligned to its element size).
+  const unsigned char* data(const TensorInfo& t) const {
+    return base_ + header_.data_start + t.begin;
+  }
+  uint64_t file_size() const { return size_; }
+  // Tells the kernel that this file's pages are no longer needed (keeps memory flat when streaming).
+  void release() const;
+
+ private:
+  std::string path_;
+  const unsigned char* base_ = nullptr;
+  uint64_t size_ = 0;
+  SafetensorsHeader header_;
+};
+
+// One tensor to write. `data` holds nbytes (numel × dtype size) bytes; it may be null when the
+// streaming writer produces the bytes.
+struct TensorOut {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+};
+
+// Builds the header bytes (length prefix included) for tensors laid out in the given order.
+std::string safetensors_header(const std::vector<TensorOut>& tensors,
+                               const std::map<std::string, std::string>& metadata);
+
+void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// Streaming writer: produce(i, write) must call write(bytes, size) with exactly tensor i's bytes,
+// in one or more pieces. Memory stays at one tensor's worth, whatever the file size.
+using ByteWriter = std::function<void(const void*, size_t)>;
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorOut>& tensors,
+                                const std::map<std::string, std::string>& metadata,
+                                const std::function<void(size_t, const ByteWriter&)>& produce);
+
+}  // namespace wavg

@@ -1,0 +1,503 @@
+// Tests of core/: every averager against a naive fp64 reference, the sampling rule, horizon units,
+// 16-bit conversions against brute-force rounding, banks, shards, drift and exact state.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <random>
+
+#include "wavg/core/averager.h"
+#include "wavg/core/bank.h"
+#include "wavg/core/dtype.h"
+#include "wavg/core/error.h"
+#include "wavg/core/parallel.h"
+
+using namespace wavg;
+
+namespace {
+
+// ---- references -------------------------------------------------------------------------------
+
+// Naive fp64 averager over whole samples, straight from DESIGN.md §2's table.
+struct NaiveAverager {
+  AveragerOptions o;
+  std::vector<std::vector<double>> samples;  // every sample taken, in order
+  void observe(int64_t step, const std::vector<double>& x) {
+    if (step >= o.start && step % o.every == 0) samples.push_back(x);
+  }
+  std::vector<double> value() const {
+    const size_t n = samples.size(), dim = samples[0].size();
+    std::vector<double> v(dim, 0.0);
+    if (o.scheme == Scheme::kEma) {
+      v = samples[0];
+      for (size_t k = 1; k < n; ++k)
+        for (size_t i = 0; i < dim; ++i) v[i] = o.beta * v[i] + (1 - o.beta) * samples[k][i];
+      return v;
+    }
+    const size_t first = o.scheme == Scheme::kLawa && n > size_t(o.window) ? n - o.window : 0;
+    for (size_t k = first; k < n; ++k)
+      for (size_t i = 0; i < dim; ++i) v[i] += samples[k][i];
+    for (double& x : v) x /= double(n - first);
+    return v;
+  }
+};
+
+// Nearest value of a sorted list of candidates, ties to the one with even bits.
+template <typename Bits>
+Bits nearest(double x, const std::vector<std::pair<double, Bits>>& sorted) {
+  auto it = std::lower_bound(sorted.begin(), sorted.end(), std::make_pair(x, Bits(0)),
+                             [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (it == sorted.begin()) return it->second;
+  if (it == sorted.end()) return (it - 1)->second;
+  const auto lo = *(it - 1), hi = *it;
+  const double dl = x - lo.first, dh = hi.first - x;
+  if (dl < dh) return lo.second;
+  if (dh < dl) return hi.second;
+  return (lo.second & 1) ? hi.second : lo.second;
+}
+
+std::vector<double> to_doubles(DType t, const std::vector<unsigned char>& bytes, size_t n) {
+  std::vector<double> out(n);
+  dispatch_floating(t, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = reinterpret_cast<const T*>(bytes.data());
+    for (size_t i = 0; i < n; ++i) out[i] = load_f64(p[i]);
+  });
+  return out;
+}
+
+// Fills a sample of dtype t with random values; returns them exactly as stored (as doubles).
+std::vector<double> random_sample(DType t, size_t n, std::mt19937_64& rng,
+                                  std::vector<unsigned char>* bytes, double scale = 1.0) {
+  std::normal_distribution<double> dist(0.0, scale);
+  bytes->assign(n * dtype_size(t), 0);
+  dispatch_floating(t, [&](auto tag) {
+    using T = decltype(tag);
+    T* p = reinterpret_cast<T*>(bytes->data());
+    for (size_t i = 0; i < n; ++i) p[i] = store_as<T>(dist(rng));
+  });
+  return to_doubles(t, *bytes, n);
+}
+
+std::vector<double> bank_value(const AveragerBank& bank, int i) {
+  std::vector<double> v(size_t(bank.shard_length()));
+  bank.average(i, DType::kF64, v.data());
+  return v;
+}
+
+// Largest |got - want| relative to max(scale, |want|).
+double max_rel_err(const std::vector<double>& got, const std::vector<double>& want,
+                   double scale = 1.0) {
+  double err = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    err = std::max(err, std::abs(got[i] - want[i]) / std::max(scale, std::abs(want[i])));
+  return err;
+}
+
+}  // namespace
+
+// ---- dtype ------------------------------------------------------------------------------------
+
+TEST(DType, HalfRoundTripsEveryBitPattern) {
+  for (uint32_t b = 0; b < 65536; ++b) {
+    const Half h{uint16_t(b)};
+    const float f = to_float(h);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(to_float(to_half(f))));
+      continue;
+    }
+    EXPECT_EQ(to_half(f).bits, h.bits) << "bits " << b;
+  }
+}
+
+TEST(DType, HalfDecodesKnownValues) {
+  EXPECT_EQ(to_float(Half{0x3c00}), 1.0f);
+  EXPECT_EQ(to_float(Half{0xc000}), -2.0f);
+  EXPECT_EQ(to_float(Half{0x7bff}), 65504.0f);
+  EXPECT_EQ(to_float(Half{0x0001}), std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isinf(to_float(Half{0x7c00})));
+}
+
+TEST(DType, HalfRoundsToNearestEvenLikeBruteForce) {
+  std::vector<std::pair<double, uint16_t>> finite;
+  for (uint32_t b = 0; b < 65536; ++b) {
+    const float f = to_float(Half{uint16_t(b)});
+    if (std::isfinite(f) && !(f == 0 && (b & 0x8000))) finite.push_back({f, uint16_t(b)});
+  }
+  finite.push_back({65536.0, 0x7c00});  // +inf sits where the next binade would start (IEEE 754)
+  std::sort(finite.begin(), finite.end());
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<double> exp(-26, 16);
+  for (int k = 0; k < 200000; ++k) {
+    const float x = float(std::ldexp(1.0, 0) * std::exp2(exp(rng)));
+    const uint16_t want = nearest<uint16_t>(x, finite);
+    EXPECT_EQ(to_half(x).bits, want) << "x=" << x;
+    // halfway cases: exactly between two neighbours
+    if (k < 2000) {
+      const size_t i = size_t(k % (finite.size() - 1));
+      if (finite[i].first < 0 || finite[i + 1].first > 65504) continue;
+      const double mid = 0.5 * (finite[i].first + finite[i + 1].first);
+      if (float(mid) != mid) continue;
+      EXPECT_EQ(to_half(float(mid)).bits, nearest<uint16_t>(mid, finite)) << "mid=" << mid;
+    }
+  }
+  EXPECT_EQ(to_half(70000.0f).bits, 0x7c00);  // overflow to inf
+}
+
+TEST(DType, BFloat16RoundsToNearestEven) {
+  std::mt19937 rng(2);
+  for (int k = 0; k < 200000; ++k) {
+    const uint32_t u = rng() & 0x7f7fffffu;  // finite, positive, not max exponent
+    const float x = bits_to_float(u);
+    const uint16_t lo = uint16_t(u >> 16), hi = uint16_t(lo + 1);
+    // +inf sits where the next binade would start, 2^128 (IEEE 754 overflow rounding)
+    const double hi_value = hi == 0x7f80 ? std::ldexp(1.0, 128) : to_float(BFloat16{hi});
+    const double dl = double(x) - to_float(BFloat16{lo}), dh = hi_value - double(x);
+    const uint16_t want = dl < dh ? lo : dh < dl ? hi : ((lo & 1) ? hi : lo);
+    EXPECT_EQ(to_bf16(x).bits, want) << "x=" << x;
+  }
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(std::nanf("")))));
+}
+
+// ---- options, sampling, horizons ----------------------------------------------------------------
+
+TEST(Averager, RejectsBadHyperparametersNamingTheValue) {
+  auto msg = [](const AveragerOptions& o) {
+    try {
+      validate(o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(msg(AveragerOptions::ema(1.5)), "ema: beta must be in [0, 1), got 1.5");
+  EXPECT_EQ(msg(AveragerOptions::ema(1.0)), "ema: beta must be in [0, 1), got 1");
+  EXPECT_EQ(msg(AveragerOptions::ema(std::nan(""))), "ema: beta must be in [0, 1), got nan");
+  EXPECT_EQ(msg(AveragerOptions::lawa(0)), "lawa: window (L) must be >= 1, got 0");
+  EXPECT_EQ(msg(AveragerOptions::swa(0)), "swa: every (nu) must be >= 1, got 0");
+  EXPECT_EQ(msg(AveragerOptions::lawa(3, 1, -2)), "lawa: start must be >= 0, got -2");
+  EXPECT_EQ(msg(AveragerOptions::ema(0.0)), "no error");
+}
+
+TEST(Averager, SamplingRule) {
+  EXPECT_TRUE(samples_at(4, 0, 0));  // step 0 (the initialisation) when start == 0
+  EXPECT_FALSE(samples_at(4, 0, 3));
+  EXPECT_TRUE(samples_at(4, 0, 8));
+  EXPECT_FALSE(samples_at(4, 10, 8));
+  EXPECT_FALSE(samples_at(4, 10, 10));  // 10 is not a multiple of 4
+  EXPECT_TRUE(samples_at(4, 10, 12));
+}
+
+TEST(Averager, HorizonUnits) {
+  // β = 0.5^(ν/h): after h steps (h/ν samples) the weight of a sample halves.
+  const double beta = ema_beta_for_half_life(/*half_life=*/200, /*every=*/8);
+  EXPECT_NEAR(std::pow(beta, 200.0 / 8.0), 0.5, 1e-12);
+  EXPECT_NEAR(ema_half_life(beta, 8), 200.0, 1e-9);
+  // ν·L/T = 1 % of T = 10000 with ν = 5 gives L = 20.
+  EXPECT_EQ(lawa_window_for_horizon(0.01, 5, 10000), 20);
+  EXPECT_DOUBLE_EQ(lawa_horizon(20, 5, 10000), 0.01);
+  EXPECT_EQ(lawa_window_for_horizon(1e-9, 5, 100), 1);  // at least one sample
+  EXPECT_THROW(lawa_window_for_horizon(0.0, 5, 100), Error);
+  EXPECT_THROW(ema_beta_for_half_life(-1, 1), Error);
+  EXPECT_NE(describe(AveragerOptions::ema(0.9, 64)).find("half-life"), std::string::npos);
+}
+
+TEST(Averager, DefaultNames) {
+  EXPECT_EQ(default_name(AveragerOptions::lawa(20, 16)), "lawa_L20_nu16");
+  EXPECT_EQ(default_name(AveragerOptions::ema(0.9, 64)), "ema_b0.9_nu64");
+  EXPECT_EQ(default_name(AveragerOptions::swa(1, 500)), "swa_nu1_s500");
+}
+
+// ---- offline weights --------------------------------------------------------------------------
+
+TEST(OfflineWeights, MatchEasyCases) {
+  // β = 0 copies the last sample; L = 1 is the last sample; SWA is uniform.
+  EXPECT_EQ(offline_weights(AveragerOptions::ema(0.0), 4), (std::vector<double>{0, 0, 0, 1}));
+  EXPECT_EQ(offline_weights(AveragerOptions::lawa(1), 3), (std::vector<double>{0, 0, 1}));
+  EXPECT_EQ(offline_weights(AveragerOptions::lawa(2, 2), 5),
+            (std::vector<double>{0, 0, 0.5, 0, 0.5}));
+  EXPECT_EQ(offline_weights(AveragerOptions::swa(1, 2), 4), (std::vector<double>{0, 0, 0.5, 0.5}));
+  const auto w = offline_weights(AveragerOptions::ema(0.5), 3);  // e = .25 x0 + .25 x1 + .5 x2
+  EXPECT_EQ(w, (std::vector<double>{0.25, 0.25, 0.5}));
+  EXPECT_THROW(offline_weights(AveragerOptions::lawa(2, 1, 10), 5), Error);
+}
+
+// ---- bank vs the naive reference -----------------------------------------------------------------
+
+class BankVsNaive : public ::testing::TestWithParam<DType> {};
+
+TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
+  const DType dtype = GetParam();
+  std::mt19937_64 rng(42 + int(dtype));
+  for (int trial = 0; trial < 12; ++trial) {
+    const size_t n = 1 + rng() % 300;
+    AveragerBank bank(int64_t(n), dtype);
+    std::vector<NaiveAverager> naive;
+    const int count = 1 + int(rng() % 6);
+    for (int a = 0; a < count; ++a) {
+      AveragerOptions o;
+      const int kind = int(rng() % 3);
+      const int64_t every = 1 + int64_t(rng() % 4), start = int64_t(rng() % 3) * 3;
+      if (kind == 0) o = AveragerOptions::lawa(1 + int64_t(rng() % 7), every, start);
+      if (kind == 1) o = AveragerOptions::ema(double(rng() % 1000) / 1000.0, every, start);
+      if (kind == 2) o = AveragerOptions::swa(every, start);
+      o.name = "a" + std::to_string(a);
+      bank.add(o);
+      naive.push_back({o, {}});
+    }
+    std::vector<unsigned char> bytes;
+    for (int64_t step = 0; step < 60; ++step) {
+      const auto x = random_sample(dtype, n, rng, &bytes, 1.0 + double(step));
+      bank.observe(step, bytes.data());
+      for (auto& r : naive) r.observe(step, x);
+      for (int a = 0; a < count; ++a) {
+        ASSERT_EQ(bank.empty(a), naive[a].samples.empty());
+        ASSERT_EQ(bank.samples(a), int64_t(naive[a].samples.size()));
+        if (bank.empty(a)) continue;
+        // EMA keeps fp32 state: error relative to the samples' scale (1 + step).
+        const double tol = naive[a].o.scheme == Scheme::kEma ? 1e-6 : 1e-11;
+        ASSERT_LT(max_rel_err(bank_value(bank, a), naive[a].value(), 1.0 + double(step)), tol)
+            << describe(naive[a].o) << " step " << step;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, BankVsNaive,
+                         ::testing::Values(DType::kF32, DType::kF64, DType::kF16, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(Bank, EasyCases) {
+  AveragerBank bank(3, DType::kF32);
+  const int copy = bank.add(AveragerOptions::ema(0.0));
+  const int last = bank.add(AveragerOptions::lawa(1));
+  const int swa = bank.add(AveragerOptions::swa());
+  const int lawa2 = bank.add(AveragerOptions::lawa(2));
+  const float xs[3][3] = {{1, 2, 3}, {5, 5, 5}, {7, 2, 0}};
+  for (int s = 0; s < 3; ++s) bank.observe(s, xs[s]);
+  float out[3];
+  bank.average(copy, DType::kF32, out);
+  EXPECT_EQ(std::vector<float>(out, out + 3), (std::vector<float>{7, 2, 0}));
+  bank.average(last, DType::kF32, out);
+  EXPECT_EQ(std::vector<float>(out, out + 3), (std::vector<float>{7, 2, 0}));
+  bank.average(swa, DType::kF32, out);
+  EXPECT_EQ(std::vector<float>(out, out + 3), (std::vector<float>{13.f / 3, 3, 8.f / 3}));
+  bank.average(lawa2, DType::kF32, out);
+  EXPECT_EQ(std::vector<float>(out, out + 3), (std::vector<float>{6, 3.5, 2.5}));
+  EXPECT_TRUE(bank.full(lawa2));
+}
+
+TEST(Bank, SwaOfAConstantIsTheConstant) {
+  AveragerBank bank(4, DType::kBF16);
+  bank.add(AveragerOptions::swa());
+  const BFloat16 c = to_bf16(0.3f);
+  std::vector<BFloat16> x(4, c);
+  for (int s = 0; s < 1000; ++s) bank.observe(s, x.data());
+  float out[4];
+  bank.average(0, DType::kF32, out);
+  for (float v : out) EXPECT_EQ(v, to_float(c));
+}
+
+TEST(Bank, EmptyAveragerRefusesEvaluation) {
+  AveragerBank bank(2, DType::kF32);
+  bank.add(AveragerOptions::lawa(3, 10, 100));
+  const float x[2] = {1, 2};
+  bank.observe(0, x);
+  float out[2];
+  EXPECT_TRUE(bank.empty(0));
+  try {
+    bank.average(0, DType::kF32, out);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos);
+  }
+  bank.observe(100, x);
+  EXPECT_FALSE(bank.empty(0));
+  EXPECT_FALSE(bank.full(0));
+}
+
+TEST(Bank, LawaFullFlag) {
+  AveragerBank bank(1, DType::kF32);
+  bank.add(AveragerOptions::lawa(3, 2));
+  const float x = 1;
+  for (int s = 0; s <= 4; ++s) bank.observe(s, &x);  // samples at 0, 2, 4
+  EXPECT_EQ(bank.samples(0), 3);
+  EXPECT_TRUE(bank.full(0));
+}
+
+TEST(Bank, RefusesNonFiniteSamplesAndStaysUnchanged) {
+  AveragerBank bank(6, DType::kF32);
+  bank.set_layout({{"w", 0, 4}, {"b", 4, 2}});
+  bank.add(AveragerOptions::ema(0.5));
+  bank.add(AveragerOptions::lawa(2));
+  const float a[6] = {1, 2, 3, 4, 5, 6};
+  bank.observe(0, a);
+  const auto before0 = bank_value(bank, 0), before1 = bank_value(bank, 1);
+  float b[6] = {1, 2, 3, 4, 5, std::nanf("")};
+  try {
+    bank.observe(1, b);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "non-finite sample (nan) in tensor 'b' element 1 at step 1: refused");
+  }
+  EXPECT_EQ(bank_value(bank, 0), before0);
+  EXPECT_EQ(bank_value(bank, 1), before1);
+  EXPECT_EQ(bank.samples(0), 1);
+  b[5] = 6;
+  b[0] = INFINITY;
+  EXPECT_THROW(bank.observe(2, b), Error);
+}
+
+TEST(Bank, StepsMustIncrease) {
+  AveragerBank bank(1, DType::kF32);
+  bank.add(AveragerOptions::swa());
+  const float x = 1;
+  bank.observe(5, &x);
+  EXPECT_THROW(bank.observe(5, &x), Error);
+  EXPECT_THROW(bank.observe(3, &x), Error);
+}
+
+TEST(Bank, RejectsDuplicateNamesAndLateAdds) {
+  AveragerBank bank(1, DType::kF32);
+  bank.add(AveragerOptions::lawa(2));
+  EXPECT_THROW(bank.add(AveragerOptions::lawa(2)), Error);
+  const float x = 1;
+  bank.observe(0, &x);
+  EXPECT_THROW(bank.add(AveragerOptions::lawa(3)), Error);
+}
+
+// Passive averagers: a bank gives bit-identical results to separate single-averager banks.
+TEST(Bank, ManyAveragersEqualSeparateRunsBitExactly) {
+  const std::vector<AveragerOptions> specs = {
+      AveragerOptions::lawa(2, 1),  AveragerOptions::lawa(20, 1), AveragerOptions::lawa(5, 1, 7),
+      AveragerOptions::lawa(3, 4),  AveragerOptions::ema(0.9, 4), AveragerOptions::ema(0.99),
+      AveragerOptions::swa(2, 10)};
+  const int64_t n = 100000;  // above the parallel grain: exercises the thread split
+  AveragerBank all(n, DType::kF32);
+  std::vector<std::unique_ptr<AveragerBank>> single;
+  for (const auto& s : specs) {
+    all.add(s);
+    single.push_back(std::make_unique<AveragerBank>(n, DType::kF32));
+    single.back()->add(s);
+  }
+  std::mt19937_64 rng(7);
+  std::vector<unsigned char> bytes;
+  for (int64_t step = 0; step < 40; ++step) {
+    random_sample(DType::kF32, size_t(n), rng, &bytes);
+    all.observe(step, bytes.data());
+    for (auto& b : single) b->observe(step, bytes.data());
+  }
+  for (size_t i = 0; i < specs.size(); ++i)
+    EXPECT_EQ(bank_value(all, int(i)), bank_value(*single[i], 0)) << describe(specs[i]);
+}
+
+TEST(Bank, ShardsEqualTheSliceOfTheFullBank) {
+  const int64_t n = 1000;
+  AveragerBank full(n, DType::kBF16);
+  AveragerBank left(n, DType::kBF16, 0, 400), right(n, DType::kBF16, 400);
+  for (AveragerBank* b : {&full, &left, &right}) {
+    b->add(AveragerOptions::lawa(4, 2));
+    b->add(AveragerOptions::ema(0.8));
+  }
+  EXPECT_EQ(right.shard_length(), 600);
+  std::mt19937_64 rng(3);
+  std::vector<unsigned char> bytes;
+  for (int64_t step = 0; step < 30; ++step) {
+    random_sample(DType::kBF16, size_t(n), rng, &bytes);
+    for (AveragerBank* b : {&full, &left, &right}) b->observe(step, bytes.data());
+  }
+  for (int a = 0; a < 2; ++a) {
+    auto f = bank_value(full, a), l = bank_value(left, a), r = bank_value(right, a);
+    l.insert(l.end(), r.begin(), r.end());
+    EXPECT_EQ(f, l);
+  }
+  EXPECT_THROW(AveragerBank(n, DType::kF32, 900, 200), Error);
+}
+
+TEST(Bank, OnlineEqualsOfflineWeights) {
+  const int64_t n = 50, files = 23;
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<double>> xs;
+  std::vector<std::vector<unsigned char>> raw(files);
+  for (int64_t i = 0; i < files; ++i) xs.push_back(random_sample(DType::kF64, n, rng, &raw[i]));
+  for (const auto& o : {AveragerOptions::lawa(4, 3, 2), AveragerOptions::ema(0.7, 2),
+                        AveragerOptions::swa(5, 1)}) {
+    AveragerBank bank(n, DType::kF64);
+    bank.add(o);
+    for (int64_t i = 0; i < files; ++i) bank.observe(i, raw[i].data());
+    const auto w = offline_weights(o, files);
+    std::vector<double> want(n, 0.0);
+    for (int64_t i = 0; i < files; ++i)
+      for (int64_t k = 0; k < n; ++k) want[k] += w[i] * xs[i][k];
+    EXPECT_LT(max_rel_err(bank_value(bank, 0), want), 1e-6) << describe(o);
+  }
+}
+
+// The LAWA running sum stays within 1e-6 relative of an exact recomputation after 10^6 updates.
+TEST(Bank, LawaDriftIsBoundedOverAMillionUpdates) {
+  const int64_t n = 8, window = 10, updates = 1000000;
+  AveragerBank bank(n, DType::kF32);
+  bank.add(AveragerOptions::lawa(window));
+  std::mt19937_64 rng(5);
+  std::lognormal_distribution<double> mag(0.0, 3.0);
+  std::deque<std::vector<float>> last;
+  std::vector<float> x(n);
+  for (int64_t step = 0; step < updates; ++step) {
+    const double scale = mag(rng);
+    for (auto& v : x) v = float((double(rng() % 2000) / 1000.0 - 1.0) * scale);
+    bank.observe(step, x.data());
+    last.push_back(x);
+    if (int64_t(last.size()) > window) last.pop_front();
+  }
+  std::vector<double> exact(n, 0.0), scale(n, 0.0);
+  for (const auto& s : last)
+    for (int64_t i = 0; i < n; ++i) exact[i] += double(s[i]) / window, scale[i] += std::abs(s[i]);
+  const auto got = bank_value(bank, 0);
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_LE(std::abs(got[i] - exact[i]), 1e-6 * scale[i] / window) << "element " << i;
+}
+
+TEST(Bank, StateRestoresForBitIdenticalContinuation) {
+  const int64_t n = 777;
+  auto make = [&] {
+    auto b = std::make_unique<AveragerBank>(n, DType::kF16);
+    b->add(AveragerOptions::lawa(5, 2));
+    b->add(AveragerOptions::lawa(3, 2, 6));
+    b->add(AveragerOptions::ema(0.95, 3));
+    b->add(AveragerOptions::swa(1, 4));
+    return b;
+  };
+  auto straight = make(), first = make(), second = make();
+  std::mt19937_64 rng(9);
+  std::vector<std::vector<unsigned char>> samples(60);
+  for (auto& s : samples) random_sample(DType::kF16, n, rng, &s);
+  for (int64_t step = 0; step < 60; ++step) straight->observe(step, samples[step].data());
+  for (int64_t step = 0; step < 25; ++step) first->observe(step, samples[step].data());
+  // Copy state out of `first` into `second`, as a save/load would.
+  second->restore_meta(first->state_meta());
+  auto src = first->state_arrays(), dst = second->state_arrays();
+  ASSERT_EQ(src.size(), dst.size());
+  for (size_t i = 0; i < src.size(); ++i)
+    std::memcpy(dst[i].data, src[i].data, size_t(src[i].numel) * dtype_size(src[i].dtype));
+  for (int64_t step = 25; step < 60; ++step) second->observe(step, samples[step].data());
+  for (int a = 0; a < straight->size(); ++a)
+    EXPECT_EQ(bank_value(*straight, a), bank_value(*second, a));
+  // A bank with other averagers refuses the state.
+  AveragerBank other(n, DType::kF16);
+  other.add(AveragerOptions::lawa(6, 2));
+  EXPECT_THROW(other.restore_meta(first->state_meta()), Error);
+}
+
+TEST(Parallel, CoversTheRangeOnce) {
+  for (int threads : {1, 2, 3}) {
+    set_averaging_threads(threads);
+    std::vector<int> hits(300001, 0);
+    parallel_for(int64_t(hits.size()), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) ++hits[i];
+    });
+    for (int h : hits) ASSERT_EQ(h, 1);
+  }
+  set_averaging_threads(0);
+}

@@ -1,0 +1,424 @@
+// Tests of io/: safetensors round trips and one test per malformed-file case, random corruption that
+// must never crash, atomic writes, bank state files, and checkpoint averaging against fp64 loops.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
+#include "wavg/io/bank_state.h"
+#include "wavg/io/checkpoint_average.h"
+#include "wavg/io/safetensors.h"
+
+using namespace wavg;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/wavg_io_test_XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// A file made by hand from a JSON header and a data buffer, independent of the writer.
+std::string make_file(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  const uint64_t n = header.size();
+  std::memcpy(out.data(), &n, 8);
+  return out + header + data;
+}
+
+std::string parse_error(const std::string& bytes) {
+  try {
+    parse_safetensors(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "f");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+// ---- round trips --------------------------------------------------------------------------------
+
+TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
+  TempDir dir;
+  const std::vector<double> d = {1.5, -2.25};
+  const std::vector<float> f = {1, 2, 3, 4, 5, 6};
+  const std::vector<uint16_t> h = {0x3c00, 0xc000}, bf = {0x3f80, 0x4000};
+  const std::vector<int64_t> i64 = {-1, 1LL << 40};
+  const std::vector<int32_t> i32 = {7};
+  const std::vector<uint8_t> u8 = {1, 2, 3}, b = {0, 1};
+  const std::vector<TensorOut> ts = {
+      {"d", DType::kF64, {2}, d.data()},        {"f", DType::kF32, {2, 3}, f.data()},
+      {"h", DType::kF16, {2}, h.data()},        {"bf", DType::kBF16, {1, 2}, bf.data()},
+      {"i64", DType::kI64, {2}, i64.data()},    {"i32", DType::kI32, {}, i32.data()},
+      {"u8", DType::kU8, {3}, u8.data()},       {"b", DType::kBool, {2}, b.data()},
+      {"empty", DType::kF32, {0, 4}, nullptr}};
+  write_safetensors(dir / "a.safetensors", ts, {{"step", "12"}, {"format", "pt"}});
+  SafetensorsFile file(dir / "a.safetensors");
+  EXPECT_EQ(file.metadata().at("step"), "12");
+  ASSERT_EQ(file.tensors().size(), ts.size());
+  for (const TensorOut& t : ts) {
+    const TensorInfo* info = file.find(t.name);
+    ASSERT_NE(info, nullptr) << t.name;
+    EXPECT_EQ(info->dtype, t.dtype);
+    EXPECT_EQ(info->shape, t.shape);
+    if (info->nbytes()) {
+      EXPECT_EQ(std::memcmp(file.data(*info), t.data, info->nbytes()), 0);
+    }
+  }
+  // Header padded to 8 bytes; writing twice gives identical bytes.
+  uint64_t n = 0;
+  const std::string bytes = read_all(dir / "a.safetensors");
+  std::memcpy(&n, bytes.data(), 8);
+  EXPECT_EQ(n % 8, 0u);
+  write_safetensors(dir / "b.safetensors", ts, {{"step", "12"}, {"format", "pt"}});
+  EXPECT_EQ(read_all(dir / "b.safetensors"), bytes);
+}
+
+TEST(Safetensors, ReadsAHandMadeFileWithUnpaddedHeader) {
+  float v[2] = {3.5f, -1.0f};
+  const std::string f = make_file(
+      R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"k":"v"}})",
+      std::string(reinterpret_cast<char*>(v), 8));
+  const auto h =
+      parse_safetensors(reinterpret_cast<const unsigned char*>(f.data()), f.size(), "hand");
+  ASSERT_EQ(h.tensors.size(), 1u);
+  EXPECT_EQ(h.tensors[0].shape, std::vector<int64_t>{2});
+  EXPECT_EQ(h.metadata.at("k"), "v");
+}
+
+// ---- one test per malformed-file case ------------------------------------------------------------
+
+TEST(SafetensorsMalformed, TooShort) { EXPECT_TRUE(contains(parse_error("abc"), "too short")); }
+
+TEST(SafetensorsMalformed, HeaderLengthOverLimit) {
+  std::string f(16, '\0');
+  const uint64_t n = kMaxHeaderBytes + 1;
+  std::memcpy(f.data(), &n, 8);
+  EXPECT_TRUE(contains(parse_error(f), "exceeds the limit"));
+}
+
+TEST(SafetensorsMalformed, HeaderLengthBeyondFile) {
+  std::string f = make_file("{}", "");
+  f.resize(9);
+  EXPECT_TRUE(contains(parse_error(f), "exceeds the file"));
+}
+
+TEST(SafetensorsMalformed, NotJson) {
+  EXPECT_TRUE(contains(parse_error(make_file("{\"a\": ", "")), "not valid JSON"));
+}
+
+TEST(SafetensorsMalformed, InvalidUtf8) {
+  EXPECT_TRUE(contains(parse_error(make_file("{\"\xff\xfe\":1}", "")), "not valid JSON"));
+}
+
+TEST(SafetensorsMalformed, NotAnObject) {
+  EXPECT_TRUE(contains(parse_error(make_file("[1,2,3]", "")), "not a JSON object"));
+}
+
+TEST(SafetensorsMalformed, DuplicateName) {
+  const std::string e = parse_error(
+      make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                "xy"));
+  EXPECT_TRUE(contains(e, "duplicate tensor name 'a'")) << e;
+}
+
+TEST(SafetensorsMalformed, UnknownDtype) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"F17","shape":[1],"data_offsets":[0,4]}})", "abcd"));
+  EXPECT_TRUE(contains(e, "unsupported dtype 'F17'")) << e;
+}
+
+TEST(SafetensorsMalformed, NegativeDimension) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})", ""));
+  EXPECT_TRUE(contains(e, "non-negative")) << e;
+}
+
+TEST(SafetensorsMalformed, MissingShape) {
+  const std::string e = parse_error(make_file(R"({"a":{"dtype":"U8","data_offsets":[0,1]}})", "x"));
+  EXPECT_TRUE(contains(e, "shape")) << e;
+}
+
+TEST(SafetensorsMalformed, OffsetsNotAPair) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", "x"));
+  EXPECT_TRUE(contains(e, "data_offsets")) << e;
+}
+
+TEST(SafetensorsMalformed, EndBeforeBegin) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}})", "abcd"));
+  EXPECT_TRUE(contains(e, "end 2 < begin 4")) << e;
+}
+
+TEST(SafetensorsMalformed, SizeDisagreesWithShape) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", "abcd"));
+  EXPECT_TRUE(contains(e, "need 8")) << e;
+}
+
+TEST(SafetensorsMalformed, ShapeOverflow) {
+  const std::string e = parse_error(make_file(
+      R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}})", ""));
+  EXPECT_TRUE(contains(e, "overflow")) << e;
+}
+
+TEST(SafetensorsMalformed, Gap) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", "xy"));
+  EXPECT_TRUE(contains(e, "gap")) << e;
+}
+
+TEST(SafetensorsMalformed, Overlap) {
+  const std::string e = parse_error(
+      make_file(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                R"("b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}})",
+                "xyz"));
+  EXPECT_TRUE(contains(e, "overlaps")) << e;
+}
+
+TEST(SafetensorsMalformed, TrailingBytes) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", "xy"));
+  EXPECT_TRUE(contains(e, "data buffer is 2 bytes but tensors cover 1")) << e;
+}
+
+TEST(SafetensorsMalformed, Truncated) {
+  const std::string e =
+      parse_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"));
+  EXPECT_TRUE(contains(e, "truncated")) << e;
+}
+
+TEST(SafetensorsMalformed, MetadataNotStrings) {
+  const std::string e = parse_error(make_file(R"({"__metadata__":{"a":1}})", ""));
+  EXPECT_TRUE(contains(e, "__metadata__")) << e;
+}
+
+TEST(SafetensorsMalformed, MissingFileAndDirectory) {
+  TempDir dir;
+  EXPECT_THROW(SafetensorsFile(dir / "nope"), Error);
+  EXPECT_THROW(SafetensorsFile(dir.path()), Error);
+}
+
+// Random corruption of a valid file: every outcome is a clean parse or a wavg::Error.
+TEST(SafetensorsMalformed, RandomCorruptionNeverCrashes) {
+  std::vector<float> v(16, 1.0f);
+  std::vector<TensorOut> ts = {{"layer.weight", DType::kF32, {4, 2}, v.data()},
+                               {"layer.bias", DType::kF32, {8}, v.data()}};
+  const std::string good = safetensors_header(ts, {{"k", "v"}}) +
+                           std::string(reinterpret_cast<char*>(v.data()), 64);
+  std::mt19937 rng(123);
+  int errors = 0;
+  for (int k = 0; k < 20000; ++k) {
+    std::string f = good;
+    const int edits = 1 + int(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % f.size();
+      switch (rng() % 3) {
+        case 0: f[at] = char(rng()); break;
+        case 1: f.resize(at); break;
+        case 2: f.insert(at, 1, char(rng())); break;
+      }
+      if (f.empty()) break;
+    }
+    const std::string e = parse_error(f);
+    errors += e != "no error";
+  }
+  EXPECT_GT(errors, 10000);
+}
+
+// ---- atomic writes -------------------------------------------------------------------------------
+
+TEST(AtomicFile, LeavesNothingWhenNotCommitted) {
+  TempDir dir;
+  write_file_atomic(dir / "x", "old");
+  {
+    AtomicFile f(dir / "x");
+    f.write("new contents");
+  }
+  EXPECT_EQ(read_all(dir / "x"), "old");
+  EXPECT_EQ(std::system(("test -z \"$(ls '" + dir.path() + "' | grep tmp)\"").c_str()), 0);
+  EXPECT_THROW(write_file_atomic(dir / "no/such/dir/x", "y"), Error);
+}
+
+TEST(AtomicFile, FailedStreamedWriteKeepsTheOldFile) {
+  TempDir dir;
+  write_file_atomic(dir / "m.safetensors", "previous");
+  std::vector<TensorOut> ts = {{"a", DType::kF32, {2}, nullptr}};
+  EXPECT_THROW(write_safetensors_streamed(dir / "m.safetensors", ts, {},
+                                          [](size_t, const ByteWriter&) {
+                                            throw Error("producer failed");
+                                          }),
+               Error);
+  EXPECT_EQ(read_all(dir / "m.safetensors"), "previous");
+}
+
+// ---- bank state ----------------------------------------------------------------------------------
+
+TEST(BankState, SaveLoadContinuesBitIdentically) {
+  TempDir dir;
+  const int64_t n = 5000;
+  auto make = [&] {
+    auto b = std::make_unique<AveragerBank>(n, DType::kBF16);
+    b->add(AveragerOptions::lawa(4));
+    b->add(AveragerOptions::ema(0.9, 2));
+    b->add(AveragerOptions::swa(3, 3));
+    return b;
+  };
+  auto straight = make(), first = make(), resumed = make();
+  std::mt19937 rng(1);
+  std::vector<std::vector<BFloat16>> xs(40, std::vector<BFloat16>(n));
+  for (auto& x : xs)
+    for (auto& v : x) v = to_bf16(float(int(rng() % 2001) - 1000) / 100.0f);
+  for (int s = 0; s < 40; ++s) straight->observe(s, xs[s].data());
+  for (int s = 0; s < 17; ++s) first->observe(s, xs[s].data());
+  save_bank_state(dir / "bank.safetensors", *first, {{"run", "abc"}});
+  const auto meta = load_bank_state(dir / "bank.safetensors", *resumed);
+  EXPECT_EQ(meta.at("run"), "abc");
+  EXPECT_EQ(resumed->last_step(), 16);
+  for (int s = 17; s < 40; ++s) resumed->observe(s, xs[s].data());
+  for (int a = 0; a < 3; ++a) {
+    std::vector<float> p(n), q(n);
+    straight->average(a, DType::kF32, p.data());
+    resumed->average(a, DType::kF32, q.data());
+    EXPECT_EQ(p, q);
+  }
+  AveragerBank wrong(n, DType::kBF16);
+  wrong.add(AveragerOptions::lawa(5));
+  EXPECT_THROW(load_bank_state(dir / "bank.safetensors", wrong), Error);
+}
+
+// ---- checkpoint averaging ------------------------------------------------------------------------
+
+class CheckpointAverage : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
+  const DType dt = GetParam();
+  TempDir dir;
+  std::mt19937_64 rng(77);
+  std::normal_distribution<double> dist(0, 2);
+  const int files = 9;
+  const int64_t n1 = 300, n2 = 7;
+  std::vector<std::vector<double>> w1(files), w2(files);  // values as stored
+  std::vector<std::string> paths;
+  for (int f = 0; f < files; ++f) {
+    std::vector<unsigned char> b1(n1 * dtype_size(dt)), b2(n2 * dtype_size(dt));
+    dispatch_floating(dt, [&](auto tag) {
+      using T = decltype(tag);
+      for (int64_t i = 0; i < n1; ++i) {
+        reinterpret_cast<T*>(b1.data())[i] = store_as<T>(dist(rng));
+        w1[f].push_back(load_f64(reinterpret_cast<T*>(b1.data())[i]));
+      }
+      for (int64_t i = 0; i < n2; ++i) {
+        reinterpret_cast<T*>(b2.data())[i] = store_as<T>(dist(rng));
+        w2[f].push_back(load_f64(reinterpret_cast<T*>(b2.data())[i]));
+      }
+    });
+    const int64_t step = f * 100;
+    paths.push_back(dir / ("ckpt" + std::to_string(f) + ".safetensors"));
+    write_safetensors(paths.back(),
+                      {{"w1", dt, {n1 / 3, 3}, b1.data()},
+                       {"w2", dt, {n2}, b2.data()},
+                       {"step", DType::kI64, {}, &step}},
+                      {{"epoch", std::to_string(f)}});
+  }
+  for (const auto& o : {AveragerOptions::lawa(3), AveragerOptions::lawa(2, 2, 1),
+                        AveragerOptions::ema(0.6), AveragerOptions::ema(0.3, 3, 2),
+                        AveragerOptions::swa(1, 4)}) {
+    // Independent reference: run the recurrences of DESIGN.md §2 over the sampled files.
+    std::vector<int> sampled;
+    for (int f = 0; f < files; ++f)
+      if (f >= o.start && f % o.every == 0) sampled.push_back(f);
+    auto reference = [&](const std::vector<std::vector<double>>& w, int64_t i) {
+      if (o.scheme == Scheme::kEma) {
+        double e = w[sampled[0]][i];
+        for (size_t k = 1; k < sampled.size(); ++k) e = o.beta * e + (1 - o.beta) * w[sampled[k]][i];
+        return e;
+      }
+      const size_t first =
+          o.scheme == Scheme::kLawa ? sampled.size() - std::min<size_t>(o.window, sampled.size()) : 0;
+      double s = 0;
+      for (size_t k = first; k < sampled.size(); ++k) s += w[sampled[k]][i];
+      return s / double(sampled.size() - first);
+    };
+    CheckpointAverageOptions opts;
+    opts.averager = o;
+    opts.out_dtype = DType::kF64;
+    average_checkpoints(paths, dir / "avg.safetensors", opts);
+    SafetensorsFile out(dir / "avg.safetensors");
+    const double* a1 = reinterpret_cast<const double*>(out.data(*out.find("w1")));
+    for (int64_t i = 0; i < n1; ++i) ASSERT_NEAR(a1[i], reference(w1, i), 1e-12) << describe(o);
+    const double* a2 = reinterpret_cast<const double*>(out.data(*out.find("w2")));
+    for (int64_t i = 0; i < n2; ++i) ASSERT_NEAR(a2[i], reference(w2, i), 1e-12);
+    // Non-floating tensors come from the newest file, with its metadata and a record.
+    int64_t step;
+    std::memcpy(&step, out.data(*out.find("step")), 8);
+    EXPECT_EQ(step, 800);
+    EXPECT_EQ(out.metadata().at("epoch"), "8");
+    EXPECT_TRUE(contains(out.metadata().at("wavg.average"), scheme_name(o.scheme)));
+  }
+  // Default output dtype: the input's.
+  CheckpointAverageOptions last;
+  last.averager = AveragerOptions::lawa(2);
+  average_checkpoints(paths, dir / "same.safetensors", last);
+  EXPECT_EQ(SafetensorsFile(dir / "same.safetensors").find("w1")->dtype, dt);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CheckpointAverage,
+                         ::testing::Values(DType::kF32, DType::kF64, DType::kF16, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+TEST(CheckpointAverageErrors, MismatchNamesFileAndTensorAndLeavesNoOutput) {
+  TempDir dir;
+  const std::vector<float> v(6, 1.0f);
+  write_safetensors(dir / "a", {{"w", DType::kF32, {6}, v.data()}});
+  write_safetensors(dir / "b", {{"w", DType::kF32, {2, 3}, v.data()}});
+  write_safetensors(dir / "c", {{"v", DType::kF32, {6}, v.data()}});
+  write_safetensors(dir / "d", {{"w", DType::kF16, {6}, v.data()}});
+  const std::vector<float> bad = {1, 2, NAN, 4, 5, 6};
+  write_safetensors(dir / "nan", {{"w", DType::kF32, {6}, bad.data()}});
+  CheckpointAverageOptions o;
+  o.averager = AveragerOptions::swa();
+  auto err = [&](std::vector<std::string> in) {
+    try {
+      average_checkpoints(in, dir / "out", o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_TRUE(contains(err({dir / "b", dir / "a"}), "tensor 'w' has a different shape")) << err({dir / "b", dir / "a"});
+  EXPECT_TRUE(contains(err({dir / "c", dir / "a"}), dir / "c"));
+  EXPECT_TRUE(contains(err({dir / "d", dir / "a"}), "dtype F16"));
+  EXPECT_TRUE(contains(err({dir / "nan", dir / "a"}), "element 2 is not finite"));
+  EXPECT_TRUE(contains(err({dir / "missing", dir / "a"}), "cannot open"));
+  EXPECT_FALSE(exists(dir / "out"));
+}
