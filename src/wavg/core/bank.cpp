@@ -18,31 +18,29 @@ namespace {
 // the sample is read from memory once per step whatever the number of averagers.
 constexpr int64_t kChunk = 4096;
 
-inline bool non_finite(float x) { return (float_to_bits(x) & 0x7f800000u) == 0x7f800000u; }
-inline bool non_finite(double x) {
+// Non-finite test on bit patterns: the exponent field is all ones. `flag` returns a value with the
+// top bit set exactly when the element is non-finite, so a block test is an OR-reduction that the
+// compiler vectorizes.
+inline uint32_t flag(float x) { return ((float_to_bits(x) & 0x7f800000u) + 0x00800000u); }
+inline uint32_t flag(double x) {
   uint64_t u;
   std::memcpy(&u, &x, 8);
-  return (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+  return uint32_t(((u & 0x7ff0000000000000ull) + 0x0010000000000000ull) >> 32);
 }
-inline bool non_finite(Half x) { return (x.bits & 0x7c00u) == 0x7c00u; }
-inline bool non_finite(BFloat16 x) { return (x.bits & 0x7f80u) == 0x7f80u; }
+inline uint32_t flag(Half x) { return uint32_t((x.bits & 0x7c00u) + 0x0400u) << 16; }
+inline uint32_t flag(BFloat16 x) { return uint32_t((x.bits & 0x7f80u) + 0x0080u) << 16; }
 
 template <typename T>
 int64_t first_non_finite(const T* x, int64_t n) {
-  const int64_t unset = n;
-  int64_t found = unset;
-  for (int64_t b = 0; b < n && found == unset; b += kChunk) {
+  for (int64_t b = 0; b < n; b += kChunk) {
     const int64_t e = std::min(n, b + kChunk);
-    bool any = false;
-    for (int64_t i = b; i < e; ++i) any |= non_finite(x[i]);  // branch-free, vectorizes
-    if (any)
+    uint32_t any = 0;
+    for (int64_t i = b; i < e; ++i) any |= flag(x[i]);
+    if (any & 0x80000000u)
       for (int64_t i = b; i < e; ++i)
-        if (non_finite(x[i])) {
-          found = i;
-          break;
-        }
+        if (flag(x[i]) & 0x80000000u) return i;
   }
-  return found == unset ? -1 : found;
+  return -1;
 }
 
 std::string format_double(double v) {

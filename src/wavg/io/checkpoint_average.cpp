@@ -1,10 +1,13 @@
 // Streaming, fp64-accumulating average of safetensors checkpoints.
 #include "wavg/io/checkpoint_average.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <mutex>
+#include <future>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "wavg/core/error.h"
@@ -15,19 +18,31 @@ namespace wavg {
 
 namespace {
 
-template <typename T>
-inline T load_unaligned(const unsigned char* p, int64_t i) {
-  T v;
-  std::memcpy(&v, p + i * int64_t(sizeof(T)), sizeof(T));
-  return v;
-}
-
-inline bool is_bad(double v) { return !std::isfinite(v); }
+// Elements per output tile, and per inner chunk: one chunk's fp64 accumulator (512 KiB) stays in
+// cache while every input file adds its slice, so the accumulator never travels to memory between
+// files, and memory stays at a few tiles whatever the checkpoint size.
+constexpr int64_t kTile = 1 << 20;
+constexpr int64_t kChunk = 1 << 16;
 
 std::string base_name(const std::string& path) {
   const auto slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
+
+// Inputs are read concurrently: allow as many open files as the hard limit permits.
+void raise_open_file_limit() {
+  struct rlimit lim;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+struct Input {
+  const std::string* path;
+  std::unique_ptr<SafetensorsFile> file;
+  double weight;
+};
 
 }  // namespace
 
@@ -40,18 +55,18 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   if (options.out_dtype)
     WAVG_CHECK(is_floating(*options.out_dtype), "average: --dtype must be floating, got ",
                dtype_name(*options.out_dtype));
+  raise_open_file_limit();
 
-  // 1. Validate every header against the newest file before reading any data.
+  // 1. Validate every header against the newest file before reading any data; keep the files
+  //    that carry weight open.
   const std::string& newest_path = inputs.back();
-  SafetensorsHeader ref;
-  {
-    SafetensorsFile newest(newest_path);
-    ref = newest.header();
-  }
-  for (size_t f = 0; f + 1 < inputs.size(); ++f) {
-    SafetensorsFile file(inputs[f]);
-    const auto& ts = file.tensors();
-    for (const TensorInfo& t : ts) {
+  auto newest = std::make_unique<SafetensorsFile>(newest_path);
+  const SafetensorsHeader& ref = newest->header();
+  std::vector<Input> used;
+  for (size_t f = 0; f < inputs.size(); ++f) {
+    auto file = f + 1 == inputs.size() ? nullptr : std::make_unique<SafetensorsFile>(inputs[f]);
+    const SafetensorsFile& fr = file ? *file : *newest;
+    for (const TensorInfo& t : fr.tensors()) {
       const TensorInfo* r = ref.find(t.name);
       WAVG_CHECK(r != nullptr, inputs[f], ": tensor '", t.name, "' is not in ", newest_path);
       WAVG_CHECK(r->dtype == t.dtype, inputs[f], ": tensor '", t.name, "' has dtype ",
@@ -60,75 +75,24 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
                  "' has a different shape than in ", newest_path);
     }
     for (const TensorInfo& r : ref.tensors)
-      WAVG_CHECK(file.find(r.name) != nullptr, inputs[f], ": tensor '", r.name,
+      WAVG_CHECK(fr.find(r.name) != nullptr, inputs[f], ": tensor '", r.name,
                  "' is missing (present in ", newest_path, ")");
+    if (report.weights[f] == 0.0) continue;
+    if (!file) file = std::make_unique<SafetensorsFile>(newest_path);
+    used.push_back({&inputs[f], std::move(file), report.weights[f]});
   }
-
-  // 2. Accumulate Σ w_i x_i in fp64 over the floating tensors, one file at a time.
-  std::vector<int64_t> acc_offset(ref.tensors.size(), -1);
-  int64_t total = 0;
-  for (size_t k = 0; k < ref.tensors.size(); ++k) {
-    if (!is_floating(ref.tensors[k].dtype)) continue;
-    acc_offset[k] = total;
-    total += ref.tensors[k].numel();
-  }
+  report.files_read = int64_t(used.size());
   report.tensors = int64_t(ref.tensors.size());
-  report.averaged_elements = total;
-  std::vector<double> acc(size_t(total), 0.0);
-  bool first_read = true;
-  for (size_t f = 0; f < inputs.size(); ++f) {
-    const double w = report.weights[f];
-    if (w == 0.0) continue;
-    ++report.files_read;
-    SafetensorsFile file(inputs[f]);
-    for (size_t k = 0; k < ref.tensors.size(); ++k) {
-      if (acc_offset[k] < 0) continue;
-      const TensorInfo& t = *file.find(ref.tensors[k].name);
-      const unsigned char* src = file.data(t);
-      double* a = acc.data() + acc_offset[k];
-      const bool assign = first_read;
-      std::mutex mu;
-      int64_t bad = -1;
-      dispatch_floating(t.dtype, [&](auto tag) {
-        using T = decltype(tag);
-        parallel_for(t.numel(), [&](int64_t b, int64_t e) {
-          bool any_bad = false;
-          if (assign) {
-            for (int64_t i = b; i < e; ++i) {
-              const double x = load_f64(load_unaligned<T>(src, i));
-              any_bad |= is_bad(x);
-              a[i] = w * x;
-            }
-          } else {
-            for (int64_t i = b; i < e; ++i) {
-              const double x = load_f64(load_unaligned<T>(src, i));
-              any_bad |= is_bad(x);
-              a[i] += w * x;
-            }
-          }
-          if (any_bad && options.check_finite) {
-            for (int64_t i = b; i < e; ++i)
-              if (is_bad(load_f64(load_unaligned<T>(src, i)))) {
-                std::lock_guard<std::mutex> lock(mu);
-                if (bad < 0 || i < bad) bad = i;
-                break;
-              }
-          }
-        });
-      });
-      WAVG_CHECK(bad < 0, inputs[f], ": tensor '", t.name, "' element ", bad,
-                 " is not finite: refused (the average would be poisoned)");
-    }
-    file.release();
-    first_read = false;
-  }
 
-  // 3. Write: floating tensors converted from the accumulator, the others copied from the newest.
+  // 2. Stream the output: floating tensors tile by tile as Σ w_i x_i in fp64, the others copied
+  //    from the newest file.
   std::vector<TensorOut> outs;
-  for (size_t k = 0; k < ref.tensors.size(); ++k) {
-    const TensorInfo& t = ref.tensors[k];
+  for (const TensorInfo& t : ref.tensors) {
     DType dt = t.dtype;
-    if (acc_offset[k] >= 0 && options.out_dtype) dt = *options.out_dtype;
+    if (is_floating(t.dtype)) {
+      report.averaged_elements += t.numel();
+      if (options.out_dtype) dt = *options.out_dtype;
+    }
     outs.push_back({t.name, dt, t.shape, nullptr});
   }
   std::map<std::string, std::string> meta = ref.metadata;
@@ -140,34 +104,98 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
     if (o.scheme == Scheme::kEma) rec["beta"] = o.beta;
     rec["every"] = o.every;
     rec["start"] = o.start;
-    nlohmann::ordered_json used = nlohmann::ordered_json::array();
-    for (size_t f = 0; f < inputs.size(); ++f)
-      if (report.weights[f] != 0.0) used.push_back({base_name(inputs[f]), report.weights[f]});
-    rec["inputs"] = used;
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (const Input& in : used) list.push_back({base_name(*in.path), in.weight});
+    rec["inputs"] = list;
     meta["wavg.average"] = rec.dump();
   }
-  SafetensorsFile newest(newest_path);
-  constexpr int64_t kBlock = 1 << 16;
-  std::vector<unsigned char> buf;
+
+  std::vector<double> acc(static_cast<size_t>(kTile));
+  // Two output buffers: tile t is written by a background thread while tile t+1 is computed.
+  std::vector<unsigned char> out_buf[2];
+  int which = 0;
   write_safetensors_streamed(out, outs, meta, [&](size_t k, const ByteWriter& write) {
-    const TensorOut& o = outs[k];
-    if (acc_offset[k] < 0) {
-      const TensorInfo& t = *newest.find(o.name);
-      write(newest.data(t), t.nbytes());
+    const TensorInfo& t = ref.tensors[k];
+    if (!is_floating(t.dtype)) {
+      std::vector<unsigned char> buf(size_t(std::min<uint64_t>(t.nbytes(), 1 << 20)));
+      for (uint64_t off = 0; off < t.nbytes(); off += buf.size()) {
+        const size_t n = size_t(std::min<uint64_t>(buf.size(), t.nbytes() - off));
+        newest->read_bytes(t, off, n, buf.data());
+        write(buf.data(), n);
+      }
       return;
     }
-    const double* a = acc.data() + acc_offset[k];
-    const int64_t n = ref.tensors[k].numel();
-    dispatch_floating(o.dtype, [&](auto tag) {
-      using O = decltype(tag);
-      buf.resize(size_t(kBlock) * sizeof(O));
-      O* y = reinterpret_cast<O*>(buf.data());
-      for (int64_t b = 0; b < n; b += kBlock) {
-        const int64_t e = std::min(n, b + kBlock);
-        for (int64_t i = b; i < e; ++i) y[i - b] = store_as<O>(a[i]);
-        write(y, size_t(e - b) * sizeof(O));
+    const int64_t numel = t.numel();
+    std::future<void> pending;
+    struct Drain {  // the writer thread never outlives the buffers, also on exceptions
+      std::future<void>& f;
+      ~Drain() {
+        if (f.valid()) f.wait();
       }
-    });
+    } drain{pending};
+    for (int64_t tile = 0; tile < numel; tile += kTile) {
+      const int64_t tn = std::min(kTile, numel - tile);
+      dispatch_floating(t.dtype, [&](auto tag) {
+        using T = decltype(tag);
+        parallel_for(tn, [&](int64_t b, int64_t e) {
+          std::vector<T> x(size_t(std::min(kChunk, e - b)));
+          for (int64_t c = b; c < e; c += kChunk) {
+            const int64_t ce = std::min(e, c + kChunk);
+            double* __restrict a = acc.data() + c;
+            for (size_t j = 0; j < used.size(); ++j) {
+              // pread into a cache-resident buffer: no page faults, and no file pages mapped
+              // into this process, so resident memory stays at a few tiles.
+              const SafetensorsFile& file = *used[j].file;
+              file.read_bytes(*file.find(t.name), uint64_t(tile + c) * sizeof(T),
+                              size_t(ce - c) * sizeof(T), x.data());
+              const T* xs = x.data();
+              const double w = used[j].weight;
+              if (j == 0) {
+                for (int64_t i = 0; i < ce - c; ++i) a[i] = w * load_f64(xs[i]);
+              } else {
+                for (int64_t i = 0; i < ce - c; ++i) a[i] += w * load_f64(xs[i]);
+              }
+            }
+          }
+        });
+      });
+      // A NaN/Inf in any weighted input leaves a non-finite sum (only additions of finite weights
+      // happen), so the check runs once on the result; on failure, find the file to name it.
+      if (options.check_finite) {
+        int64_t bad = -1;
+        for (int64_t i = 0; i < tn && bad < 0; ++i)
+          if (!std::isfinite(acc[size_t(i)])) bad = i;
+        if (bad >= 0) {
+          for (const Input& in : used) {
+            const TensorInfo& ti = *in.file->find(t.name);
+            double v = 0;
+            dispatch_floating(t.dtype, [&](auto tag) {
+              using T = decltype(tag);
+              T x;
+              in.file->read_bytes(ti, uint64_t(tile + bad) * sizeof(T), sizeof(T), &x);
+              v = load_f64(x);
+            });
+            WAVG_CHECK(std::isfinite(v), *in.path, ": tensor '", t.name, "' element ", tile + bad,
+                       " is not finite: refused (the average would be poisoned)");
+          }
+          throw Error("average: tensor '" + t.name + "' element " + std::to_string(tile + bad) +
+                      " overflows");
+        }
+      }
+      std::vector<unsigned char>& buf = out_buf[which];
+      which ^= 1;
+      dispatch_floating(outs[k].dtype, [&](auto tag) {
+        using O = decltype(tag);
+        buf.resize(size_t(tn) * sizeof(O));
+        O* y = reinterpret_cast<O*>(buf.data());
+        parallel_for(tn, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) y[i] = store_as<O>(acc[size_t(i)]);
+        });
+      });
+      if (pending.valid()) pending.get();  // rethrows a write error
+      pending = std::async(std::launch::async, [&write, &buf] { write(buf.data(), buf.size()); });
+    }
+    if (pending.valid()) pending.get();
   });
   return report;
 }

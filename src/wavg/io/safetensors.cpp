@@ -46,8 +46,8 @@ const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
   return nullptr;
 }
 
-SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
-                                    const std::string& what) {
+SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t head_size,
+                                           uint64_t size, const std::string& what) {
   if (size < 8)
     fail(what, "file too short for a safetensors header (" + std::to_string(size) + " bytes)");
   uint64_t n = 0;
@@ -58,6 +58,7 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
   if (n > size - 8)
     fail(what, "header length " + std::to_string(n) + " exceeds the file (" +
                    std::to_string(size) + " bytes)");
+  WAVG_ASSERT(head_size >= 8 + n);
   if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
 
   // Parse, rejecting duplicate keys at the top level (nlohmann would keep the last silently).
@@ -155,47 +156,76 @@ SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
   return out;
 }
 
+namespace {
+void pread_all(int fd, void* dst, size_t size, uint64_t offset, const std::string& path) {
+  char* p = static_cast<char*>(dst);
+  while (size > 0) {
+    const ssize_t n = ::pread(fd, p, size, off_t(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(path, std::string("read failed (") + std::strerror(errno) + ")");
+    if (n == 0) fail(path, "file shrank while being read");
+    p += n;
+    size -= size_t(n);
+    offset += uint64_t(n);
+  }
+}
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
-  size_ = uint64_t(st.st_size);
-  if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      fail(path, std::string("cannot map (") + std::strerror(err) + ")");
-    }
-    base_ = static_cast<const unsigned char*>(p);
-    ::madvise(p, size_, MADV_SEQUENTIAL);
-  }
-  ::close(fd);
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
   try {
-    static const unsigned char kEmpty[1] = {0};
-    header_ = parse_safetensors(base_ ? base_ : kEmpty, size_, path);
+    struct stat st;
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail(path, "not a regular file");
+    size_ = uint64_t(st.st_size);
+    // Read the length prefix, then exactly the header (bounded by kMaxHeaderBytes).
+    std::vector<unsigned char> head(size_t(std::min<uint64_t>(size_, 8)));
+    pread_all(fd_, head.data(), head.size(), 0, path);
+    if (size_ >= 8) {
+      uint64_t n = 0;
+      std::memcpy(&n, head.data(), 8);
+      if (n <= kMaxHeaderBytes && n <= size_ - 8) {
+        head.resize(size_t(8 + n));
+        pread_all(fd_, head.data() + 8, size_t(n), 8, path);
+      }
+    }
+    header_ = parse_safetensors_header(head.data(), head.size(), size_, path);
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
   } catch (...) {
-    if (base_) ::munmap(const_cast<unsigned char*>(base_), size_);
+    ::close(fd_);
     throw;
   }
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
-    : path_(std::move(o.path_)), base_(o.base_), size_(o.size_), header_(std::move(o.header_)) {
+    : path_(std::move(o.path_)),
+      fd_(o.fd_),
+      base_(o.base_),
+      size_(o.size_),
+      header_(std::move(o.header_)) {
+  o.fd_ = -1;
   o.base_ = nullptr;
   o.size_ = 0;
 }
 
 SafetensorsFile::~SafetensorsFile() {
   if (base_) ::munmap(const_cast<unsigned char*>(base_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
-void SafetensorsFile::release() const {
-  if (base_) ::madvise(const_cast<unsigned char*>(base_), size_, MADV_DONTNEED);
+const unsigned char* SafetensorsFile::data(const TensorInfo& t) const {
+  if (!base_ && size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+    if (p == MAP_FAILED) fail(path_, std::string("cannot map (") + std::strerror(errno) + ")");
+    base_ = static_cast<const unsigned char*>(p);
+  }
+  return base_ + header_.data_start + t.begin;
+}
+
+void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t offset, size_t size,
+                                 void* dst) const {
+  WAVG_ASSERT(offset + size <= t.nbytes());
+  pread_all(fd_, dst, size, header_.data_start + t.begin + offset, path_);
 }
 
 std::string safetensors_header(const std::vector<TensorOut>& tensors,

@@ -38,11 +38,18 @@ struct SafetensorsHeader {
   const TensorInfo* find(const std::string& name) const;
 };
 
-// Validates a whole file image held in memory (`what` names it in errors).
-SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
-                                    const std::string& what);
+// Validates a header: `head` holds the first min(file_size, 8 + N) bytes of a file of `file_size`
+// bytes (`what` names it in errors).
+SafetensorsHeader parse_safetensors_header(const unsigned char* head, uint64_t head_size,
+                                           uint64_t file_size, const std::string& what);
+// Validates a whole file image held in memory.
+inline SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t size,
+                                           const std::string& what) {
+  return parse_safetensors_header(file, size, size, what);
+}
 
-// A validated, memory-mapped safetensors file.
+// A validated safetensors file: the header is read and checked on open; data is read with
+// read_bytes() (pread, no page faults) or through data() (memory-mapped on first use).
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
@@ -56,17 +63,17 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorInfo* find(const std::string& name) const { return header_.find(name); }
-  // Start of a tensor's bytes (not necessarily aligned to its element size).
-  const unsigned char* data(const TensorInfo& t) const {
-    return base_ + header_.data_start + t.begin;
-  }
+  // Start of a tensor's bytes (not necessarily aligned to its element size); maps the file on the
+  // first call, which must not race with another call.
+  const unsigned char* data(const TensorInfo& t) const;
+  // Copies `size` bytes of tensor t starting `offset` bytes into it.
+  void read_bytes(const TensorInfo& t, uint64_t offset, size_t size, void* dst) const;
   uint64_t file_size() const { return size_; }
-  // Tells the kernel that this file's pages are no longer needed (keeps memory flat when streaming).
-  void release() const;
 
  private:
   std::string path_;
-  const unsigned char* base_ = nullptr;
+  int fd_ = -1;
+  mutable const unsigned char* base_ = nullptr;
   uint64_t size_ = 0;
   SafetensorsHeader header_;
 };

@@ -1,0 +1,109 @@
+// Averaging-kernel benchmark: EMA and LAWA update throughput against plain fused loops that move the
+// same bytes (the machine's memory-bandwidth reference), and LAWA update time against the window L.
+// Prints ratios measured side by side in one run. Usage: bench_core [numel]
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+
+#include "bench_util.h"
+#include "wavg/core/bank.h"
+#include "wavg/core/parallel.h"
+
+using namespace wavg;
+using wavg::bench::interleaved;
+
+int main(int argc, char** argv) {
+  const int64_t n = argc > 1 ? std::atoll(argv[1]) : (int64_t(1) << 23);
+  const int rounds = 15;
+  std::printf("averaging kernels: N = %lld fp32 parameters, %d threads, median of %d rounds\n",
+              (long long)n, averaging_threads(), rounds);
+  std::vector<float> x(n);
+  std::mt19937 rng(1);
+  for (auto& v : x) v = float(rng() % 1000) / 1000.0f;
+
+  // EMA: reads x (4 B) and reads+writes the fp32 average (8 B) per parameter.
+  {
+    AveragerBank checked(n, DType::kF32), unchecked(n, DType::kF32);
+    checked.add(AveragerOptions::ema(0.99));
+    unchecked.add(AveragerOptions::ema(0.99));
+    unchecked.set_check_finite(false);
+    std::vector<float> ref(n, 0.0f);
+    int64_t s1 = 0, s2 = 0;
+    checked.observe(s1++, x.data());
+    unchecked.observe(s2++, x.data());
+    const auto t = interleaved(
+        {[&] {
+           parallel_for(n, [&](int64_t b, int64_t e) {
+             float* __restrict y = ref.data();
+             const float* __restrict xx = x.data();
+             for (int64_t i = b; i < e; ++i) y[i] = 0.99f * y[i] + 0.01f * xx[i];
+           });
+         },
+         [&] { unchecked.observe(s2++, x.data()); }, [&] { checked.observe(s1++, x.data()); }},
+        rounds);
+    std::printf("EMA  update: reference %.2f Gparam/s (%.1f GB/s) | wavg %.2f Gparam/s, ratio %.2f"
+                " | with non-finite check %.2f Gparam/s, ratio %.2f   (target >= 0.8)\n",
+                n / t[0] / 1e9, 12.0 * n / t[0] / 1e9, n / t[1] / 1e9, t[0] / t[1], n / t[2] / 1e9,
+                t[0] / t[2]);
+  }
+
+  // LAWA: reads x and the evicted sample (4 + 4 B), writes x into the ring (4 B), reads+writes the
+  // fp64 sum (16 B) per parameter.
+  {
+    const int64_t window = 10;
+    AveragerBank checked(n, DType::kF32), unchecked(n, DType::kF32);
+    checked.add(AveragerOptions::lawa(window));
+    unchecked.add(AveragerOptions::lawa(window));
+    unchecked.set_check_finite(false);
+    std::vector<float> ring(size_t(n) * window, 0.5f);
+    std::vector<double> sum(n, 0.0);
+    int64_t s1 = 0, s2 = 0, s3 = 0;
+    for (int64_t k = 0; k < window; ++k) {
+      checked.observe(s1++, x.data());
+      unchecked.observe(s2++, x.data());
+    }
+    const auto t = interleaved(
+        {[&] {
+           float* in = ring.data() + size_t(s3 % window) * n;
+           ++s3;
+           parallel_for(n, [&](int64_t b, int64_t e) {
+             double* __restrict s = sum.data();
+             float* __restrict r = in;
+             const float* __restrict xx = x.data();
+             for (int64_t i = b; i < e; ++i) {
+               s[i] += double(xx[i]) - double(r[i]);
+               r[i] = xx[i];
+             }
+           });
+         },
+         [&] { unchecked.observe(s2++, x.data()); }, [&] { checked.observe(s1++, x.data()); }},
+        rounds);
+    std::printf("LAWA update: reference %.2f Gparam/s (%.1f GB/s) | wavg %.2f Gparam/s, ratio %.2f"
+                " | with non-finite check %.2f Gparam/s, ratio %.2f   (target >= 0.8)\n",
+                n / t[0] / 1e9, 28.0 * n / t[0] / 1e9, n / t[1] / 1e9, t[0] / t[1], n / t[2] / 1e9,
+                t[0] / t[2]);
+  }
+
+  // LAWA update time against L at fixed N: O(N) whatever L is.
+  {
+    const std::vector<int64_t> windows = {2, 5, 10, 20, 50};
+    const int64_t m = std::min<int64_t>(n, int64_t(1) << 21);  // rings of 50 samples stay small
+    std::vector<std::unique_ptr<AveragerBank>> banks;
+    std::vector<int64_t> steps(windows.size(), 0);
+    std::vector<std::function<void()>> variants;
+    for (size_t k = 0; k < windows.size(); ++k) {
+      banks.push_back(std::make_unique<AveragerBank>(m, DType::kF32));
+      banks.back()->add(AveragerOptions::lawa(windows[k]));
+      banks.back()->set_check_finite(false);
+      for (int64_t i = 0; i < windows[k]; ++i) banks.back()->observe(steps[k]++, x.data());
+      variants.push_back([&, k] { banks[k]->observe(steps[k]++, x.data()); });
+    }
+    const auto t = interleaved(variants, rounds);
+    std::printf("LAWA time vs window (N = %lld):", (long long)m);
+    for (size_t k = 0; k < windows.size(); ++k)
+      std::printf(" L=%lld %.2f ms;", (long long)windows[k], t[k] * 1e3);
+    std::printf(" L=50 / L=2 = %.2f   (target <= 1.3)\n", t.back() / t.front());
+  }
+  return 0;
+}

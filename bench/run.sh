@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints the ratios (`make bench`). Argument: the build directory.
+set -euo pipefail
+build=${1:-build}
+echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+"$build/bench/bench_core"
+"$build/bench/bench_average" "$build/wavg"
