@@ -78,6 +78,6 @@ Command register_average(CLI::App& app) {
   return {sub, [args, sub] { return run_average(*args, sub); }};
 }
 
-std::vector<Command> register_commands(CLI::App& app) { return {register_average(app)}; }
+
 
 }  // namespace wavg::cli

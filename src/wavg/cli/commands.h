@@ -14,6 +14,7 @@ struct Command {
 };
 
 Command register_average(CLI::App& app);
+Command register_train(CLI::App& app);
 std::vector<Command> register_commands(CLI::App& app);
 
 }  // namespace wavg::cli

@@ -153,25 +153,31 @@ std::string AveragerBank::where(int64_t index) const {
   return "element " + std::to_string(flat);
 }
 
-void AveragerBank::check_finite(int64_t step, const void* shard) const {
-  dispatch_floating(dtype_, [&](auto tag) {
+int64_t find_non_finite(DType dtype, const void* data, int64_t n) {
+  int64_t first = -1;
+  dispatch_floating(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const T* x = static_cast<const T*>(shard);
-    std::vector<int64_t> firsts;
+    const T* x = static_cast<const T*>(data);
     std::mutex mu;
-    parallel_for(length_, [&](int64_t b, int64_t e) {
+    parallel_for(n, [&](int64_t b, int64_t e) {
       const int64_t f = first_non_finite(x + b, e - b);
-      if (f >= 0) {
-        std::lock_guard<std::mutex> lock(mu);
-        firsts.push_back(b + f);
-      }
+      if (f < 0) return;
+      std::lock_guard<std::mutex> lock(mu);
+      if (first < 0 || b + f < first) first = b + f;
     });
-    if (firsts.empty()) return;
-    const int64_t i = *std::min_element(firsts.begin(), firsts.end());
-    const double v = load_f64(x[i]);
-    throw Error("non-finite sample (" + std::string(std::isnan(v) ? "nan" : "inf") + ") in " +
-                where(i) + " at step " + std::to_string(step) + ": refused");
   });
+  return first;
+}
+
+void AveragerBank::check_finite(int64_t step, const void* shard) const {
+  const int64_t i = find_non_finite(dtype_, shard, length_);
+  if (i < 0) return;
+  const double v = dispatch_floating(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    return load_f64(static_cast<const T*>(shard)[i]);
+  });
+  throw Error("non-finite sample (" + std::string(std::isnan(v) ? "nan" : "inf") + ") in " +
+              where(i) + " at step " + std::to_string(step) + ": refused");
 }
 
 void AveragerBank::observe(int64_t step, const void* sample) {

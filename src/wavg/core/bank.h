@@ -36,6 +36,9 @@ struct StateArray {
   void* data;
 };
 
+// Index of the first NaN/Inf among n elements of a floating dtype, or -1 (both cores on large data).
+int64_t find_non_finite(DType dtype, const void* data, int64_t n);
+
 class AveragerBank {
  public:
   // shard_length < 0: to the end of the vector.

@@ -1,0 +1,10 @@
+// The list of subcommands.
+#include "wavg/cli/commands.h"
+
+namespace wavg::cli {
+
+std::vector<Command> register_commands(CLI::App& app) {
+  return {register_average(app), register_train(app)};
+}
+
+}  // namespace wavg::cli

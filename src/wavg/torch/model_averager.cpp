@@ -1,0 +1,277 @@
+// ModelAverager: staging copies, background bank updates, evaluation swaps, and module files.
+#include "wavg/torch/model_averager.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "wavg/core/error.h"
+#include "wavg/io/safetensors.h"
+#include "wavg/torch/tensor_util.h"
+
+namespace wavg {
+
+BufferPolicy parse_buffer_policy(const std::string& s) {
+  if (s == "copy") return BufferPolicy::kCopy;
+  if (s == "average") return BufferPolicy::kAverage;
+  if (s == "recompute") return BufferPolicy::kRecompute;
+  throw Error("buffers: unknown policy '" + s + "' (expected copy, average or recompute)");
+}
+
+const char* buffer_policy_name(BufferPolicy p) {
+  switch (p) {
+    case BufferPolicy::kCopy: return "copy";
+    case BufferPolicy::kAverage: return "average";
+    case BufferPolicy::kRecompute: return "recompute";
+  }
+  return "?";
+}
+
+namespace {
+
+DType sample_dtype(const std::vector<torch::Tensor>& params) {
+  if (params.empty()) return DType::kF32;
+  const auto t = params[0].scalar_type();
+  for (const auto& p : params)
+    if (p.scalar_type() != t) return DType::kF32;
+  const DType d = to_dtype(t);
+  return is_floating(d) ? d : DType::kF32;
+}
+
+int64_t total_numel(const std::vector<torch::Tensor>& ts) {
+  int64_t n = 0;
+  for (const auto& t : ts) n += t.numel();
+  return n;
+}
+
+// BatchNorm layers of a module tree.
+template <typename F>
+void for_each_batchnorm(torch::nn::Module& m, F&& f) {
+  for (const auto& sub : m.modules(/*include_self=*/true)) {
+    if (auto* b = sub->as<torch::nn::BatchNorm1dImpl>()) f(b->options);
+    if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) f(b->options);
+    if (auto* b = sub->as<torch::nn::BatchNorm3dImpl>()) f(b->options);
+  }
+}
+
+}  // namespace
+
+ModelAverager::ModelAverager(std::shared_ptr<torch::nn::Module> module,
+                             std::vector<AveragerSpec> specs)
+    : module_(std::move(module)),
+      specs_(std::move(specs)),
+      dtype_([&] {
+        std::vector<torch::Tensor> ps;
+        for (const auto& p : module_->parameters()) ps.push_back(p);
+        return sample_dtype(ps);
+      }()),
+      bank_([&] {
+        int64_t n = 0;
+        for (const auto& p : module_->parameters()) n += p.numel();
+        for (const auto& b : module_->buffers())
+          if (b.is_floating_point()) n += b.numel();
+        return n;
+      }(),
+            dtype_) {
+  WAVG_CHECK(module_ != nullptr, "ModelAverager: null module");
+  for (const auto& item : module_->named_parameters()) {
+    layout_.push_back({item.key(), total_numel(params_), item.value().numel()});
+    params_.push_back(item.value());
+  }
+  param_numel_ = total_numel(params_);
+  int64_t offset = param_numel_;
+  for (const auto& item : module_->named_buffers()) {
+    if (!item.value().is_floating_point()) continue;
+    layout_.push_back({item.key(), offset, item.value().numel()});
+    offset += item.value().numel();
+    buffers_.push_back(item.value());
+  }
+  for (const auto& s : specs_) bank_.add(s.averager);
+  bank_.set_layout(layout_);
+  bank_.set_check_finite(false);  // checked once while staging
+  const size_t bytes = size_t(bank_.numel()) * dtype_size(dtype_);
+  for (auto& s : staging_) s.resize(bytes);
+}
+
+ModelAverager::~ModelAverager() {
+  try {
+    wait();
+  } catch (...) {
+  }
+}
+
+int ModelAverager::find(const std::string& name) const {
+  const int i = bank_.find(name);
+  if (i >= 0) return i;
+  std::string known;
+  for (int k = 0; k < bank_.size(); ++k) known += (k ? ", " : "") + bank_.name(k);
+  throw Error("unknown averager '" + name + "' (known: " + known + ")");
+}
+
+void ModelAverager::wait() {
+  if (pending_.valid()) pending_.get();
+}
+
+void ModelAverager::observe(int64_t step) {
+  if (!bank_.wants(step)) return;
+  torch::NoGradGuard no_grad;
+  std::vector<unsigned char>& stage = staging_[next_staging_];
+  const size_t esize = dtype_size(dtype_);
+  const auto scalar = to_scalar_type(dtype_);
+  int64_t offset = 0;
+  auto stage_tensor = [&](const torch::Tensor& t) {
+    unsigned char* dst = stage.data() + size_t(offset) * esize;
+    if (t.device().is_cpu() && t.scalar_type() == scalar && t.is_contiguous()) {
+      std::memcpy(dst, t.data_ptr(), size_t(t.numel()) * esize);
+    } else {
+      torch::from_blob(dst, t.sizes(), torch::TensorOptions().dtype(scalar)).copy_(t);
+    }
+    offset += t.numel();
+  };
+  for (const auto& p : params_) stage_tensor(p);
+  for (const auto& b : buffers_) stage_tensor(b);
+  const int64_t bad = find_non_finite(dtype_, stage.data(), bank_.numel());
+  if (bad >= 0) {
+    for (const TensorSpan& t : layout_)
+      if (bad >= t.offset && bad < t.offset + t.numel)
+        throw Error("non-finite value in tensor '" + t.name + "' element " +
+                    std::to_string(bad - t.offset) + " at step " + std::to_string(step) +
+                    ": sample refused (training has diverged?)");
+  }
+  wait();  // the bank updates one sample at a time
+  const void* sample = stage.data();
+  if (async_) {
+    pending_ = std::async(std::launch::async, [this, step, sample] { bank_.observe(step, sample); });
+    next_staging_ ^= 1;
+  } else {
+    bank_.observe(step, sample);
+  }
+}
+
+EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
+  wait();
+  const AveragerSpec& spec = specs_.at(size_t(i));
+  WAVG_CHECK(spec.buffers != BufferPolicy::kRecompute || forward != nullptr, "averager '",
+             bank_.name(i), "': buffers = recompute needs training batches to run forward passes");
+  const size_t esize = dtype_size(dtype_);
+  eval_.resize(size_t(bank_.numel()) * esize);
+  bank_.average(i, dtype_, eval_.data());  // throws if empty
+  torch::NoGradGuard no_grad;
+  EvalSwap swap;
+  swap.active_ = true;
+  const auto scalar = to_scalar_type(dtype_);
+  auto put = [&](const torch::Tensor& target, int64_t offset) {
+    torch::Tensor view = torch::from_blob(eval_.data() + size_t(offset) * esize, target.sizes(),
+                                          torch::TensorOptions().dtype(scalar));
+    if (view.scalar_type() != target.scalar_type() || !target.device().is_cpu())
+      view = view.to(target.options());
+    swap.targets_.push_back(target);
+    swap.originals_.push_back(target.data());
+    // The module's tensor now points at the average's storage; its own storage is untouched.
+    const_cast<torch::Tensor&>(target).set_data(view);
+  };
+  int64_t offset = 0;
+  for (const auto& p : params_) {
+    put(p, offset);
+    offset += p.numel();
+  }
+  if (spec.buffers == BufferPolicy::kAverage) {
+    for (const auto& b : buffers_) {
+      put(b, offset);
+      offset += b.numel();
+    }
+  }
+  if (spec.buffers == BufferPolicy::kRecompute) {
+    for (const auto& b : module_->buffers()) {
+      swap.buffer_targets_.push_back(b);
+      swap.saved_buffers_.push_back(b.clone());
+    }
+    std::vector<c10::optional<double>> momenta;
+    for_each_batchnorm(*module_, [&](auto& options) {
+      momenta.push_back(options.momentum());
+      options.momentum(c10::nullopt);  // cumulative average over the passes, as torch's update_bn
+    });
+    for (const auto& sub : module_->modules(/*include_self=*/true)) {
+      if (auto* b = sub->as<torch::nn::BatchNorm1dImpl>()) b->reset_running_stats();
+      if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) b->reset_running_stats();
+      if (auto* b = sub->as<torch::nn::BatchNorm3dImpl>()) b->reset_running_stats();
+    }
+    const bool was_training = module_->is_training();
+    module_->train(true);
+    try {
+      for (int64_t k = 0; k < spec.recompute_batches; ++k) forward(k);
+    } catch (...) {
+      module_->train(was_training);
+      size_t j = 0;
+      for_each_batchnorm(*module_, [&](auto& options) { options.momentum(momenta[j++]); });
+      throw;  // `swap` restores parameters and buffers as it unwinds
+    }
+    module_->train(was_training);
+    size_t j = 0;
+    for_each_batchnorm(*module_, [&](auto& options) { options.momentum(momenta[j++]); });
+  }
+  return swap;
+}
+
+EvalSwap::EvalSwap(EvalSwap&& o) noexcept
+    : targets_(std::move(o.targets_)),
+      originals_(std::move(o.originals_)),
+      saved_buffers_(std::move(o.saved_buffers_)),
+      buffer_targets_(std::move(o.buffer_targets_)),
+      active_(o.active_) {
+  o.active_ = false;
+}
+
+EvalSwap::~EvalSwap() { restore(); }
+
+void EvalSwap::restore() noexcept {
+  if (!active_) return;
+  active_ = false;
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < targets_.size(); ++k) targets_[k].set_data(originals_[k]);
+  for (size_t k = 0; k < buffer_targets_.size(); ++k) buffer_targets_[k].copy_(saved_buffers_[k]);
+}
+
+void ModelAverager::save(int i, const std::string& path, const ForwardBatch& forward,
+                         const std::map<std::string, std::string>& metadata) {
+  auto meta = metadata;
+  meta["wavg.averager"] = describe(specs_.at(size_t(i)).averager);
+  meta["wavg.buffers"] = buffer_policy_name(specs_.at(size_t(i)).buffers);
+  meta["wavg.samples"] = std::to_string(bank().samples(i));
+  EvalSwap swap = swap_in(i, forward);
+  save_module(*module_, path, meta);
+}
+
+void save_module(const torch::nn::Module& module, const std::string& path,
+                 const std::map<std::string, std::string>& metadata) {
+  std::vector<torch::Tensor> keep;  // contiguous CPU copies alive until written
+  std::vector<TensorOut> outs;
+  auto add = [&](const std::string& name, const torch::Tensor& t) {
+    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    keep.push_back(c);
+    outs.push_back({name, to_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr()});
+  };
+  for (const auto& item : module.named_parameters()) add(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) add(item.key(), item.value());
+  write_safetensors(path, outs, metadata);
+}
+
+std::map<std::string, std::string> load_module(torch::nn::Module& module,
+                                               const std::string& path) {
+  SafetensorsFile file(path);
+  torch::NoGradGuard no_grad;
+  auto load = [&](const std::string& name, torch::Tensor& target) {
+    const TensorInfo* t = file.find(name);
+    WAVG_CHECK(t != nullptr, path, ": tensor '", name, "' of the model is missing");
+    WAVG_CHECK(t->shape == target.sizes().vec(), path, ": tensor '", name,
+               "' has a different shape than the model's");
+    torch::Tensor tmp = torch::empty(t->shape, torch::TensorOptions().dtype(to_scalar_type(t->dtype)));
+    if (t->nbytes()) file.read_bytes(*t, 0, t->nbytes(), tmp.data_ptr());
+    target.copy_(tmp);
+  };
+  for (auto& item : module.named_parameters()) load(item.key(), item.value());
+  for (auto& item : module.named_buffers()) load(item.key(), item.value());
+  return file.metadata();
+}
+
+}  // namespace wavg

@@ -1,0 +1,135 @@
+// Averaging on a live LibTorch model (DESIGN.md §2): a bank of averagers observes a module's
+// parameters (and floating buffers) after each optimizer step; an RAII swap puts an average into the
+// module for evaluation and restores the module bit-exactly on scope exit, also on exceptions.
+//
+//   wavg::ModelAverager avg(model, {wavg::AveragerOptions::lawa(/*window=*/20, /*every=*/16),
+//                                   wavg::AveragerOptions::ema(/*beta=*/0.9, /*every=*/16)});
+//   avg.observe(0);                        // the initial weights (step 0)
+//   for (int64_t step = 1; step <= T; ++step) {
+//     ... loss.backward(); optimizer.step();
+//     avg.observe(step);                   // after `step` optimizer steps
+//     if (step % 100 == 0) {
+//       auto swap = avg.swap_in("lawa_L20_nu16");   // model now holds the LAWA average
+//       evaluate(*model);
+//     }                                    // model restored here
+//   }
+//   avg.save("ema_b0.9_nu16", "ema.safetensors");
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "wavg/core/averager.h"
+#include "wavg/core/bank.h"
+
+namespace wavg {
+
+// What an averager does with the module's buffers (BatchNorm running statistics) when swapped in.
+enum class BufferPolicy {
+  kCopy,       // keep the current model's buffers (Kaddour's default)
+  kAverage,    // average floating buffers like parameters
+  kRecompute,  // recompute BatchNorm statistics with forward passes over training batches
+};
+BufferPolicy parse_buffer_policy(const std::string& s);  // "copy", "average", "recompute"
+const char* buffer_policy_name(BufferPolicy p);
+
+struct AveragerSpec {
+  AveragerSpec(AveragerOptions o = {}, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+               int64_t batches = 20)
+      : averager(std::move(o)), buffers(b), recompute_batches(batches) {}
+  AveragerOptions averager;
+  BufferPolicy buffers = BufferPolicy::kCopy;
+  int64_t recompute_batches = 20;  // kRecompute: forward passes used
+};
+
+// Runs one forward pass on training batch `index` (used by BufferPolicy::kRecompute).
+using ForwardBatch = std::function<void(int64_t index)>;
+
+class ModelAverager;
+
+// While alive, the module holds an average. Movable, not copyable.
+class EvalSwap {
+ public:
+  EvalSwap(EvalSwap&& other) noexcept;
+  EvalSwap& operator=(EvalSwap&&) = delete;
+  EvalSwap(const EvalSwap&) = delete;
+  ~EvalSwap();
+
+ private:
+  friend class ModelAverager;
+  EvalSwap() = default;
+  void restore() noexcept;
+  std::vector<torch::Tensor> targets_;     // module tensors whose data was swapped
+  std::vector<torch::Tensor> originals_;   // their original data (shallow: same storage)
+  std::vector<torch::Tensor> saved_buffers_;  // kRecompute: deep copies to copy back
+  std::vector<torch::Tensor> buffer_targets_;
+  bool active_ = false;
+};
+
+class ModelAverager {
+ public:
+  // The module's parameters and floating buffers form the flat sample, in named_parameters() then
+  // named_buffers() order. Parameters must share one floating dtype (sample dtype); else fp32.
+  ModelAverager(std::shared_ptr<torch::nn::Module> module, std::vector<AveragerSpec> specs);
+  ~ModelAverager();
+
+  // Averaging runs on a background thread while training goes on (default); observe() only
+  // copies the sample. Off: observe() returns when the bank is updated.
+  void set_async(bool on) { async_ = on; }
+  // Observes the model after `step` optimizer steps (steps increase). Copies the sample once for
+  // the whole bank, checking it is finite (a NaN/Inf is refused with an error naming the tensor).
+  void observe(int64_t step);
+  // Waits for an in-flight background update.
+  void wait();
+
+  int size() const { return bank_.size(); }
+  int find(const std::string& name) const;  // throws wavg::Error if unknown
+  const std::string& name(int i) const { return bank_.name(i); }
+  const AveragerSpec& spec(int i) const { return specs_.at(i); }
+  bool empty(int i) { return wait(), bank_.empty(i); }
+  AveragerBank& bank() { return wait(), bank_; }
+  const std::vector<TensorSpan>& layout() const { return layout_; }
+
+  // Puts averager i into the module until the returned object dies. kRecompute needs `forward`.
+  EvalSwap swap_in(int i, const ForwardBatch& forward = nullptr);
+  EvalSwap swap_in(const std::string& name, const ForwardBatch& forward = nullptr) {
+    return swap_in(find(name), forward);
+  }
+  // Writes averager i as a safetensors file with the module's state-dict names.
+  void save(int i, const std::string& path, const ForwardBatch& forward = nullptr,
+            const std::map<std::string, std::string>& metadata = {});
+  void save(const std::string& name, const std::string& path,
+            const ForwardBatch& forward = nullptr,
+            const std::map<std::string, std::string>& metadata = {}) {
+    save(find(name), path, forward, metadata);
+  }
+
+ private:
+  std::shared_ptr<torch::nn::Module> module_;
+  std::vector<AveragerSpec> specs_;
+  std::vector<torch::Tensor> params_, buffers_;  // in flat order; buffers_ are floating buffers
+  int64_t param_numel_ = 0;
+  std::vector<TensorSpan> layout_;
+  DType dtype_;
+  AveragerBank bank_;
+  std::vector<unsigned char> staging_[2];  // double buffer: one being averaged, one being filled
+  int next_staging_ = 0;
+  std::vector<unsigned char> eval_;        // the average being evaluated (flat)
+  std::future<void> pending_;
+  bool async_ = true;
+};
+
+// Writes every parameter and buffer of a module (state-dict names) as a safetensors file.
+void save_module(const torch::nn::Module& module, const std::string& path,
+                 const std::map<std::string, std::string>& metadata = {});
+// Loads a safetensors file into a module: every parameter and buffer must be present with the same
+// shape; dtypes are converted. Returns the file's metadata.
+std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path);
+
+}  // namespace wavg

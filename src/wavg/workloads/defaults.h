@@ -1,0 +1,25 @@
+// Names and defaults of the built-in workloads, without LibTorch (configs are parsed without it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wavg {
+
+// Defaults a config may override; sized so that a default run takes a few minutes on 2 cores.
+struct WorkloadDefaults {
+  int64_t steps = 1000;       // T, the step budget
+  int64_t batch_size = 128;
+  int64_t eval_every = 100;   // steps
+  double target = 0;          // validation target of the metric
+  double lr = 1e-3;           // a good NAdamW peak learning rate
+  double weight_decay = 0.0;
+  double warmup_fraction = 0.05;  // of T
+};
+
+std::vector<std::string> workload_names();
+// Throws wavg::Error for an unknown name, naming the known ones.
+WorkloadDefaults workload_defaults(const std::string& name);
+
+}  // namespace wavg

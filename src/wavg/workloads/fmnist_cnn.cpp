@@ -1,0 +1,198 @@
+// fmnist_cnn: Fashion-MNIST (Debian's dataset-fashion-mnist, IDX gzip) with a small CNN with
+// BatchNorm — the CPU-sized stand-in for AlgoPerf's ImageNet ResNet. Split: the first 55 000
+// training images train, the last 5 000 validate, t10k is the test set. Metric: error rate.
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+#include "wavg/core/error.h"
+#include "wavg/workloads/registry.h"
+
+namespace wavg {
+
+namespace {
+
+constexpr const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
+constexpr int64_t kTrain = 55000, kPixels = 28 * 28;
+constexpr float kMean = 0.2860f, kStd = 0.3530f;
+
+std::string data_dir() {
+  const char* env = std::getenv("WAVG_FMNIST_DIR");
+  return env ? env : kDefaultDir;
+}
+
+// Reads a gzip'ed IDX file: magic (0x0000080D with D dimensions), big-endian sizes, u8 data.
+std::vector<uint8_t> read_idx(const std::string& path, std::vector<int64_t>* dims) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  WAVG_CHECK(f != nullptr, "fmnist_cnn: cannot open ", path,
+             " (install the data with 'apt-get install dataset-fashion-mnist' or "
+             "'scripts/setup.sh')");
+  auto read_u32 = [&](const char* what) {
+    unsigned char b[4];
+    if (gzread(f, b, 4) != 4) {
+      gzclose(f);
+      throw Error("fmnist_cnn: " + path + ": truncated " + what);
+    }
+    return uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | uint32_t(b[3]);
+  };
+  const uint32_t magic = read_u32("magic");
+  const uint32_t nd = magic & 0xff;
+  if ((magic >> 8) != 0x08 || nd < 1 || nd > 3) {
+    gzclose(f);
+    throw Error("fmnist_cnn: " + path + ": not an IDX u8 file");
+  }
+  int64_t total = 1;
+  dims->clear();
+  for (uint32_t i = 0; i < nd; ++i) {
+    dims->push_back(read_u32("dimensions"));
+    total *= dims->back();
+  }
+  std::vector<uint8_t> data(static_cast<size_t>(total));
+  const int got = gzread(f, data.data(), unsigned(total));
+  gzclose(f);
+  WAVG_CHECK(got == total, "fmnist_cnn: ", path, ": truncated data (", got, " of ", total,
+             " bytes)");
+  return data;
+}
+
+struct CnnImpl : torch::nn::Module {
+  CnnImpl()
+      : conv1(torch::nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)),
+        bn1(16),
+        conv2(torch::nn::Conv2dOptions(16, 32, 3).padding(1).bias(false)),
+        bn2(32),
+        fc1(32 * 7 * 7, 64),
+        fc2(64, 10) {
+    register_module("conv1", conv1);
+    register_module("bn1", bn1);
+    register_module("conv2", conv2);
+    register_module("bn2", bn2);
+    register_module("fc1", fc1);
+    register_module("fc2", fc2);
+  }
+  torch::Tensor forward(torch::Tensor x) {  // (B, 1, 28, 28) -> (B, 10) logits
+    x = torch::max_pool2d(torch::relu(bn1(conv1(x))), 2);  // (B, 16, 14, 14)
+    x = torch::max_pool2d(torch::relu(bn2(conv2(x))), 2);  // (B, 32, 7, 7)
+    x = torch::relu(fc1(x.flatten(1)));
+    return fc2(x);
+  }
+  torch::nn::Conv2d conv1;
+  torch::nn::BatchNorm2d bn1;
+  torch::nn::Conv2d conv2;
+  torch::nn::BatchNorm2d bn2;
+  torch::nn::Linear fc1, fc2;
+};
+TORCH_MODULE(Cnn);
+
+class FmnistCnn : public Workload {
+ public:
+  explicit FmnistCnn(const WorkloadOptions& o)
+      : seed_(o.seed), batch_(o.batch_size > 0 ? o.batch_size : fmnist_defaults().batch_size) {
+    std::vector<int64_t> dims;
+    const std::string dir = data_dir();
+    train_images_ = read_idx(dir + "/train-images-idx3-ubyte.gz", &dims);
+    WAVG_CHECK(dims.size() == 3 && dims[0] == 60000 && dims[1] * dims[2] == kPixels,
+               "fmnist_cnn: unexpected training image file shape");
+    train_labels_ = read_idx(dir + "/train-labels-idx1-ubyte.gz", &dims);
+    test_images_ = read_idx(dir + "/t10k-images-idx3-ubyte.gz", &dims);
+    test_labels_ = read_idx(dir + "/t10k-labels-idx1-ubyte.gz", &dims);
+    torch::manual_seed(uint64_t(seed_));
+    model_ = Cnn();
+  }
+
+  std::string name() const override { return "fmnist_cnn"; }
+  std::string metric() const override { return "error_rate"; }
+  std::shared_ptr<torch::nn::Module> model() override { return model_.ptr(); }
+
+  torch::Tensor train_loss(int64_t step) override {
+    auto [x, y] = batch(step, /*stream=*/0);
+    model_->train();
+    return torch::nn::functional::cross_entropy(model_->forward(x), y);
+  }
+
+  void forward_train_batch(int64_t index) override {
+    torch::NoGradGuard no_grad;
+    auto [x, y] = batch(index, /*stream=*/1);
+    model_->forward(x);
+  }
+
+  Evaluation evaluate(Split split) override {
+    torch::NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    const std::vector<uint8_t>& images = split == Split::kTest ? test_images_ : train_images_;
+    const std::vector<uint8_t>& labels = split == Split::kTest ? test_labels_ : train_labels_;
+    int64_t begin = 0, end = kTrain;
+    if (split == Split::kValidation) begin = kTrain, end = 60000;
+    if (split == Split::kTest) begin = 0, end = 10000;
+    double loss = 0, errors = 0;
+    for (int64_t b = begin; b < end; b += 1000) {
+      const int64_t n = std::min<int64_t>(1000, end - b);
+      std::vector<int64_t> idx(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = b + i;
+      auto [x, y] = gather(images, labels, idx);
+      const torch::Tensor logits = model_->forward(x);
+      loss += torch::nn::functional::cross_entropy(
+                  logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .item<double>();
+      errors += logits.argmax(1).ne(y).sum().item<double>();
+    }
+    model_->train(was_training);
+    return {errors / double(end - begin), loss / double(end - begin)};
+  }
+
+ private:
+  static WorkloadDefaults fmnist_defaults() { return workload_defaults("fmnist_cnn"); }
+
+  std::pair<torch::Tensor, torch::Tensor> gather(const std::vector<uint8_t>& images,
+                                                 const std::vector<uint8_t>& labels,
+                                                 const std::vector<int64_t>& idx) const {
+    const int64_t n = int64_t(idx.size());
+    torch::Tensor x = torch::empty({n, 1, 28, 28});
+    torch::Tensor y = torch::empty({n}, torch::kLong);
+    float* xp = x.data_ptr<float>();
+    int64_t* yp = y.data_ptr<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* src = images.data() + idx[size_t(i)] * kPixels;
+      for (int64_t p = 0; p < kPixels; ++p)
+        xp[i * kPixels + p] = (float(src[p]) / 255.0f - kMean) / kStd;
+      yp[i] = labels[size_t(idx[size_t(i)])];
+    }
+    return {x, y};
+  }
+
+  // Batch `index` of stream s: epochs of a seeded permutation of the training split.
+  std::pair<torch::Tensor, torch::Tensor> batch(int64_t index, int stream) {
+    std::vector<int64_t> idx(static_cast<size_t>(batch_));
+    for (int64_t k = 0; k < batch_; ++k) {
+      const int64_t pos = index * batch_ + k;
+      const int64_t epoch = pos / kTrain;
+      if (epoch != perm_epoch_[stream]) {
+        perm_[stream].resize(size_t(kTrain));
+        for (int64_t i = 0; i < kTrain; ++i) perm_[stream][size_t(i)] = i;
+        std::mt19937_64 rng(uint64_t(seed_) * 1000003u + uint64_t(epoch) * 7919u + uint64_t(stream));
+        std::shuffle(perm_[stream].begin(), perm_[stream].end(), rng);
+        perm_epoch_[stream] = epoch;
+      }
+      idx[size_t(k)] = perm_[stream][size_t(pos % kTrain)];
+    }
+    return gather(train_images_, train_labels_, idx);
+  }
+
+  int64_t seed_, batch_;
+  std::vector<uint8_t> train_images_, train_labels_, test_images_, test_labels_;
+  Cnn model_{nullptr};
+  std::vector<int64_t> perm_[2];
+  int64_t perm_epoch_[2] = {-1, -1};
+};
+
+}  // namespace
+
+std::unique_ptr<Workload> make_fmnist_cnn(const WorkloadOptions& o) {
+  return std::make_unique<FmnistCnn>(o);
+}
+
+}  // namespace wavg

@@ -1,0 +1,12 @@
+// Constructors of the built-in workloads (one file each), used by make_workload().
+#pragma once
+
+#include "wavg/workloads/workload.h"
+
+namespace wavg {
+
+std::unique_ptr<Workload> make_fmnist_cnn(const WorkloadOptions& o);
+std::unique_ptr<Workload> make_text_lm(const WorkloadOptions& o);
+std::unique_ptr<Workload> make_synth_ctr(const WorkloadOptions& o);
+
+}  // namespace wavg
