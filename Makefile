@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build test bench clean
+.PHONY: setup build test run bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,10 @@ build: setup
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The main job: fmnist_cnn with NAdamW + cosine, raw vs LAWA vs EMA (configs/demo.toml).
+run: build
+	@$(BUILD)/wavg train --config configs/demo.toml --overwrite
 
 bench: build
 	@bash bench/run.sh $(BUILD)

@@ -501,3 +501,52 @@ TEST(Parallel, CoversTheRangeOnce) {
   }
   set_averaging_threads(0);
 }
+
+// ---- schedules ----------------------------------------------------------------------------------
+
+#include "wavg/core/schedule.h"
+
+TEST(Schedule, EdgesOfEveryKind) {
+  Schedule s;
+  s.lr = 1.0;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  s.final_fraction = 0.1;
+  s.kind = ScheduleKind::kCosine;
+  EXPECT_DOUBLE_EQ(lr_at(s, 0), 0.1);   // linear warmup: lr·(step+1)/W
+  EXPECT_DOUBLE_EQ(lr_at(s, 9), 1.0);
+  EXPECT_DOUBLE_EQ(lr_at(s, 10), 1.0);  // decay starts at the peak
+  EXPECT_NEAR(lr_at(s, 60), 0.55, 1e-12);  // half way: (1 + 0.1) / 2
+  EXPECT_DOUBLE_EQ(lr_at(s, 110), 0.1);
+  EXPECT_DOUBLE_EQ(lr_at(s, 500), 0.1);
+  s.kind = ScheduleKind::kLinear;
+  EXPECT_NEAR(lr_at(s, 60), 0.55, 1e-12);
+  EXPECT_NEAR(lr_at(s, 35), 1.0 - 0.9 * 0.25, 1e-12);
+  s.kind = ScheduleKind::kConstant;
+  EXPECT_DOUBLE_EQ(lr_at(s, 109), 1.0);
+  s.kind = ScheduleKind::kWsd;
+  s.decay_fraction = 0.2;  // decay over the last 22 steps: from 88 to 110
+  EXPECT_DOUBLE_EQ(lr_at(s, 87), 1.0);
+  EXPECT_DOUBLE_EQ(lr_at(s, 88), 1.0);
+  EXPECT_NEAR(lr_at(s, 99), 1.0 - 0.9 * 0.5, 1e-12);
+  EXPECT_DOUBLE_EQ(lr_at(s, 110), 0.1);
+  s.final_fraction = 0.0;
+  s.kind = ScheduleKind::kCosine;
+  EXPECT_DOUBLE_EQ(lr_at(s, 110), 0.0);
+  s.warmup_steps = 0;
+  EXPECT_DOUBLE_EQ(lr_at(s, 0), 1.0);
+}
+
+TEST(Schedule, RejectsBadValues) {
+  Schedule s;
+  s.lr = -1;
+  EXPECT_THROW(validate(s), Error);
+  s.lr = 1;
+  s.total_steps = 10;
+  s.warmup_steps = 11;
+  EXPECT_THROW(validate(s), Error);
+  s.warmup_steps = 0;
+  s.final_fraction = 1.5;
+  EXPECT_THROW(validate(s), Error);
+  EXPECT_THROW(parse_schedule_kind("cosin"), Error);
+}

@@ -168,6 +168,12 @@ AveragerEntry read_averager(const toml::node& node, Scheme scheme, size_t index,
       o.every = every.value_or(1);
       WAVG_CHECK(o.every >= 1, "config: '", r.full("every"), "' must be >= 1, got ", o.every);
       o.beta = beta ? *beta : ema_beta_for_half_life(*half_life, o.every);
+      if (half_life && o.name.empty()) {  // name it by what the user chose; describe() shows β
+        std::ostringstream n;
+        n << "ema_hl" << *half_life << "_nu" << o.every;
+        if (o.start) n << "_s" << o.start;
+        o.name = n.str();
+      }
       break;
     }
     case Scheme::kSwa:

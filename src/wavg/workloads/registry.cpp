@@ -19,7 +19,7 @@ WorkloadDefaults workload_defaults(const std::string& name) {
     d.steps = 1500;
     d.batch_size = 128;
     d.eval_every = 50;
-    d.target = 0.105;  // validation error rate
+    d.target = 0.087;  // validation error rate
     d.lr = 2e-3;
     d.weight_decay = 0.05;
     return d;
@@ -34,10 +34,10 @@ WorkloadDefaults workload_defaults(const std::string& name) {
     return d;
   }
   if (name == "synth_ctr") {
-    d.steps = 1500;
+    d.steps = 3000;
     d.batch_size = 256;
-    d.eval_every = 50;
-    d.target = 0.47;  // validation log-loss
+    d.eval_every = 100;
+    d.target = 0.566;  // validation log-loss
     d.lr = 2e-3;
     d.weight_decay = 0.0;
     return d;

@@ -39,11 +39,11 @@ class Generator {
     for (int64_t i = 0; i < kVocab; ++i) cdf_[size_t(i)] = (acc += 1.0 / std::pow(double(i + 1), 1.1) / total);
     // Teacher: logit = w·dense + Σ_f a_f[id] + Σ_{f<g} <u_f[id_f], u_g[id_g]> + bias
     w_.resize(kDense);
-    for (auto& v : w_) v = 0.4 * n01(rng);
+    for (auto& v : w_) v = 0.8 * n01(rng);
     a_.resize(size_t(kFields * kVocab));
-    for (auto& v : a_) v = 0.5 * n01(rng);
+    for (auto& v : a_) v = 1.0 * n01(rng);
     u_.resize(size_t(kFields * kVocab * 4));
-    for (auto& v : u_) v = 0.35 * n01(rng);
+    for (auto& v : u_) v = 0.6 * n01(rng);
   }
 
   Samples draw(int64_t n, std::mt19937_64& rng) const {
