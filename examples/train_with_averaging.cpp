@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     torch::mse_loss(model->forward(x), y).backward();
     optimizer.step();
     // 2. Let the bank observe the weights after `step` updates. It copies the weights once for all
-    //    averagers and updates them on a background thread while training continues.
+    //    averagers (set_async(true) moves the update to a background thread).
     averager.observe(step);
 
     if (step % 100 == 0) {

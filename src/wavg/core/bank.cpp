@@ -17,6 +17,8 @@ namespace {
 // Elements per inner chunk: the sample chunk stays in L1/L2 while every averager consumes it, so
 // the sample is read from memory once per step whatever the number of averagers.
 constexpr int64_t kChunk = 4096;
+// Ring samples between rebases (see bank.h).
+constexpr int64_t kRebase = 1024;
 
 // Non-finite test on bit patterns: the exponent field is all ones. `flag` returns a value with the
 // top bit set exactly when the element is non-finite, so a block test is an OR-reduction that the
@@ -116,8 +118,8 @@ void AveragerBank::allocate() {
   if (allocated_) return;
   allocated_ = true;
   for (Slot& s : slots_) {
-    if (s.options.scheme == Scheme::kEma) s.ema.assign(length_, 0.0f);
-    if (s.options.scheme != Scheme::kEma) s.sum.assign(length_, 0.0);
+    if (s.options.scheme == Scheme::kEma) s.ema.assign(size_t(length_), 0.0f);
+    if (s.options.scheme == Scheme::kSwa) s.sum.assign(size_t(length_), 0.0);
     if (s.options.scheme != Scheme::kLawa) continue;
     auto it = std::find_if(rings_.begin(), rings_.end(),
                            [&](const Ring& r) { return r.every == s.options.every; });
@@ -128,20 +130,18 @@ void AveragerBank::allocate() {
       rings_.push_back(r);
       it = rings_.end() - 1;
     }
-    it->capacity = std::max(it->capacity, s.options.window);
+    it->window_max = std::max(it->window_max, s.options.window);
     it->start = std::min(it->start, s.options.start);
     s.ring = int(it - rings_.begin());
   }
-  // Capacity L_max suffices: in each chunk the evicted sample is read before the new one is written
-  // over the same slot.
-  for (Ring& r : rings_) r.data.assign(size_t(r.capacity * length_) * dtype_size(dtype_), 0);
+  for (Ring& r : rings_) r.cumsum.assign(size_t(r.slots() * length_), 0.0);  // C_0 = 0
 }
 
 int64_t AveragerBank::state_bytes() const {
   int64_t bytes = 0;
   for (const Slot& s : slots_)
     bytes += int64_t(s.ema.size() * sizeof(float) + s.sum.size() * sizeof(double));
-  for (const Ring& r : rings_) bytes += int64_t(r.data.size());
+  for (const Ring& r : rings_) bytes += int64_t(r.cumsum.size() * sizeof(double));
   return bytes;
 }
 
@@ -188,30 +188,27 @@ void AveragerBank::observe(int64_t step, const void* sample) {
     Scheme scheme;
     float* ema;
     double* sum;
-    const unsigned char* evict;  // LAWA: the sample leaving the window, or null
     double beta;
     bool first;
   };
+  struct Push {
+    const double* from;  // C_n
+    double* to;          // C_{n+1}
+  };
   std::vector<Op> ops;
-  std::vector<unsigned char*> ring_writes;
-  const size_t esize = dtype_size(dtype_);
+  std::vector<Push> pushes;
   for (Slot& s : slots_) {
-    if (!samples_at(s.options, step)) continue;
-    Op op{s.options.scheme, s.ema.data(), s.sum.data(), nullptr, s.options.beta, s.n == 0};
-    if (s.ring >= 0 && s.n >= s.options.window) {
-      const Ring& r = rings_[s.ring];
-      const int64_t k = (r.count - s.options.window) % r.capacity;
-      op.evict = r.data.data() + size_t(k * length_) * esize;
-    }
-    ops.push_back(op);
+    if (!samples_at(s.options, step) || s.options.scheme == Scheme::kLawa) continue;
+    ops.push_back({s.options.scheme, s.ema.data(), s.sum.data(), s.options.beta, s.n == 0});
   }
   for (Ring& r : rings_)
     if (samples_at(r.every, r.start, step))
-      ring_writes.push_back(r.data.data() + size_t((r.count % r.capacity) * length_) * esize);
-  if (ops.empty() && ring_writes.empty()) {
+      pushes.push_back({r.at(r.count, length_), r.at(r.count + 1, length_)});
+  if (ops.empty() && pushes.empty()) {
     last_step_ = step;
     return;
   }
+  const size_t esize = dtype_size(dtype_);
   const unsigned char* shard = static_cast<const unsigned char*>(sample) + size_t(offset_) * esize;
   if (check_finite_) check_finite(step, shard);
 
@@ -222,41 +219,49 @@ void AveragerBank::observe(int64_t step, const void* sample) {
       for (int64_t b = begin; b < end; b += kChunk) {
         const int64_t e = std::min(end, b + kChunk);
         for (const Op& op : ops) {
-          switch (op.scheme) {
-            case Scheme::kEma: {
-              float* __restrict m = op.ema;
-              if (op.first) {
-                for (int64_t i = b; i < e; ++i) m[i] = load_f32(x[i]);
-              } else {
-                const double beta = op.beta, alpha = 1.0 - op.beta;
-                for (int64_t i = b; i < e; ++i) m[i] = float(beta * m[i] + alpha * load_f64(x[i]));
-              }
-              break;
+          if (op.scheme == Scheme::kEma) {
+            float* __restrict m = op.ema;
+            if (op.first) {
+              for (int64_t i = b; i < e; ++i) m[i] = load_f32(x[i]);
+            } else {
+              const double beta = op.beta, alpha = 1.0 - op.beta;
+              for (int64_t i = b; i < e; ++i) m[i] = float(beta * m[i] + alpha * load_f64(x[i]));
             }
-            case Scheme::kLawa:
-            case Scheme::kSwa: {
-              double* __restrict s = op.sum;
-              if (op.evict) {
-                const T* ev = reinterpret_cast<const T*>(op.evict);
-                for (int64_t i = b; i < e; ++i) s[i] += load_f64(x[i]) - load_f64(ev[i]);
-              } else {
-                for (int64_t i = b; i < e; ++i) s[i] += load_f64(x[i]);
-              }
-              break;
-            }
+          } else {
+            double* __restrict sum = op.sum;
+            for (int64_t i = b; i < e; ++i) sum[i] += load_f64(x[i]);
           }
         }
-        for (unsigned char* w : ring_writes)
-          std::memcpy(w + size_t(b) * esize, x + b, size_t(e - b) * esize);
+        for (const Push& p : pushes) {
+          const double* __restrict from = p.from;
+          double* __restrict to = p.to;
+          for (int64_t i = b; i < e; ++i) to[i] = from[i] + load_f64(x[i]);
+        }
       }
     });
   });
 
   for (Slot& s : slots_)
     if (samples_at(s.options, step)) ++s.n;
-  for (Ring& r : rings_)
-    if (samples_at(r.every, r.start, step)) ++r.count;
+  for (Ring& r : rings_) {
+    if (!samples_at(r.every, r.start, step)) continue;
+    ++r.count;
+    if (r.count % kRebase == 0) rebase(r);
+  }
   last_step_ = step;
+}
+
+void AveragerBank::rebase(Ring& r) {
+  // Subtract the oldest kept sum C_{n-L_max} from all kept sums: differences are unchanged (up to
+  // one rounding each), magnitudes return to at most L_max samples' worth.
+  const int64_t oldest = std::max<int64_t>(0, r.count - r.window_max);
+  std::vector<double> base(r.at(oldest, length_), r.at(oldest, length_) + length_);
+  for (int64_t k = oldest; k <= r.count; ++k) {
+    double* c = r.at(k, length_);
+    parallel_for(length_, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) c[i] -= base[size_t(i)];
+    });
+  }
 }
 
 void AveragerBank::average(int i, DType out_dtype, void* out) const {
@@ -274,12 +279,22 @@ void AveragerBank::average(int i, DType out_dtype, void* out) const {
       });
       return;
     }
-    const double count = double(s.options.scheme == Scheme::kLawa
-                                    ? std::min(s.n, s.options.window)
-                                    : s.n);
-    const double* sum = s.sum.data();
+    if (s.options.scheme == Scheme::kSwa) {
+      const double count = double(s.n);
+      const double* sum = s.sum.data();
+      parallel_for(length_, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
+      });
+      return;
+    }
+    // LAWA: the window holds this averager's last k samples, the ring's last k.
+    const Ring& r = rings_[size_t(s.ring)];
+    const int64_t k = std::min(s.n, s.options.window);
+    const double* hi = r.at(r.count, length_);
+    const double* lo = r.at(r.count - k, length_);
+    const double count = double(k);
     parallel_for(length_, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
+      for (int64_t j = b; j < e; ++j) y[j] = store_as<O>((hi[j] - lo[j]) / count);
     });
   });
 }
@@ -339,8 +354,8 @@ std::vector<StateArray> AveragerBank::state_arrays() {
     if (!s.sum.empty()) out.push_back({p + ".sum", DType::kF64, length_, s.sum.data()});
   }
   for (size_t j = 0; j < rings_.size(); ++j)
-    out.push_back({"ring." + std::to_string(j), dtype_, rings_[j].capacity * length_,
-                   rings_[j].data.data()});
+    out.push_back({"ring." + std::to_string(j), DType::kF64, rings_[j].slots() * length_,
+                   rings_[j].cumsum.data()});
   return out;
 }
 

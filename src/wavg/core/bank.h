@@ -4,11 +4,13 @@
 // It may work on a contiguous shard [offset, offset + length) of that vector, so that a distributed
 // trainer can give each process one shard. At every observed step, one fused pass over the shard
 // updates every averager that samples at that step:
-//   EMA   e ← β·e + (1−β)·x            (e₁ = x₁; fp32 state, fp64 arithmetic)
-//   LAWA  S ← S + x − x_evicted         (fp64 running sum over the last L samples: O(N) for any L)
-//   SWA   S ← S + x                     (fp64 running sum of all samples)
-// LAWA averagers with the same ν share one ring of the last L_max samples, stored in the sample
-// dtype, so one copy of each sample serves every window.
+//   EMA   e ← β·e + (1−β)·x                        (e₁ = x₁; fp32 state, fp64 arithmetic)
+//   SWA   S ← S + x                                (fp64 running sum of all samples)
+//   LAWA  C_{n+1} ← C_n + x in a shared ring        (fp64 cumulative sums)
+// LAWA averagers with the same ν share one ring holding the cumulative sums C_{n−L_max} … C_n of
+// the ring's samples; a window of L is (C_n − C_{n−L}) / L. A step costs one O(N) pass for all the
+// windows of a ring together, whatever their number and L. Every kRebase samples the ring is rebased
+// (C_{n−L_max} subtracted from every entry) so magnitudes, and rounding, stay bounded.
 #pragma once
 
 #include <cstdint>
@@ -91,20 +93,26 @@ class AveragerBank {
  private:
   struct Ring {
     int64_t every = 1;
-    int64_t capacity = 0;  // L_max of its windows
-    int64_t start = 0;     // smallest start among its windows
-    int64_t count = 0;     // samples pushed so far
-    std::vector<unsigned char> data;  // capacity × length × sample size
+    int64_t window_max = 0;  // L_max of its windows
+    int64_t start = 0;       // smallest start among its windows
+    int64_t count = 0;       // n, samples pushed so far
+    std::vector<double> cumsum;  // (L_max + 1) × length: C_k in slot k mod (L_max + 1)
+    int64_t slots() const { return window_max + 1; }
+    double* at(int64_t k, int64_t length) { return cumsum.data() + (k % slots()) * length; }
+    const double* at(int64_t k, int64_t length) const {
+      return cumsum.data() + (k % slots()) * length;
+    }
   };
   struct Slot {
     AveragerOptions options;
     int64_t n = 0;            // samples taken
     int ring = -1;            // LAWA: index into rings_
     std::vector<float> ema;   // EMA: the average
-    std::vector<double> sum;  // LAWA, SWA: running sum
+    std::vector<double> sum;  // SWA: running sum
   };
 
   void allocate();
+  void rebase(Ring& r);
   void check_finite(int64_t step, const void* shard) const;
   std::string where(int64_t index) const;
 

@@ -86,6 +86,7 @@ ModelAverager::ModelAverager(std::shared_ptr<torch::nn::Module> module,
     offset += item.value().numel();
     buffers_.push_back(item.value());
   }
+  async_ = !params_.empty() && !params_[0].device().is_cpu();
   for (const auto& s : specs_) bank_.add(s.averager);
   bank_.set_layout(layout_);
   bank_.set_check_finite(false);  // checked once while staging

@@ -79,8 +79,10 @@ class ModelAverager {
   ModelAverager(std::shared_ptr<torch::nn::Module> module, std::vector<AveragerSpec> specs);
   ~ModelAverager();
 
-  // Averaging runs on a background thread while training goes on (default); observe() only
-  // copies the sample. Off: observe() returns when the bank is updated.
+  // On: averaging runs on a background thread while training goes on; observe() only copies the
+  // sample. Off: observe() returns when the bank is updated. Default: on when the model lives on
+  // an accelerator, off on CPU, where training already keeps every core busy (measured:
+  // docs/benchmarks.md).
   void set_async(bool on) { async_ = on; }
   // Observes the model after `step` optimizer steps (steps increase). Copies the sample once for
   // the whole bank, checking it is finite (a NaN/Inf is refused with an error naming the tensor).
@@ -122,7 +124,7 @@ class ModelAverager {
   int next_staging_ = 0;
   std::vector<unsigned char> eval_;        // the average being evaluated (flat)
   std::future<void> pending_;
-  bool async_ = true;
+  bool async_ = false;
 };
 
 // Writes every parameter and buffer of a module (state-dict names) as a safetensors file.

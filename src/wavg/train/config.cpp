@@ -221,7 +221,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.batch_size = r.opt<int64_t>("batch_size").value_or(0);
   WAVG_CHECK(c.batch_size >= 0, "config: 'batch_size' must be >= 1, got ", c.batch_size);
   c.early_stop = r.opt<bool>("early_stop").value_or(false);
-  c.async_averaging = r.opt<bool>("async_averaging").value_or(true);
+  c.async_averaging = r.opt<bool>("async_averaging");
   if (const toml::node* t = r.get("threads")) {
     if (t->is_integer()) {
       const int64_t n = t->as_integer()->get();

@@ -39,7 +39,7 @@ struct RunConfig {
   std::string out;         // run directory
   int64_t batch_size = 0;  // 0: the workload's default
   bool early_stop = false;  // stop once every model has reached the target
-  bool async_averaging = true;
+  std::optional<bool> async_averaging;  // unset: ModelAverager's default (off on CPU)
   ThreadSettings threads;
   OptimizerConfig optimizer;
   Schedule schedule;

@@ -71,7 +71,7 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
   for (const AveragerEntry& e : c.averagers)
     specs.emplace_back(e.averager, parse_buffer_policy(e.buffers), e.recompute_batches);
   ModelAverager averager(model, specs);
-  averager.set_async(c.async_averaging);
+  if (c.async_averaging) averager.set_async(*c.async_averaging);
   const ForwardBatch forward = [&](int64_t i) { workload->forward_train_batch(i); };
 
   write_file_atomic(c.out + "/config.toml", c.resolved_toml + "\n");

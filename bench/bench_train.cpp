@@ -1,0 +1,92 @@
+// Training-step benchmarks (issue: harness):
+//  1. step time with a bank of 20 averagers (10 LAWA windows L = 2..50, 10 EMAs), ν = 1 and ν = 8,
+//     against no averaging, on fmnist_cnn and text_lm (target overhead <= 5 %);
+//  2. wavg's step time against the same model, batch and optimizer in Debian's python3-torch with
+//     the same threads (times passed in by bench/run.sh from bench/torch_step.py; target >= 1.0).
+// Usage: bench_train [--python "fmnist_cnn MS text_lm MS"] [--steps N]
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "bench_util.h"
+#include "wavg/torch/model_averager.h"
+#include "wavg/torch/optim.h"
+#include "wavg/torch/threads.h"
+#include "wavg/workloads/workload.h"
+
+using namespace wavg;
+
+namespace {
+
+std::vector<AveragerSpec> bank_of_20(int64_t every) {
+  std::vector<AveragerSpec> specs;
+  for (int64_t w : {2, 5, 8, 10, 15, 20, 25, 30, 40, 50})
+    specs.emplace_back(AveragerOptions::lawa(w, every));
+  for (double b : {0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999})
+    specs.emplace_back(AveragerOptions::ema(b, every));
+  return specs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, double> python_ms;
+  int64_t steps = 25;
+  ThreadSettings requested;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--python")) {
+      std::istringstream is(argv[i + 1]);
+      std::string name;
+      double ms;
+      while (is >> name >> ms) python_ms[name] = ms;
+    } else if (!std::strcmp(argv[i], "--averaging-threads")) {
+      requested.averaging = std::atoi(argv[i + 1]);
+    } else if (!std::strcmp(argv[i], "--steps")) {
+      steps = std::atoll(argv[i + 1]);
+    }
+  }
+  const ThreadSettings threads = apply_threads(requested);
+  std::printf("training steps: %s, %lld steps per sample, median of rounds\n",
+              describe(threads).c_str(), (long long)steps);
+  for (const std::string name : {"fmnist_cnn", "text_lm"}) {
+    WorkloadOptions wo;
+    auto w = make_workload(name, wo);
+    auto model = w->model();
+    OptimizerConfig oc;
+    oc.lr = 1e-3;
+    TrainOptimizer opt(oc, model->parameters());
+    ModelAverager sync1(model, bank_of_20(1)), async1(model, bank_of_20(1)),
+        async8(model, bank_of_20(8));
+    sync1.set_async(false);
+    async1.set_async(true);
+    async8.set_async(true);
+    int64_t step = 0;
+    auto train = [&](ModelAverager* avg) {
+      return [&, avg] {
+        for (int64_t k = 0; k < steps; ++k) {
+          opt.zero_grad();
+          w->train_loss(step).backward();
+          opt.step(oc.lr);
+          ++step;
+          if (avg) avg->observe(step);
+        }
+        if (avg) avg->wait();
+      };
+    };
+    const auto t = bench::interleaved(
+        {train(nullptr), train(&async1), train(&sync1), train(&async8)}, 9);
+    const double base = t[0] / double(steps) * 1e3;
+    std::printf("%-10s no averaging %.1f ms/step | 20 averagers (%.1f MB of state): nu=1 async "
+                "%+.1f%%, nu=1 sync %+.1f%%, nu=8 async %+.1f%%   (target <= +5%%)\n",
+                name.c_str(), base, async1.bank().state_bytes() / 1e6, 100 * (t[1] / t[0] - 1),
+                100 * (t[2] / t[0] - 1), 100 * (t[3] / t[0] - 1));
+    if (python_ms.count(name))
+      std::printf("%-10s python3-torch %.1f ms/step, wavg %.1f ms/step: speed ratio %.2f   "
+                  "(target >= 1.0)\n",
+                  name.c_str(), python_ms[name], base, python_ms[name] / base);
+  }
+  return 0;
+}
