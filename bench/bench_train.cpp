@@ -2,14 +2,13 @@
 //  1. step time with a bank of 20 averagers (10 LAWA windows L = 2..50, 10 EMAs), ν = 1 and ν = 8,
 //     against no averaging, on fmnist_cnn and text_lm (target overhead <= 5 %);
 //  2. wavg's step time against the same model, batch and optimizer in Debian's python3-torch with
-//     the same threads (times passed in by bench/run.sh from bench/torch_step.py; target >= 1.0).
-// Usage: bench_train [--python "fmnist_cnn MS text_lm MS"] [--steps N]
+//     the same threads (bench/torch_step.py, run between wavg's rounds; target >= 1.0).
+// Usage: bench_train [--python-script bench/torch_step.py] [--steps N] [--averaging-threads N]
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <sstream>
+#include <memory>
 
 #include "bench_util.h"
 #include "wavg/torch/model_averager.h"
@@ -30,18 +29,60 @@ std::vector<AveragerSpec> bank_of_20(int64_t every) {
   return specs;
 }
 
+void python_comparison(const std::string& python_script, const ThreadSettings& threads,
+                       int64_t steps) {
+  // wavg against python3-torch, alternating one round of each, same threads and BLAS.
+  std::vector<std::vector<double>> ours(2), theirs(2);
+  std::vector<std::unique_ptr<Workload>> ws;
+  std::vector<std::unique_ptr<TrainOptimizer>> opts;
+  for (const std::string name : {"fmnist_cnn", "text_lm"}) {
+    ws.push_back(make_workload(name, {}));
+    OptimizerConfig oc;
+    oc.lr = 1e-3;
+    opts.push_back(std::make_unique<TrainOptimizer>(oc, ws.back()->model()->parameters()));
+  }
+  const std::string cmd = "OPENBLAS_NUM_THREADS=" + std::to_string(threads.blas) +
+                          " /usr/bin/python3 " + python_script + " " +
+                          std::to_string(threads.intra_op) + " 1 " + std::to_string(steps);
+  for (int round = -1; round < 5; ++round) {
+    for (size_t k = 0; k < ws.size(); ++k) {
+      const double t = bench::seconds_of([&] {
+        for (int64_t s = 0; s < steps; ++s) {
+          opts[k]->zero_grad();
+          ws[k]->train_loss(s).backward();
+          opts[k]->step(1e-3);
+        }
+      });
+      if (round >= 0) ours[k].push_back(t / double(steps) * 1e3);
+    }
+    std::FILE* p = ::popen(cmd.c_str(), "r");
+    char name[64];
+    double ms;
+    for (size_t k = 0; p && k < 2 && std::fscanf(p, "%63s %lf", name, &ms) == 2; ++k)
+      if (round >= 0) theirs[k].push_back(ms);
+    if (p) ::pclose(p);
+  }
+  const char* names[] = {"fmnist_cnn", "text_lm"};
+  for (size_t k = 0; k < 2; ++k) {
+    if (theirs[k].empty()) {
+      std::printf("%-10s python3-torch run failed (%s)\n", names[k], cmd.c_str());
+      continue;
+    }
+    const double a = bench::median(ours[k]), b = bench::median(theirs[k]);
+    std::printf("%-10s python3-torch %.1f ms/step, wavg %.1f ms/step: speed ratio %.2f   "
+                "(target >= 1.0)\n", names[k], b, a, b / a);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, double> python_ms;
+  std::string python_script;
   int64_t steps = 25;
   ThreadSettings requested;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--python")) {
-      std::istringstream is(argv[i + 1]);
-      std::string name;
-      double ms;
-      while (is >> name >> ms) python_ms[name] = ms;
+    if (!std::strcmp(argv[i], "--python-script")) {
+      python_script = argv[i + 1];
     } else if (!std::strcmp(argv[i], "--averaging-threads")) {
       requested.averaging = std::atoi(argv[i + 1]);
     } else if (!std::strcmp(argv[i], "--steps")) {
@@ -51,6 +92,7 @@ int main(int argc, char** argv) {
   const ThreadSettings threads = apply_threads(requested);
   std::printf("training steps: %s, %lld steps per sample, median of rounds\n",
               describe(threads).c_str(), (long long)steps);
+  if (!python_script.empty()) python_comparison(python_script, threads, steps);
   for (const std::string name : {"fmnist_cnn", "text_lm"}) {
     WorkloadOptions wo;
     auto w = make_workload(name, wo);
@@ -83,10 +125,6 @@ int main(int argc, char** argv) {
                 "%+.1f%%, nu=1 sync %+.1f%%, nu=8 async %+.1f%%   (target <= +5%%)\n",
                 name.c_str(), base, async1.bank().state_bytes() / 1e6, 100 * (t[1] / t[0] - 1),
                 100 * (t[2] / t[0] - 1), 100 * (t[3] / t[0] - 1));
-    if (python_ms.count(name))
-      std::printf("%-10s python3-torch %.1f ms/step, wavg %.1f ms/step: speed ratio %.2f   "
-                  "(target >= 1.0)\n",
-                  name.c_str(), python_ms[name], base, python_ms[name] / base);
   }
   return 0;
 }

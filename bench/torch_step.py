@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The same training step as wavg's fmnist_cnn and text_lm (same model, batch, AlgoPerf NAdamW,
-threads and BLAS) in Debian's python3-torch. Prints "NAME MS_PER_STEP" per workload."""
+threads and BLAS) in Debian's python3-torch. Usage: torch_step.py THREADS ROUNDS STEPS. Prints
+"NAME MS_PER_STEP" per workload (median of rounds, after one warm-up round)."""
 import math
 import os
 import sys
@@ -111,7 +112,11 @@ class Gpt(nn.Module):
         return self.head(rms_norm(x, self.norm))
 
 
-def time_steps(model, batch, loss_fn, steps=20, rounds=5):
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+STEPS = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+
+
+def time_steps(model, batch, loss_fn, steps=STEPS, rounds=ROUNDS):
     opt = NAdamW(model.parameters(), lr=1e-3)
     times = []
     for r in range(rounds + 1):

@@ -224,8 +224,10 @@ void AveragerBank::observe(int64_t step, const void* sample) {
             if (op.first) {
               for (int64_t i = b; i < e; ++i) m[i] = load_f32(x[i]);
             } else {
-              const double beta = op.beta, alpha = 1.0 - op.beta;
-              for (int64_t i = b; i < e; ++i) m[i] = float(beta * m[i] + alpha * load_f64(x[i]));
+              // fp32 arithmetic on the fp32 state: 4 lanes per SSE instruction, and the cache-
+              // resident case (small models, many EMAs) is compute-bound.
+              const float beta = float(op.beta), alpha = float(1.0 - op.beta);
+              for (int64_t i = b; i < e; ++i) m[i] = beta * m[i] + alpha * load_f32(x[i]);
             }
           } else {
             double* __restrict sum = op.sum;

@@ -4,7 +4,7 @@
 // It may work on a contiguous shard [offset, offset + length) of that vector, so that a distributed
 // trainer can give each process one shard. At every observed step, one fused pass over the shard
 // updates every averager that samples at that step:
-//   EMA   e ← β·e + (1−β)·x                        (e₁ = x₁; fp32 state, fp64 arithmetic)
+//   EMA   e ← β·e + (1−β)·x                        (e₁ = x₁; fp32 state and arithmetic)
 //   SWA   S ← S + x                                (fp64 running sum of all samples)
 //   LAWA  C_{n+1} ← C_n + x in a shared ring        (fp64 cumulative sums)
 // LAWA averagers with the same ν share one ring holding the cumulative sums C_{n−L_max} … C_n of
