@@ -2,6 +2,7 @@
 #include "wavg/train/config.h"
 
 #include <cmath>
+#include <map>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -187,6 +188,35 @@ AveragerEntry read_averager(const toml::node& node, Scheme scheme, size_t index,
 
 }  // namespace
 
+namespace {
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>* out) {
+  for (auto&& [k, v] : t) {
+    const std::string key = prefix + std::string(k.str());
+    if (v.is_table()) {
+      flatten(*v.as_table(), key + ".", out);
+    } else {
+      std::ostringstream os;
+      if (v.is_array()) os << *v.as_array();
+      else v.visit([&](auto&& x) { os << x; });
+      (*out)[key] = os.str();
+    }
+  }
+}
+}  // namespace
+
+std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now) {
+  std::map<std::string, std::string> a, b;
+  flatten(toml::parse(run.resolved_toml), "", &a);
+  flatten(toml::parse(now.resolved_toml), "", &b);
+  std::vector<std::string> out;
+  for (const auto& [k, v] : a)
+    if (!b.count(k) || b[k] != v)
+      out.push_back(k + " (run: " + v + ", now: " + (b.count(k) ? b[k] : "unset") + ")");
+  for (const auto& [k, v] : b)
+    if (!a.count(k)) out.push_back(k + " (run: unset, now: " + v + ")");
+  return out;
+}
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets) {
   toml::table root;
   if (!path.empty()) {
@@ -202,7 +232,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 
   Reader r(root, "");
   r.allow({"workload", "seed", "steps", "eval_every", "target", "out", "threads", "batch_size",
-           "early_stop", "async_averaging", "optimizer", "schedule", "lawa", "ema", "swa"});
+           "early_stop", "async_averaging", "optimizer", "schedule", "lawa", "ema", "swa",
+           "ckpt_every", "state_every", "keep_states"});
   RunConfig c;
   const auto workload = r.opt<std::string>("workload");
   WAVG_CHECK(workload.has_value(), "config: 'workload' is required (one of fmnist_cnn, text_lm, ",
@@ -221,6 +252,12 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   c.batch_size = r.opt<int64_t>("batch_size").value_or(0);
   WAVG_CHECK(c.batch_size >= 0, "config: 'batch_size' must be >= 1, got ", c.batch_size);
   c.early_stop = r.opt<bool>("early_stop").value_or(false);
+  c.ckpt_every = r.opt<int64_t>("ckpt_every").value_or(c.eval_every);
+  WAVG_CHECK(c.ckpt_every >= 0, "config: 'ckpt_every' must be >= 0, got ", c.ckpt_every);
+  c.state_every = r.opt<int64_t>("state_every").value_or(std::max(c.ckpt_every, c.eval_every) * 4);
+  WAVG_CHECK(c.state_every >= 0, "config: 'state_every' must be >= 0, got ", c.state_every);
+  c.keep_states = r.opt<int64_t>("keep_states").value_or(2);
+  WAVG_CHECK(c.keep_states >= 1, "config: 'keep_states' must be >= 1, got ", c.keep_states);
   c.async_averaging = r.opt<bool>("async_averaging");
   if (const toml::node* t = r.get("threads")) {
     if (t->is_integer()) {

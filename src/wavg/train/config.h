@@ -39,6 +39,9 @@ struct RunConfig {
   std::string out;         // run directory
   int64_t batch_size = 0;  // 0: the workload's default
   bool early_stop = false;  // stop once every model has reached the target
+  int64_t ckpt_every = 0;   // steps between model checkpoints (for sweeps); 0 disables
+  int64_t state_every = 0;  // steps between full training states (for resume); 0 disables
+  int64_t keep_states = 2;  // newest full states kept
   std::optional<bool> async_averaging;  // unset: ModelAverager's default (off on CPU)
   ThreadSettings threads;
   OptimizerConfig optimizer;
@@ -46,6 +49,9 @@ struct RunConfig {
   std::vector<AveragerEntry> averagers;
   std::string resolved_toml;  // the effective configuration, written to the run directory
 };
+
+// Keys whose values differ between two configurations, as "key (run: A, now: B)".
+std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
 
 // Reads `path` (may be empty: defaults only), applies `sets` ("key=value", TOML values; bare words
 // are taken as strings), fills workload defaults, and validates.

@@ -5,7 +5,9 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/torch/model_averager.h"
+#include "wavg/train/checkpoint.h"
 #include "wavg/torch/optim.h"
 #include "wavg/workloads/workload.h"
 
@@ -51,14 +54,57 @@ bool reached(double value, double target, bool lower_is_better) {
   return lower_is_better ? value <= target : value >= target;
 }
 
+void record(RunSummary& s, size_t m, int64_t step, double value) {
+  ModelSummary& ms = s.models[m];
+  if (ms.best_step < 0 || (s.lower_is_better ? value < ms.best_value : value > ms.best_value)) {
+    ms.best_value = value;
+    ms.best_step = step;
+  }
+  if (!ms.steps_to_target && reached(value, s.target, s.lower_is_better)) ms.steps_to_target = step;
+}
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+// Installs SIGINT/SIGTERM handlers for the run's lifetime.
+struct SignalScope {
+  struct sigaction old_int, old_term;
+  SignalScope() {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int);
+    ::sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~SignalScope() {
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
 }  // namespace
+
+std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.toml"; }
 
 RunSummary run_training(const RunConfig& c, const RunOptions& options) {
   const ThreadSettings threads = apply_threads(c.threads);
   make_dirs(c.out);
   const std::string metrics_path = c.out + "/metrics.jsonl";
-  WAVG_CHECK(options.overwrite || !file_exists(metrics_path), "run directory ", c.out,
-             " already holds a run (metrics.jsonl); choose another 'out' or pass --overwrite");
+  WAVG_CHECK(options.resume || options.overwrite || !file_exists(metrics_path), "run directory ",
+             c.out, " already holds a run (metrics.jsonl); resume it with --resume ", c.out,
+             ", or choose another 'out', or pass --overwrite");
+  const std::string config_hash = std::to_string(crc32_of(c.resolved_toml));
+  std::optional<FoundState> state;
+  if (options.resume) {
+    state = find_state(c.out, [&](const std::string& w) {
+      std::fprintf(stderr, "wavg: warning: %s\n", w.c_str());
+    });
+    WAVG_CHECK(state.has_value() || !file_exists(metrics_path), "resume: no intact state in ",
+               c.out, "/state: cannot continue this run (start it again with --overwrite)");
+  } else if (options.overwrite) {
+    std::system(("rm -rf '" + c.out + "/state' '" + c.out + "/checkpoints'").c_str());
+  }
 
   WorkloadOptions wo;
   wo.seed = c.seed;
@@ -74,14 +120,6 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
   if (c.async_averaging) averager.set_async(*c.async_averaging);
   const ForwardBatch forward = [&](int64_t i) { workload->forward_train_batch(i); };
 
-  write_file_atomic(c.out + "/config.toml", c.resolved_toml + "\n");
-  std::FILE* metrics = std::fopen(metrics_path.c_str(), "w");
-  WAVG_CHECK(metrics != nullptr, "cannot write ", metrics_path, " (", std::strerror(errno), ")");
-  struct Closer {
-    std::FILE* f;
-    ~Closer() { std::fclose(f); }
-  } closer{metrics};
-
   RunSummary summary;
   summary.workload = c.workload;
   summary.metric = workload->metric();
@@ -93,6 +131,37 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
                               describe(c.averagers[size_t(i)].averager, c.steps) + ", buffers " +
                                   c.averagers[size_t(i)].buffers,
                               std::nullopt, 0, -1});
+
+  int64_t step = 0;
+  double train_s = 0, eval_s = 0;
+  if (state) {
+    if (state->counters.config_hash != config_hash && !options.quiet)
+      std::printf("resume: the configuration differs from the run's (forced)\n");
+    load_state(*state, *model, optimizer.torch_optimizer(), averager);
+    step = state->counters.step;
+    train_s = state->counters.train_wall_s;
+    eval_s = state->counters.eval_wall_s;
+    // Keep the metrics written up to the state, and rebuild the summary from them.
+    WAVG_CHECK(::truncate(metrics_path.c_str(), off_t(state->counters.metrics_bytes)) == 0,
+               "resume: cannot truncate ", metrics_path, " (", std::strerror(errno), ")");
+    std::ifstream in(metrics_path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto j = nlohmann::json::parse(line);
+      for (size_t m = 0; m < summary.models.size(); ++m)
+        if (summary.models[m].model == j.at("model").get<std::string>())
+          record(summary, m, j.at("step").get<int64_t>(), j.at("value").get<double>());
+    }
+    if (!options.quiet) std::printf("resuming %s at step %lld\n", c.out.c_str(), (long long)step);
+  } else {
+    write_file_atomic(run_config_path(c.out), c.resolved_toml + "\n");
+  }
+  std::FILE* metrics = std::fopen(metrics_path.c_str(), state ? "a" : "w");
+  WAVG_CHECK(metrics != nullptr, "cannot write ", metrics_path, " (", std::strerror(errno), ")");
+  struct Closer {
+    std::FILE* f;
+    ~Closer() { std::fclose(f); }
+  } closer{metrics};
 
   const bool tty = !options.quiet && ::isatty(STDOUT_FILENO);
   if (!options.quiet) {
@@ -109,11 +178,36 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
     std::fflush(stdout);
   }
 
-  averager.observe(0);  // the initial weights are step 0's sample
-  double train_s = 0, eval_s = 0, loss_avg = NAN;
+  const std::map<std::string, std::string> ckpt_meta = {{"workload", c.workload},
+                                                        {"config_hash", config_hash}};
+  auto save_checkpoint = [&] {
+    auto meta = ckpt_meta;
+    meta["step"] = std::to_string(step);
+    make_dirs(c.out + "/checkpoints");
+    save_module(*model, model_checkpoint_path(c.out, step), meta);
+  };
+  auto write_state = [&] {
+    std::fflush(metrics);
+    ::fsync(::fileno(metrics));
+    StateCounters sc;
+    sc.step = step;
+    sc.train_wall_s = train_s;
+    sc.eval_wall_s = eval_s;
+    sc.metrics_bytes = uint64_t(std::ftell(metrics));
+    sc.config_hash = config_hash;
+    save_state(c.out, sc, *model, optimizer.torch_optimizer(), averager);
+    prune_states(c.out, c.keep_states);
+  };
+  SignalScope signals;
+
+  if (!state) {
+    averager.observe(0);  // the initial weights are step 0's sample
+    if (c.ckpt_every > 0) save_checkpoint();
+  }
+  double loss_avg = NAN;
   std::vector<double> latest(summary.models.size(), NAN);
   const auto wall0 = Clock::now();
-  int64_t step = 0;
+  const int64_t first_step = step;
   for (; step < c.steps;) {
     const auto t0 = Clock::now();
     const double lr = lr_at(c.schedule, step);
@@ -142,15 +236,9 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
           EvalSwap swap = averager.swap_in(i, forward);
           ev = workload->evaluate(Split::kValidation);
         }
-        ModelSummary& ms = summary.models[m];
+        const ModelSummary& ms = summary.models[m];
         latest[m] = ev.value;
-        if (ms.best_step < 0 ||
-            (summary.lower_is_better ? ev.value < ms.best_value : ev.value > ms.best_value)) {
-          ms.best_value = ev.value;
-          ms.best_step = step;
-        }
-        if (!ms.steps_to_target && reached(ev.value, c.target, summary.lower_is_better))
-          ms.steps_to_target = step;
+        record(summary, m, step, ev.value);
         nlohmann::ordered_json line = {{"step", step},
                                        {"model", ms.model},
                                        {"metric", summary.metric},
@@ -163,7 +251,7 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
       std::fflush(metrics);
       eval_s += since(e0);
       if (!options.quiet) {
-        const double eta = since(wall0) / double(step) * double(c.steps - step);
+        const double eta = since(wall0) / double(step - first_step) * double(c.steps - step);
         std::string vals;
         for (size_t m = 0; m < summary.models.size() && m < 4; ++m) {
           char buf[64];
@@ -182,15 +270,27 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
         }
         std::fflush(stdout);
       }
-      if (c.early_stop) {
-        bool all = true;
-        for (const auto& ms : summary.models) all &= ms.steps_to_target.has_value();
-        if (all) break;
-      }
+    }
+    if (c.ckpt_every > 0 && step % c.ckpt_every == 0) save_checkpoint();
+    if (g_signal.load() != 0) {
+      write_state();
+      if (tty) std::printf("\n");
+      summary.interrupted_by = g_signal.load();
+      summary.steps_done = step;
+      summary.train_wall_s = train_s;
+      summary.eval_wall_s = eval_s;
+      return summary;
+    }
+    if (c.state_every > 0 && step % c.state_every == 0 && step < c.steps) write_state();
+    if (c.early_stop && (step % c.eval_every == 0 || step == c.steps)) {
+      bool all = true;
+      for (const auto& ms : summary.models) all &= ms.steps_to_target.has_value();
+      if (all) break;
     }
   }
   if (tty) std::printf("\n");
   averager.wait();
+  if (c.state_every > 0 || c.ckpt_every > 0) write_state();  // resuming a finished run is a no-op
   summary.steps_done = step;
   summary.train_wall_s = train_s;
   summary.eval_wall_s = eval_s;

@@ -29,14 +29,21 @@ struct RunSummary {
   double train_wall_s = 0;  // training time, evaluation excluded
   double eval_wall_s = 0;
   std::vector<ModelSummary> models;  // raw first
+  int interrupted_by = 0;  // signal that stopped the run after writing a state (SIGINT, SIGTERM)
 };
 
 struct RunOptions {
   bool overwrite = false;  // replace an existing run in the run directory
+  bool resume = false;     // continue from the newest intact state in the run directory
   bool quiet = false;      // no progress output
 };
 
+// Trains (or, with options.resume, continues) the run. SIGINT and SIGTERM finish the current
+// step, write a state and return with interrupted_by set.
 RunSummary run_training(const RunConfig& config, const RunOptions& options = {});
+
+// The configuration a run directory was started with (RUN_DIR/config.toml).
+std::string run_config_path(const std::string& run_dir);
 
 // The summary as an aligned text table (steps to target as % of raw, best value and its step).
 std::string format_summary(const RunSummary& s);

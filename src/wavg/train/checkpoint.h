@@ -1,0 +1,54 @@
+// Checkpoints of a run directory (DESIGN.md §5):
+//   RUN_DIR/checkpoints/model_00001500.safetensors   the model (state-dict names; step and config
+//                                                    hash in __metadata__), kept for offline sweeps
+//   RUN_DIR/state/step_00001500/                     everything needed to continue: model, optimizer,
+//       model.safetensors optimizer.pt bank.safetensors rng.bin manifest.json
+// A state directory is written as step_N.tmp/ and renamed into place once complete; its
+// manifest.json, written last, records every file's size and CRC-32, so a torn or corrupted state
+// is detected and never loaded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wavg/torch/model_averager.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace wavg {
+
+struct StateCounters {
+  int64_t step = 0;
+  double train_wall_s = 0, eval_wall_s = 0;
+  uint64_t metrics_bytes = 0;  // length of metrics.jsonl when the state was written
+  std::string config_hash;
+};
+
+std::string model_checkpoint_path(const std::string& run_dir, int64_t step);
+// Model checkpoints in step order.
+std::vector<std::pair<int64_t, std::string>> list_model_checkpoints(const std::string& run_dir);
+
+void save_state(const std::string& run_dir, const StateCounters& counters,
+                torch::nn::Module& module, torch::optim::Optimizer& optimizer,
+                ModelAverager& averager);
+
+struct FoundState {
+  std::string dir;
+  StateCounters counters;
+};
+// The newest state whose manifest and files check out; `warn` hears about each one skipped.
+std::optional<FoundState> find_state(const std::string& run_dir,
+                                     const std::function<void(const std::string&)>& warn);
+void load_state(const FoundState& state, torch::nn::Module& module,
+                torch::optim::Optimizer& optimizer, ModelAverager& averager);
+// Removes all but the newest `keep` states (and stale temporary ones).
+void prune_states(const std::string& run_dir, int64_t keep);
+
+uint32_t crc32_of(const std::string& bytes);
+
+}  // namespace wavg

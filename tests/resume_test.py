@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Crash-safety tests of `wavg train`: runs killed with SIGKILL at random moments (and once in the
+middle of writing a state) and resumed end with the same parameters, averages, metrics and summary
+as an uninterrupted run (wall-clock fields aside); a damaged newest state is reported and skipped;
+a resume with a different configuration is refused unless forced; SIGINT writes a state and exits
+with 130. Usage: resume_test.py PATH_TO_WAVG"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+WAVG = sys.argv[1]
+failures = []
+checks = 0
+WALL = {"train_wall_s", "eval_wall_s"}
+
+
+def check(cond, what):
+    global checks
+    checks += 1
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def strip(obj):
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if k not in WALL}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+def outputs(run):
+    files = sorted(f for f in os.listdir(run) if f.startswith("final_"))
+    blobs = {f: open(os.path.join(run, f), "rb").read() for f in files}
+    metrics = [strip(json.loads(l)) for l in open(os.path.join(run, "metrics.jsonl"))]
+    summary = strip(json.load(open(os.path.join(run, "summary.json"))))
+    return blobs, metrics, summary
+
+
+def same_as_reference(run, ref, what):
+    b, m, s = outputs(run)
+    rb, rm, rs = ref
+    check(sorted(b) == sorted(rb), f"{what}: final files {sorted(b)}")
+    for f in rb:
+        check(b.get(f) == rb[f], f"{what}: {f} is bit-identical")
+    check(m == rm, f"{what}: metrics.jsonl identical ({len(m)} vs {len(rm)} rows)")
+    check(s == rs, f"{what}: summary.json identical")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    cfg = os.path.join(tmp, "c.toml")
+    with open(cfg, "w") as f:
+        f.write('workload = "synth_ctr"\nsteps = 600\neval_every = 50\nckpt_every = 10\n'
+                'state_every = 20\nthreads = 2\nbatch_size = 512\n'
+                '[[lawa]]\nwindow = 5\nevery = 10\n[[ema]]\nbeta = 0.9\n[[swa]]\nstart = 0.5\n')
+
+    def train(out, *extra, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        return subprocess.Popen([WAVG, "train", "--config", cfg, "--set", f'out="{out}"', "--quiet", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+    t0 = time.time()
+    p = train(os.path.join(tmp, "ref"))
+    p.communicate()
+    duration = time.time() - t0
+    check(p.returncode == 0, "reference run")
+    ref = outputs(os.path.join(tmp, "ref"))
+
+    # 1. SIGKILL at random moments, then resume until done.
+    rng = random.Random(1)
+    run = os.path.join(tmp, "killed")
+    proc = train(run)
+    kills = 0
+    while True:
+        try:
+            proc.wait(timeout=rng.uniform(0.3, duration * 0.6))
+            break
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            proc = subprocess.Popen([WAVG, "train", "--resume", run, "--quiet"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        if kills > 30:
+            break
+    out, err = proc.communicate()
+    check(proc.returncode == 0, f"resumed run finished ({err.strip()})")
+    check(kills >= 2, f"killed {kills} times")
+    same_as_reference(run, ref, f"killed {kills} times")
+
+    # 2. Killed in the middle of writing the state of step 240.
+    run = os.path.join(tmp, "torn")
+    p = train(run, env={"WAVG_TEST_KILL_IN_STATE_WRITE": "240"})
+    p.communicate()
+    check(p.returncode == -signal.SIGKILL, f"died mid-write (rc {p.returncode})")
+    check(any(n.endswith(".tmp") for n in os.listdir(os.path.join(run, "state"))), "a torn state is left")
+    r = subprocess.run([WAVG, "train", "--resume", run, "--quiet"], capture_output=True, text=True)
+    check(r.returncode == 0, f"resume after a torn write: {r.stderr}")
+    same_as_reference(run, ref, "torn state write")
+
+    # 3. A damaged newest state: reported, skipped, the previous one used.
+    run = os.path.join(tmp, "damaged")
+    p = train(run, env={"WAVG_TEST_KILL_IN_STATE_WRITE": "300"})
+    p.communicate()
+    states = sorted(n for n in os.listdir(os.path.join(run, "state")) if not n.endswith(".tmp"))
+    newest = os.path.join(run, "state", states[-1])
+    with open(os.path.join(newest, "bank.safetensors"), "r+b") as f:
+        f.truncate(100)
+    r = subprocess.run([WAVG, "train", "--resume", run, "--quiet"], capture_output=True, text=True)
+    check(r.returncode == 0, f"resume past a damaged state: {r.stderr}")
+    check(states[-1] in r.stderr and "damaged" in r.stderr, f"the damaged state is named: {r.stderr!r}")
+    same_as_reference(run, ref, "damaged newest state")
+
+    # 4. A different configuration is refused, unless forced.
+    r = subprocess.run([WAVG, "train", "--resume", run, "--set", "optimizer.lr=0.5", "--quiet"],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "optimizer.lr" in r.stderr and "--force" in r.stderr,
+          f"config mismatch refused: {r.stderr!r}")
+
+    # 5. SIGINT: finish the step, write a state, exit 130; resume completes identically.
+    run = os.path.join(tmp, "interrupted")
+    p = train(run)
+    time.sleep(duration * 0.4)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate()
+    if p.returncode == 0:
+        print("note: the run finished before SIGINT arrived")
+    else:
+        check(p.returncode == 130, f"SIGINT exit code {p.returncode} ({err.strip()})")
+        check("--resume" in out, "tells how to continue")
+        r = subprocess.run([WAVG, "train", "--resume", run, "--quiet"], capture_output=True, text=True)
+        check(r.returncode == 0, f"resume after SIGINT: {r.stderr}")
+    same_as_reference(run, ref, "SIGINT")
+
+print(f"{checks - len(failures)} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
