@@ -4,7 +4,7 @@
 namespace wavg::cli {
 
 std::vector<Command> register_commands(CLI::App& app) {
-  return {register_average(app), register_train(app)};
+  return {register_average(app), register_train(app), register_sweep(app), register_eval(app)};
 }
 
 }  // namespace wavg::cli

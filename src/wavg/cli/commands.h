@@ -15,6 +15,8 @@ struct Command {
 
 Command register_average(CLI::App& app);
 Command register_train(CLI::App& app);
+Command register_sweep(CLI::App& app);
+Command register_eval(CLI::App& app);
 std::vector<Command> register_commands(CLI::App& app);
 
 }  // namespace wavg::cli

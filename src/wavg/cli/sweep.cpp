@@ -1,0 +1,95 @@
+// `wavg sweep` (offline grids of averagers over a run's checkpoints) and `wavg eval` (evaluate any
+// safetensors checkpoint of a workload's model).
+#include <cstdio>
+#include <memory>
+
+#include "wavg/cli/commands.h"
+#include "wavg/core/error.h"
+#include "wavg/study/sweep.h"
+#include "wavg/torch/model_averager.h"
+#include "wavg/torch/threads.h"
+#include "wavg/workloads/workload.h"
+
+namespace wavg::cli {
+
+namespace {
+struct SweepArgs {
+  std::string run_dir;
+  std::vector<std::string> lawa, ema, swa, save;
+  std::string buffers = "average";
+  bool quiet = false;
+};
+struct EvalArgs {
+  std::string checkpoint, workload, split = "validation";
+  int64_t seed = 0;
+};
+}  // namespace
+
+Command register_sweep(CLI::App& app) {
+  auto a = std::make_shared<SweepArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "sweep", "Replay a run's checkpoints through a grid of averagers and evaluate each");
+  sub->add_option("run_dir", a->run_dir, "Run directory (with checkpoints/)")->required();
+  sub->add_option("--lawa", a->lawa, "LAWA grid: window=2,5,10 [every=1,4] [start=0]")
+      ->expected(1, -1);
+  sub->add_option("--ema", a->ema, "EMA grid: beta=0.9,0.99 [every=1,4] [start=0]")
+      ->expected(1, -1);
+  sub->add_option("--swa", a->swa, "SWA grid: [every=1] [start=0,500]")->expected(1, -1);
+  sub->add_option("--buffers", a->buffers, "Buffers of the averages: copy|average|recompute");
+  sub->add_option("--save-averages", a->save, "Save these averages (names, or 'all')")
+      ->delimiter(',');
+  sub->add_flag("--quiet", a->quiet, "No progress output");
+  return {sub, [a] {
+            SweepOptions o;
+            for (auto [tokens, scheme] : {std::pair{&a->lawa, Scheme::kLawa},
+                                          std::pair{&a->ema, Scheme::kEma},
+                                          std::pair{&a->swa, Scheme::kSwa}})
+              if (!tokens->empty()) {
+                auto g = parse_grid(scheme, *tokens);
+                o.grid.insert(o.grid.end(), g.begin(), g.end());
+              }
+            parse_buffer_policy(a->buffers);
+            o.buffers = a->buffers;
+            o.save = a->save;
+            o.quiet = a->quiet;
+            const SweepResult r = run_sweep(a->run_dir, o);
+            std::printf("%-24s %10s %16s   best %s (step)\n", "setting", "horizon",
+                        "steps to target", r.metric.c_str());
+            for (const auto& row : r.rows)
+              std::printf("%-24s %9.2f%% %16s   %.4f (%lld)\n", row.averager.name.c_str(),
+                          100 * row.horizon,
+                          row.steps_to_target ? std::to_string(*row.steps_to_target).c_str()
+                                              : "not reached",
+                          row.best_value, (long long)row.best_step);
+            std::printf("%zu settings over %lld checkpoints: averaging %.2f s, evaluation %.2f s "
+                        "(averaging %.1f%% of the sweep)\nwrote %s/sweep.jsonl and "
+                        "%s/sweep_summary.csv\n",
+                        r.rows.size(), (long long)r.checkpoints, r.averaging_s, r.evaluation_s,
+                        100 * r.averaging_s / (r.averaging_s + r.evaluation_s), a->run_dir.c_str(),
+                        a->run_dir.c_str());
+            return 0;
+          }};
+}
+
+Command register_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* sub = app.add_subcommand("eval", "Evaluate a safetensors checkpoint of a workload");
+  sub->add_option("checkpoint", a->checkpoint, "safetensors file (state-dict names)")->required();
+  sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr")->required();
+  sub->add_option("--split", a->split, "validation | test | train");
+  sub->add_option("--seed", a->seed, "Seed of the data stream (synthetic workloads)");
+  return {sub, [a] {
+            const Split split = parse_split(a->split);
+            apply_threads({});
+            WorkloadOptions wo;
+            wo.seed = a->seed;
+            auto w = make_workload(a->workload, wo);
+            load_module(*w->model(), a->checkpoint);
+            const Evaluation ev = w->evaluate(split);
+            std::printf("%s %s %s %.10g loss %.10g\n", a->workload.c_str(), a->split.c_str(),
+                        w->metric().c_str(), ev.value, ev.loss);
+            return 0;
+          }};
+}
+
+}  // namespace wavg::cli

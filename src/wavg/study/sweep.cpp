@@ -1,0 +1,201 @@
+// Offline sweep: checkpoint replay through one bank, evaluation at the run's evaluation steps.
+#include "wavg/study/sweep.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
+#include "wavg/torch/model_averager.h"
+#include "wavg/torch/threads.h"
+#include "wavg/train/checkpoint.h"
+#include "wavg/train/config.h"
+#include "wavg/train/runner.h"
+#include "wavg/workloads/workload.h"
+
+namespace wavg {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream is(s);
+  while (std::getline(is, cur, sep)) out.push_back(cur);
+  return out;
+}
+
+double parse_number(const std::string& key, const std::string& v) {
+  try {
+    size_t pos = 0;
+    const double d = std::stod(v, &pos);
+    if (pos == v.size()) return d;
+  } catch (const std::exception&) {
+  }
+  throw Error("sweep: " + key + " value '" + v + "' is not a number");
+}
+
+}  // namespace
+
+std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens) {
+  const char* s = scheme_name(scheme);
+  std::map<std::string, std::vector<double>> values;
+  for (const auto& t : tokens) {
+    const auto eq = t.find('=');
+    WAVG_CHECK(eq != std::string::npos, "sweep: --", s, " expects key=v1,v2,... got '", t, "'");
+    const std::string key = t.substr(0, eq);
+    const bool known = key == "every" || key == "start" ||
+                       (scheme == Scheme::kLawa && key == "window") ||
+                       (scheme == Scheme::kEma && key == "beta");
+    WAVG_CHECK(known, "sweep: --", s, " has no key '", key, "'");
+    WAVG_CHECK(!values.count(key), "sweep: --", s, " gives '", key, "' twice");
+    for (const auto& v : split(t.substr(eq + 1), ',')) values[key].push_back(parse_number(key, v));
+    WAVG_CHECK(!values[key].empty(), "sweep: --", s, " ", key, " has no values");
+  }
+  if (scheme == Scheme::kLawa) WAVG_CHECK(values.count("window"), "sweep: --lawa needs window=...");
+  if (scheme == Scheme::kEma) WAVG_CHECK(values.count("beta"), "sweep: --ema needs beta=...");
+  for (const char* k : {"every", "start", "window", "beta"})
+    if (!values.count(k)) values[k] = {k == std::string("every") ? 1.0 : 0.0};
+  std::vector<AveragerOptions> out;
+  for (double every : values["every"])
+    for (double start : values["start"])
+      for (double window : values["window"])
+        for (double beta : values["beta"]) {
+          for (auto [key, v] : {std::pair{"every", every}, std::pair{"start", start},
+                                std::pair{"window", window}})
+            WAVG_CHECK(v == std::floor(v), "sweep: ", key, " must be an integer, got ", v);
+          AveragerOptions o;
+          o.scheme = scheme;
+          o.every = int64_t(every);
+          o.start = int64_t(start);
+          o.window = int64_t(window);
+          o.beta = beta;
+          validate(o);
+          o.name = default_name(o);
+          out.push_back(o);
+        }
+  return out;
+}
+
+SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
+  const RunConfig c = load_run_config(run_config_path(run_dir), {});
+  WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
+  const auto ckpts = list_model_checkpoints(run_dir);
+  WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
+             "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
+  const int64_t nu0 = c.ckpt_every;
+  for (size_t k = 0; k < ckpts.size(); ++k)
+    WAVG_CHECK(ckpts[k].first == int64_t(k) * nu0, "sweep: checkpoint of step ",
+               int64_t(k) * nu0, " is missing in ", run_dir, "/checkpoints (found step ",
+               ckpts[k].first, ")");
+  for (const auto& s : options.save) {
+    bool found = s == "all";
+    for (const auto& o : options.grid) found |= o.name == s;
+    WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
+  }
+  std::vector<AveragerSpec> specs;
+  for (const auto& o : options.grid) {
+    WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
+               " is not a multiple of the run's checkpoint period ", nu0, " (ckpt_every)");
+    specs.emplace_back(o, parse_buffer_policy(options.buffers));
+  }
+
+  apply_threads(c.threads);
+  WorkloadOptions wo;
+  wo.seed = c.seed;
+  wo.batch_size = c.batch_size;
+  auto workload = make_workload(c.workload, wo);
+  auto model = workload->model();
+  ModelAverager averager(model, specs);
+  averager.set_async(false);
+  const ForwardBatch forward = [&](int64_t i) { workload->forward_train_batch(i); };
+
+  SweepResult result;
+  result.metric = workload->metric();
+  result.target = c.target;
+  for (const auto& o : options.grid) {
+    SweepRow row;
+    row.averager = o;
+    if (o.scheme == Scheme::kLawa) row.horizon = lawa_horizon(o.window, o.every, c.steps);
+    if (o.scheme == Scheme::kEma) row.horizon = ema_horizon(o.beta, o.every, c.steps);
+    result.rows.push_back(row);
+  }
+  const bool lower = workload->lower_is_better();
+  const bool tty = !options.quiet && ::isatty(STDOUT_FILENO);
+  std::string lines;
+  for (const auto& [step, path] : ckpts) {
+    const auto t0 = Clock::now();
+    load_module(*model, path);
+    averager.observe(step);
+    result.averaging_s += since(t0);
+    ++result.checkpoints;
+    if (!(step % c.eval_every == 0 || step == c.steps) || step == 0) continue;
+    const auto e0 = Clock::now();
+    for (int i = 0; i < averager.size(); ++i) {
+      if (averager.empty(i)) continue;
+      Evaluation ev;
+      {
+        EvalSwap swap = averager.swap_in(i, forward);
+        ev = workload->evaluate(Split::kValidation);
+      }
+      SweepRow& row = result.rows[size_t(i)];
+      if (row.best_step < 0 || (lower ? ev.value < row.best_value : ev.value > row.best_value)) {
+        row.best_value = ev.value;
+        row.best_step = step;
+      }
+      if (!row.steps_to_target && (lower ? ev.value <= c.target : ev.value >= c.target))
+        row.steps_to_target = step;
+      nlohmann::ordered_json line = {{"step", step},
+                                     {"model", averager.name(i)},
+                                     {"metric", result.metric},
+                                     {"value", ev.value},
+                                     {"loss", ev.loss},
+                                     {"lr", lr_at(c.schedule, step - 1)}};
+      lines += line.dump() + "\n";
+    }
+    result.evaluation_s += since(e0);
+    if (tty) {
+      std::printf("\rsweep: step %lld/%lld, %d settings", (long long)step,
+                  (long long)ckpts.back().first, averager.size());
+      std::fflush(stdout);
+    }
+  }
+  if (tty) std::printf("\n");
+  write_file_atomic(run_dir + "/sweep.jsonl", lines);
+
+  std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
+  for (const auto& r : result.rows) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
+                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
+                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
+                  (long long)r.averager.start, r.horizon,
+                  r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
+                  r.best_value, (long long)r.best_step);
+    csv += buf;
+  }
+  write_file_atomic(run_dir + "/sweep_summary.csv", csv);
+
+  for (int i = 0; i < averager.size(); ++i) {
+    bool wanted = false;
+    for (const auto& s : options.save) wanted |= s == "all" || s == averager.name(i);
+    if (wanted && !averager.empty(i))
+      averager.save(i, run_dir + "/sweep_" + averager.name(i) + ".safetensors", forward,
+                    {{"workload", c.workload}, {"step", std::to_string(ckpts.back().first)}});
+  }
+  return result;
+}
+
+}  // namespace wavg
