@@ -6,3 +6,4 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/10485
 "$build/bench/bench_core"
 "$build/bench/bench_average" "$build/wavg"
 "$build/bench/bench_train" --python-script bench/torch_step.py
+bash bench/bench_sweep.sh "$build"
