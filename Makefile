@@ -17,6 +17,7 @@ test: build
 # The main job: fmnist_cnn with NAdamW + cosine, raw vs LAWA vs EMA (configs/demo.toml).
 run: build
 	@$(BUILD)/wavg train --config configs/demo.toml --overwrite
+	@$(BUILD)/wavg report runs/demo -o runs/demo/report.html
 
 bench: build
 	@bash bench/run.sh $(BUILD)

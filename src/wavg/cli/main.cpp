@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"wavg: weight averaging (LAWA, EMA, SWA) for neural-network training"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "wavg 0.1.0");
+  wavg::cli::set_forward_argv(argc, argv);
   std::vector<wavg::cli::Command> commands = wavg::cli::register_commands(app);
   try {
     app.parse(argc, argv);
