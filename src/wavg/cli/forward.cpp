@@ -53,6 +53,8 @@ std::vector<Command> register_commands(CLI::App& app) {
           forwarded(app, "sweep",
                     "Replay a run's checkpoints through a grid of averagers and evaluate each"),
           forwarded(app, "eval", "Evaluate a safetensors checkpoint of a workload"),
+          forwarded(app, "study",
+                    "Run the AlgoPerf-style study (resumable) and write results.json and report.html"),
           register_report(app)};
 }
 

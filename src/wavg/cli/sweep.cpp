@@ -5,6 +5,8 @@
 
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
+#include "wavg/study/report.h"
+#include "wavg/study/study.h"
 #include "wavg/study/sweep.h"
 #include "wavg/torch/model_averager.h"
 #include "wavg/torch/threads.h"
@@ -88,6 +90,26 @@ Command register_eval(CLI::App& app) {
             const Evaluation ev = w->evaluate(split);
             std::printf("%s %s %s %.10g loss %.10g\n", a->workload.c_str(), a->split.c_str(),
                         w->metric().c_str(), ev.value, ev.loss);
+            return 0;
+          }};
+}
+
+Command register_study(CLI::App& app) {
+  auto config = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto quick = std::make_shared<bool>(false);
+  auto quiet = std::make_shared<bool>(false);
+  CLI::App* sub = app.add_subcommand(
+      "study", "Run the AlgoPerf-style study (resumable) and write results.json and report.html");
+  sub->add_option("--config", *config, "Study TOML (configs/study.toml)");
+  sub->add_option("--out", *out, "Study directory")->required();
+  sub->add_flag("--quick", *quick, "Small budgets that exercise every stage in a few minutes");
+  sub->add_flag("--quiet", *quiet, "No progress output");
+  return {sub, [=] {
+            const StudyConfig c = load_study_config(*config, *quick);
+            run_study(c, *out, *quiet);
+            write_report(*out, *out + "/report.html");
+            std::printf("wrote %s/report.html\n", out->c_str());
             return 0;
           }};
 }

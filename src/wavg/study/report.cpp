@@ -59,7 +59,7 @@ std::string gnuplot_svg(const std::string& script, int width, int height) {
   {
     std::ofstream f(gp);
     f << "set terminal svg size " << width << "," << height
-      << " dynamic enhanced font 'Helvetica,12' background rgb 'white'\n"
+      << " dynamic noenhanced font 'Helvetica,12' background rgb 'white'\n"
       << "set output '" << svg << "'\n"
       << "set grid lc rgb '#dddddd'\nset key outside right top\nset border lc rgb '#555555'\n"
       << script << "\n";
@@ -227,14 +227,16 @@ h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid 
 table{border-collapse:collapse;margin:0.6em 0;font-size:0.92em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}
 figure{margin:1em 0}figcaption{font-size:0.88em;color:#555}svg{max-width:100%;height:auto}
-.note{color:#555;font-size:0.9em}
+.note{color:#555;font-size:0.9em}.miss{color:#b00;font-weight:bold}
 </style>)";
 
 }  // namespace
 
 void write_report(const std::string& dir, const std::string& out_html) {
   std::string body;
-  if (exists(dir + "/summary.json") && exists(dir + "/metrics.jsonl")) {
+  if (exists(dir + "/results.json")) {
+    body = study_report(dir);
+  } else if (exists(dir + "/summary.json") && exists(dir + "/metrics.jsonl")) {
     body = run_report(dir);
   } else {
     throw Error("report: " + dir + " holds neither a run (summary.json, metrics.jsonl) nor a study "

@@ -14,6 +14,9 @@ void write_report(const std::string& dir, const std::string& out_html);
 // Renders a gnuplot script (without terminal/output lines) to an SVG string.
 std::string gnuplot_svg(const std::string& script, int width = 760, int height = 420);
 
+// The study section (results.json and seed-0 curves of STUDY_DIR/runs).
+std::string study_report(const std::string& dir);
+
 // HTML-escapes text.
 std::string html_escape(const std::string& s);
 
