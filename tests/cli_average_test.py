@@ -9,20 +9,13 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavg_testlib import check, finish  # noqa: E402
+
 import numpy as np
 
 WAVG = sys.argv[1]
 NP_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64}
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 def bf16_bits(a):
@@ -182,5 +175,4 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("--help")
     check(r.returncode == 0 and "average" in r.stdout, "--help works")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

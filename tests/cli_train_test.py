@@ -9,17 +9,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavg_testlib import check, finish  # noqa: E402
+
 WAVG = sys.argv[1]
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 def run(args, env=None):
@@ -91,5 +84,4 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run(["train", "--config", cfg, "--quiet"])
     check(r.returncode == 2 and "already holds a run" in r.stderr, f"refuses to overwrite: {r.stderr}")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

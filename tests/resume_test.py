@@ -11,20 +11,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavg_testlib import check, finish  # noqa: E402
 import time
 
 WAVG = sys.argv[1]
-failures = []
-checks = 0
 WALL = {"train_wall_s", "eval_wall_s"}
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 def strip(obj):
@@ -139,5 +132,4 @@ with tempfile.TemporaryDirectory() as tmp:
         check(r.returncode == 0, f"resume after SIGINT: {r.stderr}")
     same_as_reference(run, ref, "SIGINT")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

@@ -11,17 +11,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavg_testlib import check, finish  # noqa: E402
+
 WAVG, SRC = sys.argv[1], sys.argv[2]
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -93,5 +86,4 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([WAVG, "report", tmp], capture_output=True, text=True)
     check(r.returncode == 2 and "neither a run" in r.stderr, "report of an empty directory")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

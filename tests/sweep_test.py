@@ -9,17 +9,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wavg_testlib import check, finish  # noqa: E402
+
 WAVG = sys.argv[1]
-failures = []
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
 
 
 def run(*args):
@@ -85,5 +78,4 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("eval", saved, "--workload", "fmnist_cnn")
     check(r.returncode == 2 and "missing" in r.stderr, f"eval with the wrong workload: {r.stderr.strip()}")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()
