@@ -422,3 +422,20 @@ TEST(CheckpointAverageErrors, MismatchNamesFileAndTensorAndLeavesNoOutput) {
   EXPECT_TRUE(contains(err({dir / "missing", dir / "a"}), "cannot open"));
   EXPECT_FALSE(exists(dir / "out"));
 }
+
+TEST(Safetensors, ChecksumDetectsCorruptedData) {
+  TempDir dir;
+  std::vector<float> v(100, 1.5f);
+  write_safetensors(dir / "c.safetensors", {{"w", DType::kF32, {100}, v.data()}}, {}, true);
+  SafetensorsFile(dir / "c.safetensors").verify_checksum();  // intact: no error
+  std::string bytes = read_all(dir / "c.safetensors");
+  bytes[bytes.size() - 5] ^= 0x10;  // one flipped bit in the data: still a valid file
+  std::ofstream(dir / "c.safetensors", std::ios::binary) << bytes;
+  SafetensorsFile f(dir / "c.safetensors");
+  try {
+    f.verify_checksum();
+    FAIL() << "expected a checksum error";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "fails its checksum")) << e.what();
+  }
+}

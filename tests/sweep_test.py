@@ -78,4 +78,13 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("eval", saved, "--workload", "fmnist_cnn")
     check(r.returncode == 2 and "missing" in r.stderr, f"eval with the wrong workload: {r.stderr.strip()}")
 
+    # A corrupted checkpoint (one flipped bit in its data) is detected by its recorded checksum.
+    ck = os.path.join(rd, "checkpoints", "model_00000060.safetensors")
+    blob = bytearray(open(ck, "rb").read())
+    blob[-3] ^= 0x01
+    open(ck, "wb").write(bytes(blob))
+    r = run("sweep", rd, "--lawa", "window=2", "every=5", "--quiet")
+    check(r.returncode == 2 and "model_00000060.safetensors" in r.stderr and "checksum" in r.stderr,
+          f"corrupted checkpoint: {r.stderr.strip()!r}")
+
 finish()

@@ -52,7 +52,7 @@ void check_nadamw(torch::Dtype dtype, double tol) {
   for (auto& x : th) x = n01(rng);
   torch::Tensor p = torch::tensor(th, torch::kDouble).to(dtype).requires_grad_(true);
   NAdamW opt({p}, NAdamWOptions(0.01).betas(std::make_tuple(0.8, 0.95)).eps(1e-6).weight_decay(0.3));
-  NAdamWRef ref{0.8, 0.95, 1e-6, 0.3};
+  NAdamWRef ref{0.8, 0.95, 1e-6, 0.3, {}, {}};
   for (auto& x : th) x = double(float(x));  // start from the same (rounded) values
   if (dtype == torch::kDouble) th = std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + n);
   for (int step = 0; step < 30; ++step) {

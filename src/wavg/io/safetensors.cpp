@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <zlib.h>
 
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
@@ -222,6 +223,20 @@ const unsigned char* SafetensorsFile::data(const TensorInfo& t) const {
   return base_ + header_.data_start + t.begin;
 }
 
+void SafetensorsFile::verify_checksum() const {
+  const auto it = header_.metadata.find(kDataCrcKey);
+  if (it == header_.metadata.end()) return;
+  std::vector<unsigned char> buf(1 << 20);
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  for (uint64_t off = 0; off < header_.data_size; off += buf.size()) {
+    const size_t n = size_t(std::min<uint64_t>(buf.size(), header_.data_size - off));
+    pread_all(fd_, buf.data(), n, header_.data_start + off, path_);
+    crc = ::crc32(crc, buf.data(), uInt(n));
+  }
+  if (std::to_string(crc) != it->second)
+    fail(path_, "data fails its checksum (torn or corrupted file)");
+}
+
 void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t offset, size_t size,
                                  void* dst) const {
   WAVG_ASSERT(offset + size <= t.nbytes());
@@ -279,8 +294,24 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  write_safetensors_streamed(path, tensors, metadata, [&](size_t i, const ByteWriter& write) {
+                       const std::map<std::string, std::string>& metadata, bool checksum) {
+  std::map<std::string, std::string> meta = metadata;
+  if (checksum) {
+    uLong crc = ::crc32(0L, Z_NULL, 0);
+    for (const TensorOut& t : tensors) {
+      uint64_t numel = 1;
+      for (int64_t d : t.shape) numel *= uint64_t(d);
+      const auto* p = static_cast<const Bytef*>(t.data);
+      for (uint64_t left = numel * dtype_size(t.dtype); left > 0;) {
+        const uInt n = uInt(std::min<uint64_t>(left, 1u << 30));
+        crc = ::crc32(crc, p, n);
+        p += n;
+        left -= n;
+      }
+    }
+    meta[kDataCrcKey] = std::to_string(crc);
+  }
+  write_safetensors_streamed(path, tensors, meta, [&](size_t i, const ByteWriter& write) {
     const TensorOut& t = tensors[i];
     uint64_t numel = 1;
     for (int64_t d : t.shape) numel *= uint64_t(d);

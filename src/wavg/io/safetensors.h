@@ -69,6 +69,9 @@ class SafetensorsFile {
   // Copies `size` bytes of tensor t starting `offset` bytes into it.
   void read_bytes(const TensorInfo& t, uint64_t offset, size_t size, void* dst) const;
   uint64_t file_size() const { return size_; }
+  // If the metadata holds kDataCrcKey (written with `checksum = true`), recomputes the CRC-32 of the
+  // data buffer and throws wavg::Error on a mismatch (a torn or corrupted file).
+  void verify_checksum() const;
 
  private:
   std::string path_;
@@ -91,8 +94,12 @@ struct TensorOut {
 std::string safetensors_header(const std::vector<TensorOut>& tensors,
                                const std::map<std::string, std::string>& metadata);
 
+// __metadata__ key of the data buffer's CRC-32 (decimal), written when `checksum` is set.
+constexpr const char* kDataCrcKey = "wavg.data_crc32";
+
 void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
-                       const std::map<std::string, std::string>& metadata = {});
+                       const std::map<std::string, std::string>& metadata = {},
+                       bool checksum = false);
 
 // Streaming writer: produce(i, write) must call write(bytes, size) with exactly tensor i's bytes,
 // in one or more pieces. Memory stays at one tensor's worth, whatever the file size.

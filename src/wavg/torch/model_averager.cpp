@@ -254,12 +254,13 @@ void save_module(const torch::nn::Module& module, const std::string& path,
   };
   for (const auto& item : module.named_parameters()) add(item.key(), item.value());
   for (const auto& item : module.named_buffers()) add(item.key(), item.value());
-  write_safetensors(path, outs, metadata);
+  write_safetensors(path, outs, metadata, /*checksum=*/true);
 }
 
 std::map<std::string, std::string> load_module(torch::nn::Module& module,
                                                const std::string& path) {
   SafetensorsFile file(path);
+  file.verify_checksum();
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name, torch::Tensor& target) {
     const TensorInfo* t = file.find(name);

@@ -127,11 +127,12 @@ class ModelAverager {
   bool async_ = false;
 };
 
-// Writes every parameter and buffer of a module (state-dict names) as a safetensors file.
+// Writes every parameter and buffer of a module (state-dict names) as a safetensors file, with the
+// CRC-32 of its data in the metadata.
 void save_module(const torch::nn::Module& module, const std::string& path,
                  const std::map<std::string, std::string>& metadata = {});
 // Loads a safetensors file into a module: every parameter and buffer must be present with the same
-// shape; dtypes are converted. Returns the file's metadata.
+// shape; dtypes are converted; a recorded checksum must match. Returns the file's metadata.
 std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path);
 
 }  // namespace wavg
