@@ -67,6 +67,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r2.returncode == 0 and r2.stdout.count("(done before)") == r.stdout.count("done"),
           "rerun skips finished runs")
 
+    # A changed plan does not silently reuse runs made under another configuration.
+    cfg2 = os.path.join(tmp, "study2.toml")
+    open(cfg2, "w").write(open(cfg).read().replace("lawa_window = [3, 10]", "lawa_window = [3, 12]"))
+    r3 = subprocess.run([WAVG, "study", "--config", cfg2, "--quick", "--out", out], capture_output=True, text=True)
+    check(r3.returncode == 2 and "another configuration" in r3.stderr and "lawa" in r3.stderr,
+          f"changed plan refused: {r3.stderr.strip()[:300]!r}")
+
     html = open(os.path.join(out, "report.html")).read()
     for section in ["Findings", "1. Speed-up", "2. Horizon", "3. ", "4. Learning-rate", "5. Best validation",
                     "6. Averaging and learning-rate decay", "Scoring"]:

@@ -205,10 +205,18 @@ class Runner {
   // Runs the plan unless already finished; resumes an interrupted one.
   void ensure(const RunPlan& p) {
     ++index_;
+    const RunConfig c = load_run_config("", p.sets);
+    if (exists(run_config_path(p.dir))) {
+      // A run left by an earlier invocation is reused only if it was planned identically.
+      std::string diffs;
+      for (const auto& d : config_differences(load_run_config(run_config_path(p.dir), {}), c))
+        diffs += (diffs.empty() ? "" : ", ") + d;
+      WAVG_CHECK(diffs.empty(), "study: ", p.dir, " was made with another configuration (", diffs,
+                 "); use a new --out or remove that run");
+    }
     const bool done = exists(p.dir + "/summary.json") && finished(p);
     if (!done) {
       const auto t0 = Clock::now();
-      const RunConfig c = load_run_config("", p.sets);
       RunOptions o;
       o.quiet = true;
       o.resume = exists(p.dir + "/state");
