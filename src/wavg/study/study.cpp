@@ -568,10 +568,13 @@ void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet)
     if (wi == 0) {
       json rows = json::array();
       std::vector<std::pair<std::string, std::string>> variants;
-      for (double f : cfg.schedule_final)
-        variants.push_back({"cosine to " + num(f) + "·lr", f == 0.0 ? wdir + "/seed_0"
-                                                                       : wdir + "/sched_final" + num(f)});
-      variants.push_back({"cosine to 0 over " + num(cfg.short_schedule) + "·budget",
+      for (double f : cfg.schedule_final) {
+        const std::string label = f == 0.0   ? "cosine to 0 (baseline)"
+                                  : f == 1.0 ? "no decay (constant)"
+                                             : "cosine to " + num(f) + "·lr";
+        variants.push_back({label, f == 0.0 ? wdir + "/seed_0" : wdir + "/sched_final" + num(f)});
+      }
+      variants.push_back({"shorter: cosine to 0 at " + num(cfg.short_schedule) + "·budget",
                           wdir + "/sched_short"});
       for (size_t k = 0; k < variants.size(); ++k) {
         const auto& [label, dir] = variants[k];
