@@ -100,8 +100,13 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
     state = find_state(c.out, [&](const std::string& w) {
       std::fprintf(stderr, "wavg: warning: %s\n", w.c_str());
     });
-    WAVG_CHECK(state.has_value() || !file_exists(metrics_path), "resume: no intact state in ",
-               c.out, "/state: cannot continue this run (start it again with --overwrite)");
+    // Killed before its first state was written (or every state is damaged): the only intact
+    // point to continue from is the start, and a deterministic rerun reproduces what was lost.
+    if (!state && file_exists(metrics_path))
+      std::fprintf(stderr,
+                   "wavg: warning: resume: no intact state in %s/state: starting the run again "
+                   "from step 0\n",
+                   c.out.c_str());
   } else if (options.overwrite) {
     std::system(("rm -rf '" + c.out + "/state' '" + c.out + "/checkpoints'").c_str());
   }
