@@ -84,4 +84,17 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run(["train", "--config", cfg, "--quiet"])
     check(r.returncode == 2 and "already holds a run" in r.stderr, f"refuses to overwrite: {r.stderr}")
 
+    # Every shipped training config parses, names its workload, and trains a few steps with its bank.
+    configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
+    shipped = sorted(c for c in os.listdir(configs) if c.endswith(".toml") and c != "study.toml")
+    check(len(shipped) >= 4, f"shipped configs: {shipped}")
+    for c in shipped:
+        out = os.path.join(tmp, "shipped_" + c[:-5])
+        r = run(["train", "--config", os.path.join(configs, c), "--quiet", "--set", "steps=4",
+                 "--set", "eval_every=4", "--set", "threads=1", "--set", f"out={out}"])
+        check(r.returncode == 0, f"configs/{c}: {r.stderr.strip()}")
+        if r.returncode == 0:
+            models = {json.loads(l)["model"] for l in open(os.path.join(out, "metrics.jsonl"))}
+            check("raw" in models and len(models) >= 3, f"configs/{c}: models {sorted(models)}")
+
 finish()

@@ -51,6 +51,40 @@ std::vector<std::vector<double>> curve(const std::string& run_dir, const std::st
   return out;
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Analysis 6 in one sentence: how much of the gain that decaying the learning rate brings does
+// averaging recover on a run without decay? Rows are found by their run directory.
+std::string schedule_finding(const std::string& name, const json& w) {
+  const json* decayed = nullptr;
+  const json* constant = nullptr;
+  for (const auto& s : w["schedules"]) {
+    const std::string dir = s["dir"].get<std::string>();
+    if (ends_with(dir, "/seed_0")) decayed = &s;
+    if (ends_with(dir, "/sched_final1")) constant = &s;
+  }
+  if (!decayed || !constant) return "";
+  const bool lower = w["lower_is_better"].get<bool>();
+  const double sign = lower ? 1 : -1;  // > 0: better
+  const double raw_decay = (*decayed)["raw_best"].get<double>(), raw_const = (*constant)["raw_best"].get<double>();
+  const double avg_const = lower ? std::min((*constant)["lawa_best"].get<double>(), (*constant)["ema_best"].get<double>())
+                                 : std::max((*constant)["lawa_best"].get<double>(), (*constant)["ema_best"].get<double>());
+  std::ostringstream s;
+  s << "<li><b>" << name << "</b>, learning-rate decay (seed 0): best " << w["metric"].get<std::string>()
+    << " " << f4(json(raw_decay)) << " with cosine decay to 0, " << f4(json(raw_const))
+    << " without decay, and " << f4(json(avg_const)) << " for the better average of the run without decay";
+  const double gap = sign * (raw_const - raw_decay);
+  if (gap > 0) {
+    const double recovered = sign * (raw_const - avg_const) / gap;
+    s << ": averaging recovers " << f4(json(100 * recovered), "%.0f") << "% of what decay gains"
+      << (recovered >= 1 ? " (within one seed; compare with the spread over seeds in analysis 5)" : "");
+  }
+  s << ".</li>\n";
+  return s.str();
+}
+
 }  // namespace
 
 std::string study_report(const std::string& dir) {
@@ -80,6 +114,7 @@ std::string study_report(const std::string& dir) {
       h << "; the quadratic fit puts the best horizon at "
         << f4(json(100 * w["horizon_fit"]["all"]["best_horizon"].get<double>()), "%.2g") << "% of the run";
     h << ".</li>\n";
+    if (w.contains("schedules")) h << schedule_finding(it.key(), w);
   }
   h << "<li>Benchmark score (area under the performance profile, 1 = fastest everywhere): ";
   for (auto it = R["scoring"]["score"].begin(); it != R["scoring"]["score"].end(); ++it)
