@@ -85,6 +85,52 @@ std::string schedule_finding(const std::string& name, const json& w) {
   return s.str();
 }
 
+// Analysis 3 as a heat map: rows L (or β), columns ν, colour = median steps to target relative to
+// NAdamW (or the steps themselves when NAdamW missed), ✗ on the cells that missed the target.
+std::string grid_figure(const std::string& workload, const std::string& scheme, const std::set<double>& rows,
+                        const std::set<int64_t>& cols,
+                        const std::map<std::pair<double, int64_t>, const json*>& cell, const json& base) {
+  std::ostringstream d, xt, yt;
+  d.precision(10);
+  d << "$g << EOD\n";
+  int y = 0;
+  for (double r : rows) {
+    int x = 0;
+    for (int64_t c : cols) {
+      const auto found = cell.find({r, c});
+      if (found != cell.end()) {
+        const json& m = (*found->second)["median_steps_to_target"];
+        if (m.is_null())
+          d << x << " " << y << " NaN \"✗\"\n";
+        else if (!base.is_null())
+          d << x << " " << y << " " << 100 * m.get<double>() / base.get<double>() << " \""
+            << f4(json(100 * m.get<double>() / base.get<double>()), "%.0f") << "%\"\n";
+        else
+          d << x << " " << y << " " << m.get<double>() << " \"" << int64_t(m.get<double>()) << "\"\n";
+      }
+      ++x;
+    }
+    ++y;
+  }
+  d << "EOD\n";
+  int k = 0;
+  for (int64_t c : cols) xt << (k ? ", " : "") << "'" << c << "' " << k, ++k;
+  k = 0;
+  for (double r : rows) yt << (k ? ", " : "") << "'" << f4(json(r), "%.4g") << "' " << k, ++k;
+  const std::string what = base.is_null() ? "median steps to target" : "median steps to target, % of NAdamW";
+  return "<figure>" +
+         gnuplot_svg(d.str() + "set xtics (" + xt.str() + ")\nset ytics (" + yt.str() + ")\nset xrange [-0.5:" +
+                         std::to_string(cols.size()) + "-0.5]\nset yrange [-0.5:" + std::to_string(rows.size()) +
+                         "-0.5]\nset xlabel 'sampling period ν (steps)'\nset ylabel '" +
+                         (scheme == "lawa" ? "window L" : "β") + "'\nset cblabel '" + what +
+                         "'\nset palette defined (0 '#2c7bb6', 1 '#ffffbf', 2 '#d7191c')\nset title '" + workload +
+                         ", " + (scheme == "lawa" ? "LAWA" : "EMA") + " (✗ = target not reached)'\n"
+                         "plot $g using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder lc palette notitle, "
+                         "$g using 1:2:4 with labels font ',12' notitle",
+                     620, 260 + 40 * int(rows.size())) +
+         "</figure>\n";
+}
+
 }  // namespace
 
 std::string study_report(const std::string& dir) {
@@ -247,6 +293,7 @@ std::string study_report(const std::string& dir) {
         h << "</tr>\n";
       }
       h << "</table>\n";
+      h << grid_figure(it.key(), scheme, rows, cols, cell, it.value()["methods"]["nadamw"]["median_steps_to_target"]);
     }
   }
 
