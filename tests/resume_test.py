@@ -79,6 +79,11 @@ with tempfile.TemporaryDirectory() as tmp:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
+            if not os.path.exists(os.path.join(run, "config.toml")):  # killed before it started
+                r = subprocess.run([WAVG, "train", "--resume", run, "--quiet"], capture_output=True, text=True)
+                check(r.returncode == 2 and "holds no run" in r.stderr, f"resume of a run never started: {r.stderr!r}")
+                proc = train(run)
+                continue
             proc = subprocess.Popen([WAVG, "train", "--resume", run, "--quiet"], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
         if kills > 30:

@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <unistd.h>
+
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
 #include "wavg/train/runner.h"
@@ -20,6 +22,10 @@ struct TrainArgs {
 
 RunConfig resume_config(const TrainArgs& a) {
   const std::string path = run_config_path(a.resume);
+  WAVG_CHECK(::access(path.c_str(), F_OK) == 0, "resume: ", a.resume,
+             " holds no run (no config.toml): it was stopped before it started; start it with "
+             "wavg train --config FILE --set out=",
+             a.resume);
   const RunConfig run = load_run_config(path, {});
   RunConfig now = load_run_config(a.config.empty() ? path : a.config, a.sets);
   now.out = run.out;

@@ -107,8 +107,10 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
                    "wavg: warning: resume: no intact state in %s/state: starting the run again "
                    "from step 0\n",
                    c.out.c_str());
-  } else if (options.overwrite) {
-    std::system(("rm -rf '" + c.out + "/state' '" + c.out + "/checkpoints'").c_str());
+  } else {
+    if (options.overwrite) std::system(("rm -rf '" + c.out + "/state' '" + c.out + "/checkpoints'").c_str());
+    // First thing in a new run directory, so that a run killed at any later moment can be resumed.
+    write_file_atomic(run_config_path(c.out), c.resolved_toml + "\n");
   }
 
   WorkloadOptions wo;
@@ -158,8 +160,6 @@ RunSummary run_training(const RunConfig& c, const RunOptions& options) {
           record(summary, m, j.at("step").get<int64_t>(), j.at("value").get<double>());
     }
     if (!options.quiet) std::printf("resuming %s at step %lld\n", c.out.c_str(), (long long)step);
-  } else {
-    write_file_atomic(run_config_path(c.out), c.resolved_toml + "\n");
   }
   std::FILE* metrics = std::fopen(metrics_path.c_str(), state ? "a" : "w");
   WAVG_CHECK(metrics != nullptr, "cannot write ", metrics_path, " (", std::strerror(errno), ")");
