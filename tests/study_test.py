@@ -49,6 +49,8 @@ with tempfile.TemporaryDirectory() as tmp:
         if s["scheme"] == "lawa":
             check(abs(s["horizon"] - s["every"] * s["window"] / 200) < 1e-12, f"{s['name']} horizon")
     check(len(w["schedules"]) == 3, "schedules analysis: decay to 0, none, short")
+    check([(r["final_fraction"], r["decay_fraction"]) for r in w["schedules"]] == [(0.0, 1.0), (1.0, 1.0), (0.0, 0.75)],
+          f"schedule variants: {[(r['final_fraction'], r['decay_fraction']) for r in w['schedules']]}")
     sc = res["scoring"]
     for m in ["nadamw", "nadamw+lawa", "nadamw+ema"]:
         check(0 <= sc["score"][m] <= 1, f"score of {m} in [0, 1]")
@@ -79,14 +81,19 @@ with tempfile.TemporaryDirectory() as tmp:
                     "6. Averaging and learning-rate decay", "Scoring"]:
         check(section in html, f"report has section {section!r}")
     # Figures, section by section: each analysis draws its figure, or says why it cannot.
-    sections = {part.split("<", 1)[0]: part for part in html.split("<h2>")[1:]}
+    check("synth_ctr</b>, learning-rate decay (seed 0)" in html, "the decay comparison is among the findings")
+    sections = html.split("<h2>")[1:]
+
+    def section(prefix):
+        return next((part for part in sections if part.startswith(prefix)), "")
+
     def figures(prefix):
-        part = [v for k, v in sections.items() if k.startswith(prefix)]
-        return part[0].count("<svg") if part else -1
+        return section(prefix).count("<svg")
+
     bars = any(w["methods"][m]["relative_steps"] is not None for m in w["methods"])
     check(figures("1. Speed-up") == 1 + bars, f"speed-up: curves and bars ({figures('1. Speed-up')})")
-    check(figures("2. Horizon") >= 1 or "no setting reached the target" in sections.get(
-        [k for k in sections if k.startswith("2. Horizon")][0], ""), "horizon figure or the reason")
+    check(figures("2. Horizon") >= 1 or "no setting reached the target" in section("2. Horizon"),
+          "horizon figure or the reason")
     check(figures("3. ") == 2, f"one heat map per grid ({figures('3. ')})")
     for prefix in ["4. Learning-rate", "5. Best validation", "6. Averaging", "Scoring"]:
         check(figures(prefix) == 1, f"{prefix}: one figure ({figures(prefix)})")

@@ -2,10 +2,9 @@
 #include <cstdio>
 #include <memory>
 
-#include <unistd.h>
-
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
 #include "wavg/train/runner.h"
 
 namespace wavg::cli {
@@ -22,7 +21,7 @@ struct TrainArgs {
 
 RunConfig resume_config(const TrainArgs& a) {
   const std::string path = run_config_path(a.resume);
-  WAVG_CHECK(::access(path.c_str(), F_OK) == 0, "resume: ", a.resume,
+  WAVG_CHECK(file_exists(path), "resume: ", a.resume,
              " holds no run (no config.toml): it was stopped before it started; start it with "
              "wavg train --config FILE --set out=",
              a.resume);

@@ -88,6 +88,8 @@ void AtomicFile::commit() {
   }
 }
 
+bool file_exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   AtomicFile f(path);
   f.write(contents);

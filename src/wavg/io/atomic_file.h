@@ -34,4 +34,7 @@ class AtomicFile {
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);
 
+// Whether a file or directory exists at `path`.
+bool file_exists(const std::string& path);
+
 }  // namespace wavg

@@ -22,7 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
 
 std::string slurp(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
@@ -66,8 +65,8 @@ std::string gnuplot_svg(const std::string& script, int width, int height) {
   }
   const int rc = std::system(("cd '" + dir + "' && gnuplot plot.gp > plot.log 2>&1").c_str());
   std::string out;
-  if (rc == 0 && exists(svg)) out = slurp(svg);
-  const std::string log = exists(dir + "/plot.log") ? slurp(dir + "/plot.log") : "";
+  if (rc == 0 && file_exists(svg)) out = slurp(svg);
+  const std::string log = file_exists(dir + "/plot.log") ? slurp(dir + "/plot.log") : "";
   std::system(("rm -rf '" + dir + "'").c_str());
   WAVG_CHECK(rc == 0 && !out.empty(), "report: gnuplot failed (install it with 'apt-get install ",
              "gnuplot-nox' or scripts/setup.sh): ", log.substr(0, 200));
@@ -174,7 +173,7 @@ std::string run_report(const std::string& dir) {
     << "<figcaption>The learning-rate schedule.</figcaption></figure>\n";
 
   // Sweep, if present.
-  if (exists(dir + "/sweep_summary.csv")) {
+  if (file_exists(dir + "/sweep_summary.csv")) {
     std::ifstream cs(dir + "/sweep_summary.csv");
     std::getline(cs, line);
     std::map<std::string, std::vector<std::pair<double, double>>> stt, best;
@@ -234,9 +233,9 @@ figure{margin:1em 0}figcaption{font-size:0.88em;color:#555}svg{max-width:100%;he
 
 void write_report(const std::string& dir, const std::string& out_html) {
   std::string body;
-  if (exists(dir + "/results.json")) {
+  if (file_exists(dir + "/results.json")) {
     body = study_report(dir);
-  } else if (exists(dir + "/summary.json") && exists(dir + "/metrics.jsonl")) {
+  } else if (file_exists(dir + "/summary.json") && file_exists(dir + "/metrics.jsonl")) {
     body = run_report(dir);
   } else {
     throw Error("report: " + dir + " holds neither a run (summary.json, metrics.jsonl) nor a study "

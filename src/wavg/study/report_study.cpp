@@ -51,19 +51,16 @@ std::vector<std::vector<double>> curve(const std::string& run_dir, const std::st
   return out;
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // Analysis 6 in one sentence: how much of the gain that decaying the learning rate brings does
-// averaging recover on a run without decay? Rows are found by their run directory.
+// averaging recover on a run without decay?
 std::string schedule_finding(const std::string& name, const json& w) {
-  const json* decayed = nullptr;
-  const json* constant = nullptr;
+  const json* decayed = nullptr;   // cosine to 0 over the whole budget
+  const json* constant = nullptr;  // no decay
   for (const auto& s : w["schedules"]) {
-    const std::string dir = s["dir"].get<std::string>();
-    if (ends_with(dir, "/seed_0")) decayed = &s;
-    if (ends_with(dir, "/sched_final1")) constant = &s;
+    if (!s.contains("final_fraction")) continue;  // results.json from before these fields
+    const double f = s["final_fraction"].get<double>(), d = s["decay_fraction"].get<double>();
+    if (f == 0.0 && d == 1.0) decayed = &s;
+    if (f == 1.0) constant = &s;
   }
   if (!decayed || !constant) return "";
   const bool lower = w["lower_is_better"].get<bool>();
@@ -100,13 +97,15 @@ std::string grid_figure(const std::string& workload, const std::string& scheme, 
       const auto found = cell.find({r, c});
       if (found != cell.end()) {
         const json& m = (*found->second)["median_steps_to_target"];
-        if (m.is_null())
-          d << x << " " << y << " NaN \"✗\"\n";
-        else if (!base.is_null())
-          d << x << " " << y << " " << 100 * m.get<double>() / base.get<double>() << " \""
-            << f4(json(100 * m.get<double>() / base.get<double>()), "%.0f") << "%\"\n";
-        else
-          d << x << " " << y << " " << m.get<double>() << " \"" << int64_t(m.get<double>()) << "\"\n";
+        d << x << " " << y << " ";
+        if (m.is_null()) {
+          d << "NaN \"✗\"\n";
+        } else if (base.is_null()) {
+          d << m.get<double>() << " \"" << int64_t(m.get<double>()) << "\"\n";
+        } else {
+          const double rel = 100 * m.get<double>() / base.get<double>();
+          d << rel << " \"" << f4(json(rel), "%.0f") << "%\"\n";
+        }
       }
       ++x;
     }

@@ -29,7 +29,6 @@ using json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-bool exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
 
 std::string num(double v) {
   std::ostringstream os;
@@ -206,7 +205,7 @@ class Runner {
   void ensure(const RunPlan& p) {
     ++index_;
     const RunConfig c = load_run_config("", p.sets);
-    if (exists(run_config_path(p.dir))) {
+    if (file_exists(run_config_path(p.dir))) {
       // A run left by an earlier invocation is reused only if it was planned identically.
       std::string diffs;
       for (const auto& d : config_differences(load_run_config(run_config_path(p.dir), {}), c))
@@ -214,12 +213,12 @@ class Runner {
       WAVG_CHECK(diffs.empty(), "study: ", p.dir, " was made with another configuration (", diffs,
                  "); use a new --out or remove that run");
     }
-    const bool done = exists(p.dir + "/summary.json") && finished(p);
+    const bool done = file_exists(p.dir + "/summary.json") && finished(p);
     if (!done) {
       const auto t0 = Clock::now();
       RunOptions o;
       o.quiet = true;
-      o.resume = exists(p.dir + "/state");
+      o.resume = file_exists(p.dir + "/state");
       o.overwrite = !o.resume;
       const RunSummary s = run_training(c, o);
       WAVG_CHECK(!s.interrupted_by, "study: interrupted; run the same command again to continue");
@@ -567,29 +566,33 @@ void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet)
     // Analysis 6 (first workload): decay to 0 / 0.5η / none, and a shorter schedule.
     if (wi == 0) {
       json rows = json::array();
-      std::vector<std::pair<std::string, std::string>> variants;
+      struct Variant {
+        std::string label, dir;
+        double final_fraction;     // of the peak learning rate, at the end of the decay
+        double decay_fraction;     // of the hard budget over which the schedule runs
+      };
+      std::vector<Variant> variants;
       for (double f : cfg.schedule_final) {
         const std::string label = f == 0.0   ? "cosine to 0 (baseline)"
                                   : f == 1.0 ? "no decay (constant)"
                                              : "cosine to " + num(f) + "·lr";
-        variants.push_back({label, f == 0.0 ? wdir + "/seed_0" : wdir + "/sched_final" + num(f)});
+        variants.push_back({label, f == 0.0 ? wdir + "/seed_0" : wdir + "/sched_final" + num(f), f, 1.0});
       }
       variants.push_back({"shorter: cosine to 0 at " + num(cfg.short_schedule) + "·budget",
-                          wdir + "/sched_short"});
-      for (size_t k = 0; k < variants.size(); ++k) {
-        const auto& [label, dir] = variants[k];
-        if (dir != wdir + "/seed_0") {
-          const bool is_short = k + 1 == variants.size();
-          const double f = is_short ? 0.0 : cfg.schedule_final[k];
+                          wdir + "/sched_short", 0.0, cfg.short_schedule});
+      for (const Variant& v : variants) {
+        const std::string& dir = v.dir;
+        if (dir != wdir + "/seed_0") {  // the baseline is seed 0's run itself
           const int64_t sched_steps =
-              is_short ? std::max<int64_t>(1, std::llround(cfg.short_schedule * double(p.H))) : 0;
-          runner.ensure({p.name, "schedule: " + label, dir, p.H,
+              v.decay_fraction < 1.0 ? std::max<int64_t>(1, std::llround(v.decay_fraction * double(p.H))) : 0;
+          runner.ensure({p.name, "schedule: " + v.label, dir, p.H,
                          run_sets(p.name, dir, p.H, p.eval_every_H, 0, best.lr, best.wd,
-                                  best.warmup, bank, cfg.threads, f, sched_steps)});
+                                  best.warmup, bank, cfg.threads, v.final_fraction, sched_steps)});
           runner.finished_planned(p.name, p.H);
         }
         Curves c = read_curves(dir);
-        rows.push_back({{"schedule", label}, {"dir", dir.substr(study_dir.size() + 1)},
+        rows.push_back({{"schedule", v.label}, {"dir", dir.substr(study_dir.size() + 1)},
+                        {"final_fraction", v.final_fraction}, {"decay_fraction", v.decay_fraction},
                         {"raw_best", best_value(c["raw"], lower)},
                         {"lawa_best", best_value(c["lawa_rec"], lower)},
                         {"ema_best", best_value(c["ema_rec"], lower)},

@@ -40,8 +40,6 @@ void make_dirs(const std::string& path) {
   }
 }
 
-bool file_exists(const std::string& p) { return ::access(p.c_str(), F_OK) == 0; }
-
 std::string format_duration(double s) {
   char buf[32];
   if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
