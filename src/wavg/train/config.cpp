@@ -217,6 +217,14 @@ std::vector<std::string> config_differences(const RunConfig& run, const RunConfi
   return out;
 }
 
+RunConfig default_run_config(const std::string& workload) {
+  toml::table root;
+  root.insert("workload", workload);
+  std::ostringstream os;
+  os << root;
+  return load_run_config("", {os.str()});
+}
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets) {
   toml::table root;
   if (!path.empty()) {

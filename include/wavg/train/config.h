@@ -53,6 +53,10 @@ struct RunConfig {
 // Keys whose values differ between two configurations, as "key (run: A, now: B)".
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
 
+// A configuration with every field at its default for `workload` (its learning rate, budget, target,
+// schedule): code that builds runs (the study) starts here and sets fields, never concatenates TOML.
+RunConfig default_run_config(const std::string& workload);
+
 // Reads `path` (may be empty: defaults only), applies `sets` ("key=value", TOML values; bare words
 // are taken as strings), fills workload defaults, and validates.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets);
