@@ -16,6 +16,17 @@ enum class Scheme { kLawa, kEma, kSwa };
 
 const char* scheme_name(Scheme s);  // "lawa", "ema", "swa"
 
+// What an averager does with the module's buffers (BatchNorm running statistics) when swapped in.
+enum class BufferPolicy {
+  kCopy,       // keep the current model's buffers (Kaddour's default)
+  kAverage,    // average floating buffers like parameters
+  kRecompute,  // recompute BatchNorm statistics with forward passes over training batches
+};
+// Throws wavg::Error naming the value for anything else.
+BufferPolicy parse_buffer_policy(const std::string& s);  // "copy", "average", "recompute"
+const char* buffer_policy_name(BufferPolicy p);
+
+
 // What the user chose for one averager. Samples are taken at every step t with t >= start and
 // t mod every == 0 (step 0, the initial weights, is a sample point when start == 0).
 struct AveragerOptions {

@@ -30,15 +30,6 @@
 
 namespace wavg {
 
-// What an averager does with the module's buffers (BatchNorm running statistics) when swapped in.
-enum class BufferPolicy {
-  kCopy,       // keep the current model's buffers (Kaddour's default)
-  kAverage,    // average floating buffers like parameters
-  kRecompute,  // recompute BatchNorm statistics with forward passes over training batches
-};
-BufferPolicy parse_buffer_policy(const std::string& s);  // "copy", "average", "recompute"
-const char* buffer_policy_name(BufferPolicy p);
-
 struct AveragerSpec {
   AveragerSpec(AveragerOptions o = {}, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
                int64_t batches = 20)

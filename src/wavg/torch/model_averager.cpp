@@ -11,22 +11,6 @@
 
 namespace wavg {
 
-BufferPolicy parse_buffer_policy(const std::string& s) {
-  if (s == "copy") return BufferPolicy::kCopy;
-  if (s == "average") return BufferPolicy::kAverage;
-  if (s == "recompute") return BufferPolicy::kRecompute;
-  throw Error("buffers: unknown policy '" + s + "' (expected copy, average or recompute)");
-}
-
-const char* buffer_policy_name(BufferPolicy p) {
-  switch (p) {
-    case BufferPolicy::kCopy: return "copy";
-    case BufferPolicy::kAverage: return "average";
-    case BufferPolicy::kRecompute: return "recompute";
-  }
-  return "?";
-}
-
 namespace {
 
 DType sample_dtype(const std::vector<torch::Tensor>& params) {
