@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build test run bench clean
+.PHONY: setup build test run bench fuzz clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,5 +22,10 @@ run: build
 bench: build
 	@bash bench/run.sh $(BUILD)
 
+# libFuzzer targets (clang, core/ and io/ only), each run for FUZZ_SECONDS over its seed corpus.
+FUZZ_SECONDS ?= 30
+fuzz: setup
+	@bash fuzz/run.sh $(FUZZ_SECONDS) $(BUILD)-fuzz
+
 clean:
-	rm -rf $(BUILD) $(BUILD).cmake.log
+	rm -rf $(BUILD) $(BUILD).cmake.log $(BUILD)-fuzz $(BUILD)-fuzz.*.log

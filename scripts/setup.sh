@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake make pkg-config
+  # libFuzzer targets (make fuzz)
+  clang libclang-rt-14-dev
   # libraries
   libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev

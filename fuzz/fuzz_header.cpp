@@ -1,0 +1,21 @@
+// libFuzzer target: the safetensors header parser on arbitrary bytes (a whole file image).
+// Any outcome but success or wavg::Error (a crash, a sanitizer report, another exception type, a
+// hang) is a finding.
+#include <cstddef>
+#include <cstdint>
+
+#include "wavg/core/error.h"
+#include "wavg/io/safetensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    const wavg::SafetensorsHeader h = wavg::parse_safetensors(data, size, "fuzz input");
+    for (const wavg::TensorInfo& t : h.tensors) {
+      // Every tensor the parser accepts lies inside the file and has a consistent size.
+      if (h.data_start + t.end > size || t.begin > t.end) __builtin_trap();
+      if (uint64_t(t.numel()) * uint64_t(wavg::dtype_size(t.dtype)) != t.nbytes()) __builtin_trap();
+    }
+  } catch (const wavg::Error&) {
+  }
+  return 0;
+}
