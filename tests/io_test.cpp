@@ -288,9 +288,9 @@ TEST(BankState, SaveLoadContinuesBitIdentically) {
   const int64_t n = 5000;
   auto make = [&] {
     auto b = std::make_unique<AveragerBank>(n, DType::kBF16);
-    b->add(AveragerOptions::lawa(4));
-    b->add(AveragerOptions::ema(0.9, 2));
-    b->add(AveragerOptions::swa(3, 3));
+    b->add(LawaOptions(4));
+    b->add(EmaOptions(0.9).every(2));
+    b->add(SwaOptions().every(3).start(3));
     return b;
   };
   auto straight = make(), first = make(), resumed = make();
@@ -312,7 +312,7 @@ TEST(BankState, SaveLoadContinuesBitIdentically) {
     EXPECT_EQ(p, q);
   }
   AveragerBank wrong(n, DType::kBF16);
-  wrong.add(AveragerOptions::lawa(5));
+  wrong.add(LawaOptions(5));
   EXPECT_THROW(load_bank_state(dir / "bank.safetensors", wrong), Error);
 }
 
@@ -350,9 +350,9 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
                        {"step", DType::kI64, {}, &step}},
                       {{"epoch", std::to_string(f)}});
   }
-  for (const auto& o : {AveragerOptions::lawa(3), AveragerOptions::lawa(2, 2, 1),
-                        AveragerOptions::ema(0.6), AveragerOptions::ema(0.3, 3, 2),
-                        AveragerOptions::swa(1, 4)}) {
+  for (const AveragerOptions& o : std::vector<AveragerOptions>{
+           LawaOptions(3), LawaOptions(2).every(2).start(1), EmaOptions(0.6),
+           EmaOptions(0.3).every(3).start(2), SwaOptions().start(4)}) {
     // Independent reference: run the recurrences of DESIGN.md §2 over the sampled files.
     std::vector<int> sampled;
     for (int f = 0; f < files; ++f)
@@ -387,7 +387,7 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
   }
   // Default output dtype: the input's.
   CheckpointAverageOptions last;
-  last.averager = AveragerOptions::lawa(2);
+  last.averager = LawaOptions(2);
   average_checkpoints(paths, dir / "same.safetensors", last);
   EXPECT_EQ(SafetensorsFile(dir / "same.safetensors").find("w1")->dtype, dt);
 }
@@ -406,7 +406,7 @@ TEST(CheckpointAverageErrors, MismatchNamesFileAndTensorAndLeavesNoOutput) {
   const std::vector<float> bad = {1, 2, NAN, 4, 5, 6};
   write_safetensors(dir / "nan", {{"w", DType::kF32, {6}, bad.data()}});
   CheckpointAverageOptions o;
-  o.averager = AveragerOptions::swa();
+  o.averager = SwaOptions();
   auto err = [&](std::vector<std::string> in) {
     try {
       average_checkpoints(in, dir / "out", o);

@@ -161,9 +161,9 @@ struct Trajectory {
 TEST(ModelAverager, OnlineAveragesEqualOfflineRecomputationAndSwapRestoresExactly) {
   torch::manual_seed(1);
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerSpec(AveragerOptions::lawa(3, 2), BufferPolicy::kAverage),
-                                  AveragerSpec(AveragerOptions::ema(0.7), BufferPolicy::kAverage),
-                                  AveragerSpec(AveragerOptions::swa(1, 4), BufferPolicy::kCopy)});
+  ModelAverager avg(model.ptr(), {AveragerSpec(LawaOptions(3).every(2), BufferPolicy::kAverage),
+                                  AveragerSpec(EmaOptions(0.7), BufferPolicy::kAverage),
+                                  AveragerSpec(SwaOptions().start(4), BufferPolicy::kCopy)});
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.1));
   std::vector<std::vector<torch::Tensor>> states = {snapshot(*model)};
   avg.observe(0);
@@ -218,9 +218,9 @@ TEST(ModelAverager, OnlineAveragesEqualOfflineRecomputationAndSwapRestoresExactl
 TEST(ModelAverager, AsyncUpdatesEqualSynchronousBitExactly) {
   torch::manual_seed(4);
   Tiny model;
-  const std::vector<AveragerSpec> specs = {AveragerSpec(AveragerOptions::lawa(4, 1)),
-                                           AveragerSpec(AveragerOptions::ema(0.9, 2)),
-                                           AveragerSpec(AveragerOptions::swa(1, 3))};
+  const std::vector<AveragerSpec> specs = {AveragerSpec(LawaOptions(4)),
+                                           AveragerSpec(EmaOptions(0.9).every(2)),
+                                           AveragerSpec(SwaOptions().start(3))};
   ModelAverager sync(model.ptr(), specs), async(model.ptr(), specs);
   sync.set_async(false);
   async.set_async(true);
@@ -252,7 +252,7 @@ TEST(ModelAverager, AsyncUpdatesEqualSynchronousBitExactly) {
 TEST(ModelAverager, RecomputePolicyRebuildsBatchNormStatistics) {
   torch::manual_seed(2);
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerSpec(AveragerOptions::lawa(2), BufferPolicy::kRecompute,
+  ModelAverager avg(model.ptr(), {AveragerSpec(LawaOptions(2), BufferPolicy::kRecompute,
                                                /*batches=*/4)});
   avg.observe(0);
   std::vector<torch::Tensor> batches;
@@ -279,7 +279,7 @@ TEST(ModelAverager, RecomputePolicyRebuildsBatchNormStatistics) {
 
 TEST(ModelAverager, RefusesNonFiniteSamplesAndEmptyAverages) {
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerOptions::lawa(2, 1, 5)});
+  ModelAverager avg(model.ptr(), {LawaOptions(2).start(5)});
   avg.observe(0);
   EXPECT_THROW(avg.swap_in(0), Error);  // empty until step 5
   {
@@ -300,7 +300,7 @@ TEST(ModelAverager, SavesAverageWithStateDictNamesAndLoadsBack) {
   torch::manual_seed(3);
   const std::string dir = temp_dir();
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerOptions::ema(0.0)});  // β = 0: the last sample
+  ModelAverager avg(model.ptr(), {EmaOptions(0.0)});  // β = 0: the last sample
   avg.set_async(false);
   avg.observe(0);
   avg.save(0, dir + "/ema.safetensors");
