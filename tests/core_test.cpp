@@ -160,6 +160,33 @@ TEST(DType, BFloat16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(to_float(to_bf16(std::nanf("")))));
 }
 
+// ---- quoting untrusted bytes ----------------------------------------------------------------------
+
+TEST(QuoteBytes, KeepsPrintableUtf8AndEscapesEverythingElse) {
+  EXPECT_EQ(quote_bytes("net.fc1.weight"), "net.fc1.weight");
+  EXPECT_EQ(quote_bytes("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80");  // é, 日, 😀 kept
+  EXPECT_EQ(quote_bytes("a\xff"), "a\\xff");
+  EXPECT_EQ(quote_bytes(std::string("x\n\t\x01\x7f", 5)), "x\\x0a\\x09\\x01\\x7f");
+  EXPECT_EQ(quote_bytes(std::string("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(quote_bytes("back\\slash"), "back\\x5cslash");  // unambiguous: '\' itself escaped
+  EXPECT_EQ(quote_bytes("\xc0\xaf"), "\\xc0\\xaf");                  // overlong '/'
+  EXPECT_EQ(quote_bytes("\xed\xa0\x80"), "\\xed\\xa0\\x80");        // a UTF-16 surrogate
+  EXPECT_EQ(quote_bytes("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
+  EXPECT_EQ(quote_bytes("\xe2\x82z"), "\\xe2\\x82z");                // cut sequence
+  EXPECT_EQ(quote_bytes("\xc2\x85"), "\\xc2\\x85");                  // C1 control (NEL)
+  EXPECT_EQ(quote_bytes("a\xe2\x80\xae" "b"), "a\\xe2\\x80\\xaeb");     // U+202E, right-to-left
+}
+
+TEST(QuoteBytes, BoundsTheLengthWithoutCuttingAnEscapeOrACharacter) {
+  EXPECT_EQ(quote_bytes(std::string(100, 'x'), 10), std::string(10, 'x') + "...");
+  EXPECT_EQ(quote_bytes(std::string(10, 'x'), 10), std::string(10, 'x'));
+  EXPECT_EQ(quote_bytes("abcdefgh\xff", 10), "abcdefgh...");  // the escape would need 4
+  EXPECT_EQ(quote_bytes("abcdef\xff", 10), "abcdef\\xff");
+  EXPECT_EQ(quote_bytes("\xc3\xa9\xc3\xa9\xc3\xa9", 2), "\xc3\xa9\xc3\xa9...");
+  EXPECT_EQ(quote_bytes(std::string(1000, '\xff')).size(), 64u + 3u);
+}
+
 // ---- options, sampling, horizons ----------------------------------------------------------------
 
 // Error text of f(), or "no error".
@@ -512,6 +539,64 @@ TEST(Bank, LawaDriftIsBoundedOverAMillionUpdates) {
   for (int64_t i = 0; i < n; ++i)
     EXPECT_LE(std::abs(got[i] - exact[i]), 1e-6 * scale[i] / window) << "element " << i;
 }
+
+// LAWA windows of different L (one with a later start) sharing one ring, and two more with another
+// ν, over 15000 steps: thousands of samples per ring, many times the longest window. At many steps
+// (every 50th, and every step around 1024 and 3072 samples) each window must equal the mean of its
+// last L samples recomputed in fp64 from the stored samples: behaviour against an independent
+// reference, whatever the bank does inside. Samples drift (100 + 0.01·step) so that a window off by
+// one sample is off by ~1e-5 relative, far above the 1e-9 allowed.
+class LawaSharedRing : public ::testing::TestWithParam<DType> {};
+
+TEST_P(LawaSharedRing, WindowsOverThousandsOfSamplesEqualTheNaiveMean) {
+  const DType dtype = GetParam();
+  const int64_t n = 33, steps = 15000;
+  const std::vector<AveragerOptions> windows = {
+      LawaOptions(1),           LawaOptions(7),          LawaOptions(100),
+      LawaOptions(1500),        LawaOptions(3000),       LawaOptions(64).start(250),
+      LawaOptions(10).every(3), LawaOptions(400).every(3).start(7)};  // ν = 3: 5000 samples
+  AveragerBank bank(n, dtype);
+  for (const auto& w : windows) bank.add(w);
+  std::mt19937_64 rng(17 + int(dtype));
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<std::vector<double>> xs;  // xs[step]: the sample as stored, exactly, in fp64
+  std::vector<unsigned char> bytes(size_t(n) * dtype_size(dtype));
+  int64_t checks = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    dispatch_floating(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      T* p = reinterpret_cast<T*>(bytes.data());
+      for (int64_t i = 0; i < n; ++i) p[i] = store_as<T>(100.0 + 0.01 * double(step) + noise(rng));
+    });
+    xs.push_back(to_doubles(dtype, bytes, size_t(n)));
+    bank.observe(step, bytes.data());
+    const bool check = step % 50 == 0 || step == steps - 1 || std::abs(step - 1024) <= 3 ||
+                       std::abs(step - 3 * 1024) <= 6;
+    if (!check) continue;
+    for (size_t a = 0; a < windows.size(); ++a) {
+      const AveragerOptions& o = windows[a];
+      std::vector<int64_t> taken;  // steps this window has sampled, newest last
+      for (int64_t t = 0; t <= step; ++t)
+        if (t >= o.start && t % o.every == 0) taken.push_back(t);
+      if (taken.empty()) {
+        EXPECT_TRUE(bank.empty(int(a)));
+        continue;
+      }
+      const size_t k = std::min(taken.size(), size_t(o.window));
+      std::vector<double> want(size_t(n), 0.0);
+      for (size_t j = taken.size() - k; j < taken.size(); ++j)
+        for (int64_t i = 0; i < n; ++i) want[size_t(i)] += xs[size_t(taken[j])][size_t(i)];
+      for (double& v : want) v /= double(k);
+      ASSERT_LT(max_rel_err(bank_value(bank, int(a)), want), 1e-9)
+          << describe(o) << " at step " << step << " (" << taken.size() << " samples)";
+      ++checks;
+    }
+  }
+  EXPECT_GT(checks, 2000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, LawaSharedRing, ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(Bank, StateRestoresForBitIdenticalContinuation) {
   const int64_t n = 777;
