@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <string>
 
@@ -106,6 +107,6 @@ int main(int argc, char** argv) {
   std::printf("  peak resident memory of wavg average: %.1f MB = %.2f x one checkpoint"
               "   (target <= 3)\n",
               child_max_rss_kb / 1e3, child_max_rss_kb * 1e3 / (total / double(files)));
-  std::system(("rm -rf " + dir).c_str());
+  std::filesystem::remove_all(dir);
   return rc == 0 ? 0 : 1;
 }

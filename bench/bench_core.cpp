@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   const int64_t n = argc > 1 ? std::atoll(argv[1]) : (int64_t(1) << 23);
   const int rounds = 15;
   std::printf("averaging kernels: N = %lld fp32 parameters, %d threads, median of %d rounds\n",
-              (long long)n, averaging_threads(), rounds);
+              (long long)n, detail::averaging_threads(), rounds);
   std::vector<float> x(n);
   std::mt19937 rng(1);
   for (auto& v : x) v = float(rng() % 1000) / 1000.0f;
@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
   // EMA: reads x (4 B) and reads+writes the fp32 average (8 B) per parameter.
   {
     AveragerBank checked(n, DType::kF32), unchecked(n, DType::kF32);
-    checked.add(AveragerOptions::ema(0.99));
-    unchecked.add(AveragerOptions::ema(0.99));
+    checked.add(EmaOptions(0.99));
+    unchecked.add(EmaOptions(0.99));
     unchecked.set_check_finite(false);
     std::vector<float> ref(n, 0.0f);
     int64_t s1 = 0, s2 = 0;
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     unchecked.observe(s2++, x.data());
     const auto t = interleaved(
         {[&] {
-           parallel_for(n, [&](int64_t b, int64_t e) {
+           detail::parallel_for(n, [&](int64_t b, int64_t e) {
              float* __restrict y = ref.data();
              const float* __restrict xx = x.data();
              for (int64_t i = b; i < e; ++i) y[i] = 0.99f * y[i] + 0.01f * xx[i];
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
   {
     const int64_t window = 10;
     AveragerBank checked(n, DType::kF32), unchecked(n, DType::kF32);
-    checked.add(AveragerOptions::lawa(window));
-    unchecked.add(AveragerOptions::lawa(window));
+    checked.add(LawaOptions(window));
+    unchecked.add(LawaOptions(window));
     unchecked.set_check_finite(false);
     std::vector<double> ring(size_t(n) * (window + 1), 0.5);
     int64_t s1 = 0, s2 = 0, s3 = 0;
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
            const double* from = ring.data() + size_t(s3 % (window + 1)) * n;
            double* to = ring.data() + size_t((s3 + 1) % (window + 1)) * n;
            ++s3;
-           parallel_for(n, [&](int64_t b, int64_t e) {
+           detail::parallel_for(n, [&](int64_t b, int64_t e) {
              const double* __restrict f = from;
              double* __restrict o = to;
              const float* __restrict xx = x.data();
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     std::vector<std::function<void()>> variants;
     for (size_t k = 0; k < windows.size(); ++k) {
       banks.push_back(std::make_unique<AveragerBank>(m, DType::kF32));
-      banks.back()->add(AveragerOptions::lawa(windows[k]));
+      banks.back()->add(LawaOptions(windows[k]));
       banks.back()->set_check_finite(false);
       for (int64_t i = 0; i < windows[k]; ++i) banks.back()->observe(steps[k]++, x.data());
       variants.push_back([&, k] { banks[k]->observe(steps[k]++, x.data()); });

@@ -23,9 +23,9 @@ namespace {
 std::vector<AveragerSpec> bank_of_20(int64_t every) {
   std::vector<AveragerSpec> specs;
   for (int64_t w : {2, 5, 8, 10, 15, 20, 25, 30, 40, 50})
-    specs.emplace_back(AveragerOptions::lawa(w, every));
+    specs.emplace_back(LawaOptions(w).every(every));
   for (double b : {0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999})
-    specs.emplace_back(AveragerOptions::ema(b, every));
+    specs.emplace_back(EmaOptions(b).every(every));
   return specs;
 }
 

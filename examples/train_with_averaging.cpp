@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
   wavg::NAdamW optimizer(model->parameters(), wavg::NAdamWOptions(3e-3).weight_decay(1e-4));
 
   // 1. Attach the averagers. Names default to "lawa_L10_nu5" and "ema_b0.9_nu1".
-  wavg::ModelAverager averager(model.ptr(), {wavg::AveragerOptions::lawa(/*window=*/10, /*every=*/5),
-                                             wavg::AveragerOptions::ema(/*beta=*/0.9)});
+  //    Options chain as LibTorch's do and validate as they are set (a bad value throws wavg::Error).
+  wavg::ModelAverager averager(model.ptr(), {wavg::LawaOptions(/*window=*/10).every(5),
+                                             wavg::EmaOptions(/*beta=*/0.9)});
   averager.observe(/*step=*/0);  // the initial weights are step 0's sample
 
   auto validation_loss = [&] {
@@ -63,7 +64,8 @@ int main(int argc, char** argv) {
     if (step % 100 == 0) {
       std::printf("step %4lld  raw %.4f", (long long)step, validation_loss());
       for (int i = 0; i < averager.size(); ++i) {
-        // 3. Swap an average in for evaluation; the model is restored exactly at scope exit.
+        // 3. Swap an average in for evaluation; the model is restored exactly at scope exit. One
+        //    swap at a time, and no observe() or optimizer step while it lives.
         wavg::EvalSwap swap = averager.swap_in(i);
         std::printf("  %s %.4f", averager.name(i).c_str(), validation_loss());
       }

@@ -170,6 +170,23 @@ with tempfile.TemporaryDirectory() as tmp:
         check(needle in r.stderr, f"{args}: message {r.stderr.strip()!r} lacks {needle!r}")
         check(not os.path.exists(out), f"{args}: output file left behind")
         check(not any(".tmp." in f for f in os.listdir(tmp)), f"{args}: temporary file left behind")
+    # Names from a file never reach the terminal raw (issue 10 §2): a 0xFF byte (invalid UTF-8, so
+    # invalid JSON) and an ESC byte (valid JSON "\u001b") in tensor names come back as \xNN.
+    raw_ff = os.path.join(tmp, "raw_ff.safetensors")
+    h = b'{"net\xff.w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    with open(raw_ff, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"\0" * 4)
+    esc = os.path.join(tmp, "esc.safetensors")
+    write_st(esc, {"net.w\x1b[2J": ("F32", np.zeros((17, 5), np.float32)), "step": ("I64", np.zeros(1, np.int64))})
+    for args, needle in [([raw_ff, good], b"net\\xff"), ([esc, good], b"tensor 'net.w\\x1b[2J' is not in")]:
+        r = subprocess.run([WAVG, "average", "--swa", "-o", out, *args], capture_output=True)
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2, f"{args}: exit code {r.returncode}, want 2 ({r.stderr!r})")
+        check(len(lines) == 1, f"{args}: want one line on stderr, got {lines}")
+        check(needle in r.stderr, f"{args}: message {r.stderr!r} lacks {needle!r}")
+        check(all(0x20 <= c < 0x7F for c in r.stderr.strip()), f"{args}: raw bytes in {r.stderr!r}")
+        check(not os.path.exists(out), f"{args}: output file left behind")
+
     r = run("average", "--swa", "-o", good, good, good2)
     check(r.returncode == 2 and "also an input" in r.stderr, "refuses to overwrite an input")
     r = run("--help")

@@ -11,7 +11,7 @@
 #include "wavg/core/bank.h"
 #include "wavg/core/dtype.h"
 #include "wavg/core/error.h"
-#include "wavg/core/parallel.h"
+#include "wavg/core/parallel.h"  // internal: the thread pool
 
 using namespace wavg;
 
@@ -160,24 +160,104 @@ TEST(DType, BFloat16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(to_float(to_bf16(std::nanf("")))));
 }
 
+// ---- quoting untrusted bytes ----------------------------------------------------------------------
+
+TEST(QuoteBytes, KeepsPrintableUtf8AndEscapesEverythingElse) {
+  EXPECT_EQ(quote_bytes("net.fc1.weight"), "net.fc1.weight");
+  EXPECT_EQ(quote_bytes("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80");  // é, 日, 😀 kept
+  EXPECT_EQ(quote_bytes("a\xff"), "a\\xff");
+  EXPECT_EQ(quote_bytes(std::string("x\n\t\x01\x7f", 5)), "x\\x0a\\x09\\x01\\x7f");
+  EXPECT_EQ(quote_bytes(std::string("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(quote_bytes("back\\slash"), "back\\x5cslash");  // unambiguous: '\' itself escaped
+  EXPECT_EQ(quote_bytes("\xc0\xaf"), "\\xc0\\xaf");                  // overlong '/'
+  EXPECT_EQ(quote_bytes("\xed\xa0\x80"), "\\xed\\xa0\\x80");        // a UTF-16 surrogate
+  EXPECT_EQ(quote_bytes("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
+  EXPECT_EQ(quote_bytes("\xe2\x82z"), "\\xe2\\x82z");                // cut sequence
+  EXPECT_EQ(quote_bytes("\xc2\x85"), "\\xc2\\x85");                  // C1 control (NEL)
+  EXPECT_EQ(quote_bytes("a\xe2\x80\xae" "b"), "a\\xe2\\x80\\xaeb");     // U+202E, right-to-left
+}
+
+TEST(QuoteBytes, BoundsTheLengthWithoutCuttingAnEscapeOrACharacter) {
+  EXPECT_EQ(quote_bytes(std::string(100, 'x'), 10), std::string(10, 'x') + "...");
+  EXPECT_EQ(quote_bytes(std::string(10, 'x'), 10), std::string(10, 'x'));
+  EXPECT_EQ(quote_bytes("abcdefgh\xff", 10), "abcdefgh...");  // the escape would need 4
+  EXPECT_EQ(quote_bytes("abcdef\xff", 10), "abcdef\\xff");
+  EXPECT_EQ(quote_bytes("\xc3\xa9\xc3\xa9\xc3\xa9", 2), "\xc3\xa9\xc3\xa9...");
+  EXPECT_EQ(quote_bytes(std::string(1000, '\xff')).size(), 64u + 3u);
+}
+
 // ---- options, sampling, horizons ----------------------------------------------------------------
 
-TEST(Averager, RejectsBadHyperparametersNamingTheValue) {
-  auto msg = [](const AveragerOptions& o) {
-    try {
-      validate(o);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  EXPECT_EQ(msg(AveragerOptions::ema(1.5)), "ema: beta must be in [0, 1), got 1.5");
-  EXPECT_EQ(msg(AveragerOptions::ema(1.0)), "ema: beta must be in [0, 1), got 1");
-  EXPECT_EQ(msg(AveragerOptions::ema(std::nan(""))), "ema: beta must be in [0, 1), got nan");
-  EXPECT_EQ(msg(AveragerOptions::lawa(0)), "lawa: window (L) must be >= 1, got 0");
-  EXPECT_EQ(msg(AveragerOptions::swa(0)), "swa: every (nu) must be >= 1, got 0");
-  EXPECT_EQ(msg(AveragerOptions::lawa(3, 1, -2)), "lawa: start must be >= 0, got -2");
-  EXPECT_EQ(msg(AveragerOptions::ema(0.0)), "no error");
+// Error text of f(), or "no error".
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Averager, TypedSettersRejectBadValuesAtOnceNamingTheValue) {
+  EXPECT_EQ(error_of([] { EmaOptions(1.5); }), "ema: beta must be in [0, 1), got 1.5");
+  EXPECT_EQ(error_of([] { EmaOptions(1.0); }), "ema: beta must be in [0, 1), got 1");
+  EXPECT_EQ(error_of([] { EmaOptions(std::nan("")); }), "ema: beta must be in [0, 1), got nan");
+  EXPECT_EQ(error_of([] { EmaOptions(0.5).beta(-0.1); }), "ema: beta must be in [0, 1), got -0.1");
+  EXPECT_EQ(error_of([] { LawaOptions(0); }), "lawa: window (L) must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { LawaOptions(3).window(-4); }), "lawa: window (L) must be >= 1, got -4");
+  EXPECT_EQ(error_of([] { SwaOptions().every(0); }), "swa: every (nu) must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { LawaOptions(3).start(-2); }), "lawa: start must be >= 0, got -2");
+  EXPECT_EQ(error_of([] { EmaOptions(0.9).every(-1); }), "ema: every (nu) must be >= 1, got -1");
+  EXPECT_EQ(error_of([] { EmaOptions(0.0).every(3).start(5); }), "no error");
+}
+
+TEST(Averager, TypedOptionsChainAndConvertToTheGenericOptions) {
+  const LawaOptions lawa = LawaOptions(20).every(16).start(100).name("x");
+  EXPECT_EQ(lawa.window(), 20);
+  EXPECT_EQ(lawa.every(), 16);
+  EXPECT_EQ(lawa.start(), 100);
+  EXPECT_EQ(lawa.name(), "x");
+  const AveragerOptions g = lawa;
+  EXPECT_EQ(g.scheme, Scheme::kLawa);
+  EXPECT_EQ(g.window, 20);
+  EXPECT_EQ(g.every, 16);
+  EXPECT_EQ(g.start, 100);
+  EXPECT_EQ(g.name, "x");
+  const AveragerOptions e = EmaOptions(0.9).every(16);
+  EXPECT_EQ(e.scheme, Scheme::kEma);
+  EXPECT_EQ(e.beta, 0.9);
+  EXPECT_EQ(e.every, 16);
+  EXPECT_EQ(e.start, 0);
+  EXPECT_EQ(e.name, "");
+  const AveragerOptions s = SwaOptions().every(4).start(500);
+  EXPECT_EQ(s.scheme, Scheme::kSwa);
+  EXPECT_EQ(s.every, 4);
+  EXPECT_EQ(s.start, 500);
+  // A failed setter leaves the options as they were.
+  LawaOptions o(5);
+  EXPECT_THROW(o.every(0), Error);
+  EXPECT_EQ(o.every(), 1);
+}
+
+TEST(Averager, ValidateRejectsBadGenericOptionsWithTheSameMessages) {
+  AveragerOptions o;
+  o.scheme = Scheme::kEma;
+  o.beta = 1.5;
+  EXPECT_EQ(error_of([&] { validate(o); }), "ema: beta must be in [0, 1), got 1.5");
+  o.scheme = Scheme::kLawa;
+  o.window = 0;
+  EXPECT_EQ(error_of([&] { validate(o); }), "lawa: window (L) must be >= 1, got 0");
+  o.window = 3;
+  o.start = -2;
+  EXPECT_EQ(error_of([&] { validate(o); }), "lawa: start must be >= 0, got -2");
+  o.start = 0;
+  o.scheme = Scheme::kSwa;
+  o.every = 0;
+  EXPECT_EQ(error_of([&] { validate(o); }), "swa: every (nu) must be >= 1, got 0");
+  o.every = 2;
+  EXPECT_EQ(error_of([&] { validate(o); }), "no error");
 }
 
 TEST(Averager, SamplingRule) {
@@ -200,27 +280,27 @@ TEST(Averager, HorizonUnits) {
   EXPECT_EQ(lawa_window_for_horizon(1e-9, 5, 100), 1);  // at least one sample
   EXPECT_THROW(lawa_window_for_horizon(0.0, 5, 100), Error);
   EXPECT_THROW(ema_beta_for_half_life(-1, 1), Error);
-  EXPECT_NE(describe(AveragerOptions::ema(0.9, 64)).find("half-life"), std::string::npos);
+  EXPECT_NE(describe(EmaOptions(0.9).every(64)).find("half-life"), std::string::npos);
 }
 
 TEST(Averager, DefaultNames) {
-  EXPECT_EQ(default_name(AveragerOptions::lawa(20, 16)), "lawa_L20_nu16");
-  EXPECT_EQ(default_name(AveragerOptions::ema(0.9, 64)), "ema_b0.9_nu64");
-  EXPECT_EQ(default_name(AveragerOptions::swa(1, 500)), "swa_nu1_s500");
+  EXPECT_EQ(default_name(LawaOptions(20).every(16)), "lawa_L20_nu16");
+  EXPECT_EQ(default_name(EmaOptions(0.9).every(64)), "ema_b0.9_nu64");
+  EXPECT_EQ(default_name(SwaOptions().start(500)), "swa_nu1_s500");
 }
 
 // ---- offline weights --------------------------------------------------------------------------
 
 TEST(OfflineWeights, MatchEasyCases) {
   // β = 0 copies the last sample; L = 1 is the last sample; SWA is uniform.
-  EXPECT_EQ(offline_weights(AveragerOptions::ema(0.0), 4), (std::vector<double>{0, 0, 0, 1}));
-  EXPECT_EQ(offline_weights(AveragerOptions::lawa(1), 3), (std::vector<double>{0, 0, 1}));
-  EXPECT_EQ(offline_weights(AveragerOptions::lawa(2, 2), 5),
+  EXPECT_EQ(offline_weights(EmaOptions(0.0), 4), (std::vector<double>{0, 0, 0, 1}));
+  EXPECT_EQ(offline_weights(LawaOptions(1), 3), (std::vector<double>{0, 0, 1}));
+  EXPECT_EQ(offline_weights(LawaOptions(2).every(2), 5),
             (std::vector<double>{0, 0, 0.5, 0, 0.5}));
-  EXPECT_EQ(offline_weights(AveragerOptions::swa(1, 2), 4), (std::vector<double>{0, 0, 0.5, 0.5}));
-  const auto w = offline_weights(AveragerOptions::ema(0.5), 3);  // e = .25 x0 + .25 x1 + .5 x2
+  EXPECT_EQ(offline_weights(SwaOptions().start(2), 4), (std::vector<double>{0, 0, 0.5, 0.5}));
+  const auto w = offline_weights(EmaOptions(0.5), 3);  // e = .25 x0 + .25 x1 + .5 x2
   EXPECT_EQ(w, (std::vector<double>{0.25, 0.25, 0.5}));
-  EXPECT_THROW(offline_weights(AveragerOptions::lawa(2, 1, 10), 5), Error);
+  EXPECT_THROW(offline_weights(LawaOptions(2).start(10), 5), Error);
 }
 
 // ---- bank vs the naive reference -----------------------------------------------------------------
@@ -239,9 +319,9 @@ TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
       AveragerOptions o;
       const int kind = int(rng() % 3);
       const int64_t every = 1 + int64_t(rng() % 4), start = int64_t(rng() % 3) * 3;
-      if (kind == 0) o = AveragerOptions::lawa(1 + int64_t(rng() % 7), every, start);
-      if (kind == 1) o = AveragerOptions::ema(double(rng() % 1000) / 1000.0, every, start);
-      if (kind == 2) o = AveragerOptions::swa(every, start);
+      if (kind == 0) o = LawaOptions(1 + int64_t(rng() % 7)).every(every).start(start);
+      if (kind == 1) o = EmaOptions(double(rng() % 1000) / 1000.0).every(every).start(start);
+      if (kind == 2) o = SwaOptions().every(every).start(start);
       o.name = "a" + std::to_string(a);
       bank.add(o);
       naive.push_back({o, {}});
@@ -270,10 +350,10 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, BankVsNaive,
 
 TEST(Bank, EasyCases) {
   AveragerBank bank(3, DType::kF32);
-  const int copy = bank.add(AveragerOptions::ema(0.0));
-  const int last = bank.add(AveragerOptions::lawa(1));
-  const int swa = bank.add(AveragerOptions::swa());
-  const int lawa2 = bank.add(AveragerOptions::lawa(2));
+  const int copy = bank.add(EmaOptions(0.0));
+  const int last = bank.add(LawaOptions(1));
+  const int swa = bank.add(SwaOptions());
+  const int lawa2 = bank.add(LawaOptions(2));
   const float xs[3][3] = {{1, 2, 3}, {5, 5, 5}, {7, 2, 0}};
   for (int s = 0; s < 3; ++s) bank.observe(s, xs[s]);
   float out[3];
@@ -290,7 +370,7 @@ TEST(Bank, EasyCases) {
 
 TEST(Bank, SwaOfAConstantIsTheConstant) {
   AveragerBank bank(4, DType::kBF16);
-  bank.add(AveragerOptions::swa());
+  bank.add(SwaOptions());
   const BFloat16 c = to_bf16(0.3f);
   std::vector<BFloat16> x(4, c);
   for (int s = 0; s < 1000; ++s) bank.observe(s, x.data());
@@ -301,7 +381,7 @@ TEST(Bank, SwaOfAConstantIsTheConstant) {
 
 TEST(Bank, EmptyAveragerRefusesEvaluation) {
   AveragerBank bank(2, DType::kF32);
-  bank.add(AveragerOptions::lawa(3, 10, 100));
+  bank.add(LawaOptions(3).every(10).start(100));
   const float x[2] = {1, 2};
   bank.observe(0, x);
   float out[2];
@@ -319,7 +399,7 @@ TEST(Bank, EmptyAveragerRefusesEvaluation) {
 
 TEST(Bank, LawaFullFlag) {
   AveragerBank bank(1, DType::kF32);
-  bank.add(AveragerOptions::lawa(3, 2));
+  bank.add(LawaOptions(3).every(2));
   const float x = 1;
   for (int s = 0; s <= 4; ++s) bank.observe(s, &x);  // samples at 0, 2, 4
   EXPECT_EQ(bank.samples(0), 3);
@@ -329,8 +409,8 @@ TEST(Bank, LawaFullFlag) {
 TEST(Bank, RefusesNonFiniteSamplesAndStaysUnchanged) {
   AveragerBank bank(6, DType::kF32);
   bank.set_layout({{"w", 0, 4}, {"b", 4, 2}});
-  bank.add(AveragerOptions::ema(0.5));
-  bank.add(AveragerOptions::lawa(2));
+  bank.add(EmaOptions(0.5));
+  bank.add(LawaOptions(2));
   const float a[6] = {1, 2, 3, 4, 5, 6};
   bank.observe(0, a);
   const auto before0 = bank_value(bank, 0), before1 = bank_value(bank, 1);
@@ -352,7 +432,7 @@ TEST(Bank, RefusesNonFiniteSamplesAndStaysUnchanged) {
 
 TEST(Bank, StepsMustIncrease) {
   AveragerBank bank(1, DType::kF32);
-  bank.add(AveragerOptions::swa());
+  bank.add(SwaOptions());
   const float x = 1;
   bank.observe(5, &x);
   EXPECT_THROW(bank.observe(5, &x), Error);
@@ -361,19 +441,19 @@ TEST(Bank, StepsMustIncrease) {
 
 TEST(Bank, RejectsDuplicateNamesAndLateAdds) {
   AveragerBank bank(1, DType::kF32);
-  bank.add(AveragerOptions::lawa(2));
-  EXPECT_THROW(bank.add(AveragerOptions::lawa(2)), Error);
+  bank.add(LawaOptions(2));
+  EXPECT_THROW(bank.add(LawaOptions(2)), Error);
   const float x = 1;
   bank.observe(0, &x);
-  EXPECT_THROW(bank.add(AveragerOptions::lawa(3)), Error);
+  EXPECT_THROW(bank.add(LawaOptions(3)), Error);
 }
 
 // Passive averagers: a bank gives bit-identical results to separate single-averager banks.
 TEST(Bank, ManyAveragersEqualSeparateRunsBitExactly) {
   const std::vector<AveragerOptions> specs = {
-      AveragerOptions::lawa(2, 1),  AveragerOptions::lawa(20, 1), AveragerOptions::lawa(5, 1, 7),
-      AveragerOptions::lawa(3, 4),  AveragerOptions::ema(0.9, 4), AveragerOptions::ema(0.99),
-      AveragerOptions::swa(2, 10)};
+      LawaOptions(2),          LawaOptions(20),          LawaOptions(5).start(7),
+      LawaOptions(3).every(4), EmaOptions(0.9).every(4), EmaOptions(0.99),
+      SwaOptions().every(2).start(10)};
   const int64_t n = 100000;  // above the parallel grain: exercises the thread split
   AveragerBank all(n, DType::kF32);
   std::vector<std::unique_ptr<AveragerBank>> single;
@@ -398,8 +478,8 @@ TEST(Bank, ShardsEqualTheSliceOfTheFullBank) {
   AveragerBank full(n, DType::kBF16);
   AveragerBank left(n, DType::kBF16, 0, 400), right(n, DType::kBF16, 400);
   for (AveragerBank* b : {&full, &left, &right}) {
-    b->add(AveragerOptions::lawa(4, 2));
-    b->add(AveragerOptions::ema(0.8));
+    b->add(LawaOptions(4).every(2));
+    b->add(EmaOptions(0.8));
   }
   EXPECT_EQ(right.shard_length(), 600);
   std::mt19937_64 rng(3);
@@ -422,8 +502,9 @@ TEST(Bank, OnlineEqualsOfflineWeights) {
   std::vector<std::vector<double>> xs;
   std::vector<std::vector<unsigned char>> raw(files);
   for (int64_t i = 0; i < files; ++i) xs.push_back(random_sample(DType::kF64, n, rng, &raw[i]));
-  for (const auto& o : {AveragerOptions::lawa(4, 3, 2), AveragerOptions::ema(0.7, 2),
-                        AveragerOptions::swa(5, 1)}) {
+  for (const AveragerOptions& o : std::vector<AveragerOptions>{
+           LawaOptions(4).every(3).start(2), EmaOptions(0.7).every(2),
+           SwaOptions().every(5).start(1)}) {
     AveragerBank bank(n, DType::kF64);
     bank.add(o);
     for (int64_t i = 0; i < files; ++i) bank.observe(i, raw[i].data());
@@ -439,7 +520,7 @@ TEST(Bank, OnlineEqualsOfflineWeights) {
 TEST(Bank, LawaDriftIsBoundedOverAMillionUpdates) {
   const int64_t n = 8, window = 10, updates = 1000000;
   AveragerBank bank(n, DType::kF32);
-  bank.add(AveragerOptions::lawa(window));
+  bank.add(LawaOptions(window));
   std::mt19937_64 rng(5);
   std::lognormal_distribution<double> mag(0.0, 3.0);
   std::deque<std::vector<float>> last;
@@ -459,14 +540,72 @@ TEST(Bank, LawaDriftIsBoundedOverAMillionUpdates) {
     EXPECT_LE(std::abs(got[i] - exact[i]), 1e-6 * scale[i] / window) << "element " << i;
 }
 
+// LAWA windows of different L (one with a later start) sharing one ring, and two more with another
+// ν, over 15000 steps: thousands of samples per ring, many times the longest window. At many steps
+// (every 50th, and every step around 1024 and 3072 samples) each window must equal the mean of its
+// last L samples recomputed in fp64 from the stored samples: behaviour against an independent
+// reference, whatever the bank does inside. Samples drift (100 + 0.01·step) so that a window off by
+// one sample is off by ~1e-5 relative, far above the 1e-9 allowed.
+class LawaSharedRing : public ::testing::TestWithParam<DType> {};
+
+TEST_P(LawaSharedRing, WindowsOverThousandsOfSamplesEqualTheNaiveMean) {
+  const DType dtype = GetParam();
+  const int64_t n = 33, steps = 15000;
+  const std::vector<AveragerOptions> windows = {
+      LawaOptions(1),           LawaOptions(7),          LawaOptions(100),
+      LawaOptions(1500),        LawaOptions(3000),       LawaOptions(64).start(250),
+      LawaOptions(10).every(3), LawaOptions(400).every(3).start(7)};  // ν = 3: 5000 samples
+  AveragerBank bank(n, dtype);
+  for (const auto& w : windows) bank.add(w);
+  std::mt19937_64 rng(17 + int(dtype));
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<std::vector<double>> xs;  // xs[step]: the sample as stored, exactly, in fp64
+  std::vector<unsigned char> bytes(size_t(n) * dtype_size(dtype));
+  int64_t checks = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    dispatch_floating(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      T* p = reinterpret_cast<T*>(bytes.data());
+      for (int64_t i = 0; i < n; ++i) p[i] = store_as<T>(100.0 + 0.01 * double(step) + noise(rng));
+    });
+    xs.push_back(to_doubles(dtype, bytes, size_t(n)));
+    bank.observe(step, bytes.data());
+    const bool check = step % 50 == 0 || step == steps - 1 || std::abs(step - 1024) <= 3 ||
+                       std::abs(step - 3 * 1024) <= 6;
+    if (!check) continue;
+    for (size_t a = 0; a < windows.size(); ++a) {
+      const AveragerOptions& o = windows[a];
+      std::vector<int64_t> taken;  // steps this window has sampled, newest last
+      for (int64_t t = 0; t <= step; ++t)
+        if (t >= o.start && t % o.every == 0) taken.push_back(t);
+      if (taken.empty()) {
+        EXPECT_TRUE(bank.empty(int(a)));
+        continue;
+      }
+      const size_t k = std::min(taken.size(), size_t(o.window));
+      std::vector<double> want(size_t(n), 0.0);
+      for (size_t j = taken.size() - k; j < taken.size(); ++j)
+        for (int64_t i = 0; i < n; ++i) want[size_t(i)] += xs[size_t(taken[j])][size_t(i)];
+      for (double& v : want) v /= double(k);
+      ASSERT_LT(max_rel_err(bank_value(bank, int(a)), want), 1e-9)
+          << describe(o) << " at step " << step << " (" << taken.size() << " samples)";
+      ++checks;
+    }
+  }
+  EXPECT_GT(checks, 2000);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, LawaSharedRing, ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
 TEST(Bank, StateRestoresForBitIdenticalContinuation) {
   const int64_t n = 777;
   auto make = [&] {
     auto b = std::make_unique<AveragerBank>(n, DType::kF16);
-    b->add(AveragerOptions::lawa(5, 2));
-    b->add(AveragerOptions::lawa(3, 2, 6));
-    b->add(AveragerOptions::ema(0.95, 3));
-    b->add(AveragerOptions::swa(1, 4));
+    b->add(LawaOptions(5).every(2));
+    b->add(LawaOptions(3).every(2).start(6));
+    b->add(EmaOptions(0.95).every(3));
+    b->add(SwaOptions().start(4));
     return b;
   };
   auto straight = make(), first = make(), second = make();
@@ -486,20 +625,20 @@ TEST(Bank, StateRestoresForBitIdenticalContinuation) {
     EXPECT_EQ(bank_value(*straight, a), bank_value(*second, a));
   // A bank with other averagers refuses the state.
   AveragerBank other(n, DType::kF16);
-  other.add(AveragerOptions::lawa(6, 2));
+  other.add(LawaOptions(6).every(2));
   EXPECT_THROW(other.restore_meta(first->state_meta()), Error);
 }
 
 TEST(Parallel, CoversTheRangeOnce) {
   for (int threads : {1, 2, 3}) {
-    set_averaging_threads(threads);
+    detail::set_averaging_threads(threads);
     std::vector<int> hits(300001, 0);
-    parallel_for(int64_t(hits.size()), [&](int64_t b, int64_t e) {
+    detail::parallel_for(int64_t(hits.size()), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) ++hits[i];
     });
     for (int h : hits) ASSERT_EQ(h, 1);
   }
-  set_averaging_threads(0);
+  detail::set_averaging_threads(0);
 }
 
 // ---- schedules ----------------------------------------------------------------------------------

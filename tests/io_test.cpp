@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -25,7 +26,7 @@ class TempDir {
     char tmpl[] = "/tmp/wavg_io_test_XXXXXX";
     path_ = ::mkdtemp(tmpl);
   }
-  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  ~TempDir() { std::filesystem::remove_all(path_); }
   std::string operator/(const std::string& name) const { return path_ + "/" + name; }
   const std::string& path() const { return path_; }
 
@@ -222,6 +223,41 @@ TEST(SafetensorsMalformed, MetadataNotStrings) {
   EXPECT_TRUE(contains(e, "__metadata__")) << e;
 }
 
+// Error messages never echo the file's raw bytes (issue 10 §2): names and values from a file are
+// quoted with \xNN escapes, so a message stays one printable line.
+bool printable_line(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f) return false;
+  return true;
+}
+
+TEST(SafetensorsMalformed, MessagesEscapeTheFilesBytes) {
+  // A raw 0xFF byte in a tensor name: invalid UTF-8, so invalid JSON; the parser's excerpt of the
+  // name is quoted.
+  std::string e = parse_error(
+      make_file("{\"net\xff.w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "x"));
+  EXPECT_TRUE(contains(e, "not valid JSON")) << e;
+  EXPECT_TRUE(contains(e, "net\\xff")) << e;
+  EXPECT_TRUE(printable_line(e)) << e;
+  // Control bytes (JSON escapes \u0001, \n, ESC) decode into the name, the dtype and a metadata
+  // key, and come back escaped in the messages that name them.
+  e = parse_error(make_file(R"({"a\u0001b":{"dtype":"F17","shape":[1],"data_offsets":[0,1]}})", "x"));
+  EXPECT_TRUE(contains(e, "tensor 'a\\x01b': unsupported dtype 'F17'")) << e;
+  EXPECT_TRUE(printable_line(e)) << e;
+  e = parse_error(make_file(R"({"w":{"dtype":"F\n32","shape":[1],"data_offsets":[0,4]}})", "abcd"));
+  EXPECT_TRUE(contains(e, "unsupported dtype 'F\\x0a32'")) << e;
+  e = parse_error(make_file(R"({"a\nb":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", "xy"));
+  EXPECT_TRUE(contains(e, "gap in the data buffer before tensor 'a\\x0ab'")) << e;
+  e = parse_error(make_file(R"({"__metadata__":{"k\u001b[31m":1}})", ""));
+  EXPECT_TRUE(contains(e, "'k\\x1b[31m' is not a string")) << e;
+  // Long names are cut: a message stays short whatever the file holds.
+  e = parse_error(make_file("{\"" + std::string(5000, 'n') +
+                                R"(":{"dtype":"F17","shape":[1],"data_offsets":[0,1]}})",
+                            "x"));
+  EXPECT_LT(e.size(), 200u) << e;
+  EXPECT_TRUE(contains(e, "nnn...': unsupported dtype")) << e;
+}
+
 TEST(SafetensorsMalformed, MissingFileAndDirectory) {
   TempDir dir;
   EXPECT_THROW(SafetensorsFile(dir / "nope"), Error);
@@ -265,7 +301,8 @@ TEST(AtomicFile, LeavesNothingWhenNotCommitted) {
     f.write("new contents");
   }
   EXPECT_EQ(read_all(dir / "x"), "old");
-  EXPECT_EQ(std::system(("test -z \"$(ls '" + dir.path() + "' | grep tmp)\"").c_str()), 0);
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_FALSE(contains(entry.path().filename().string(), "tmp")) << entry.path();
   EXPECT_THROW(write_file_atomic(dir / "no/such/dir/x", "y"), Error);
 }
 
@@ -288,9 +325,9 @@ TEST(BankState, SaveLoadContinuesBitIdentically) {
   const int64_t n = 5000;
   auto make = [&] {
     auto b = std::make_unique<AveragerBank>(n, DType::kBF16);
-    b->add(AveragerOptions::lawa(4));
-    b->add(AveragerOptions::ema(0.9, 2));
-    b->add(AveragerOptions::swa(3, 3));
+    b->add(LawaOptions(4));
+    b->add(EmaOptions(0.9).every(2));
+    b->add(SwaOptions().every(3).start(3));
     return b;
   };
   auto straight = make(), first = make(), resumed = make();
@@ -312,8 +349,49 @@ TEST(BankState, SaveLoadContinuesBitIdentically) {
     EXPECT_EQ(p, q);
   }
   AveragerBank wrong(n, DType::kBF16);
-  wrong.add(AveragerOptions::lawa(5));
+  wrong.add(LawaOptions(5));
   EXPECT_THROW(load_bank_state(dir / "bank.safetensors", wrong), Error);
+}
+
+// A state file is a file from disk: values quoted in messages; specs compared as values, so a beta
+// written with 17 significant digits (older files) is still the same averager.
+TEST(BankState, ComparesSpecsAsValuesAndQuotesTheFilesValues) {
+  TempDir dir;
+  const int64_t n = 10;
+  AveragerBank saved(n, DType::kF32);
+  saved.add(EmaOptions(0.9));
+  saved.add(LawaOptions(2).every(3));
+  std::vector<float> x(n, 1.5f);
+  for (int s = 0; s < 7; ++s) saved.observe(s, x.data());
+  std::vector<TensorOut> arrays;
+  for (const StateArray& a : saved.state_arrays()) arrays.push_back({a.name, a.dtype, {a.numel}, a.data});
+  auto load = [&](const std::map<std::string, std::string>& meta) {
+    write_safetensors(dir / "state.safetensors", arrays, meta);
+    AveragerBank bank(n, DType::kF32);
+    bank.add(EmaOptions(0.9));
+    bank.add(LawaOptions(2).every(3));
+    try {
+      load_bank_state(dir / "state.safetensors", bank);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("loaded, ") + std::to_string(bank.samples(0)) + " samples";
+  };
+  const auto good = saved.state_meta();
+  EXPECT_EQ(good.at("averager.0.spec"), "ema_b0.9_nu1|ema|0|0.9|1|0");
+  EXPECT_EQ(load(good), "loaded, 7 samples");
+  auto meta = good;
+  meta["averager.0.spec"] = "ema_b0.9_nu1|ema|0|0.90000000000000002|1|0";
+  EXPECT_EQ(load(meta), "loaded, 7 samples");
+  meta["averager.0.spec"] = "ema_b0.9_nu1|ema|0|0.91|1|0";
+  EXPECT_TRUE(contains(load(meta), "averager 0 is 'ema_b0.9_nu1|ema|0|0.91|1|0'")) << load(meta);
+  meta["averager.0.spec"] = "ema\n\x1b[31m|ema|0|0.9|1|0";
+  EXPECT_TRUE(contains(load(meta), "averager 0 is 'ema\\x0a\\x1b[31m|ema|0|0.9|1|0'"))
+      << load(meta);
+  meta = good;
+  meta["bank.numel"] = "10\x1b[2J";
+  EXPECT_TRUE(contains(load(meta), "key 'bank.numel' is not an integer: '10\\x1b[2J'"))
+      << load(meta);
 }
 
 // ---- checkpoint averaging ------------------------------------------------------------------------
@@ -350,9 +428,9 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
                        {"step", DType::kI64, {}, &step}},
                       {{"epoch", std::to_string(f)}});
   }
-  for (const auto& o : {AveragerOptions::lawa(3), AveragerOptions::lawa(2, 2, 1),
-                        AveragerOptions::ema(0.6), AveragerOptions::ema(0.3, 3, 2),
-                        AveragerOptions::swa(1, 4)}) {
+  for (const AveragerOptions& o : std::vector<AveragerOptions>{
+           LawaOptions(3), LawaOptions(2).every(2).start(1), EmaOptions(0.6),
+           EmaOptions(0.3).every(3).start(2), SwaOptions().start(4)}) {
     // Independent reference: run the recurrences of DESIGN.md §2 over the sampled files.
     std::vector<int> sampled;
     for (int f = 0; f < files; ++f)
@@ -387,7 +465,7 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
   }
   // Default output dtype: the input's.
   CheckpointAverageOptions last;
-  last.averager = AveragerOptions::lawa(2);
+  last.averager = LawaOptions(2);
   average_checkpoints(paths, dir / "same.safetensors", last);
   EXPECT_EQ(SafetensorsFile(dir / "same.safetensors").find("w1")->dtype, dt);
 }
@@ -406,7 +484,7 @@ TEST(CheckpointAverageErrors, MismatchNamesFileAndTensorAndLeavesNoOutput) {
   const std::vector<float> bad = {1, 2, NAN, 4, 5, 6};
   write_safetensors(dir / "nan", {{"w", DType::kF32, {6}, bad.data()}});
   CheckpointAverageOptions o;
-  o.averager = AveragerOptions::swa();
+  o.averager = SwaOptions();
   auto err = [&](std::vector<std::string> in) {
     try {
       average_checkpoints(in, dir / "out", o);
@@ -420,6 +498,10 @@ TEST(CheckpointAverageErrors, MismatchNamesFileAndTensorAndLeavesNoOutput) {
   EXPECT_TRUE(contains(err({dir / "d", dir / "a"}), "dtype F16"));
   EXPECT_TRUE(contains(err({dir / "nan", dir / "a"}), "element 2 is not finite"));
   EXPECT_TRUE(contains(err({dir / "missing", dir / "a"}), "cannot open"));
+  // A name from a file is quoted in the message.
+  write_safetensors(dir / "ctl", {{"w\x1b[2J", DType::kF32, {6}, v.data()}});
+  EXPECT_TRUE(contains(err({dir / "ctl", dir / "a"}), "tensor 'w\\x1b[2J' is not in"))
+      << err({dir / "ctl", dir / "a"});
   EXPECT_FALSE(exists(dir / "out"));
 }
 

@@ -7,6 +7,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
 #include <random>
 
 #include "wavg/core/error.h"
@@ -161,9 +165,9 @@ struct Trajectory {
 TEST(ModelAverager, OnlineAveragesEqualOfflineRecomputationAndSwapRestoresExactly) {
   torch::manual_seed(1);
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerSpec(AveragerOptions::lawa(3, 2), BufferPolicy::kAverage),
-                                  AveragerSpec(AveragerOptions::ema(0.7), BufferPolicy::kAverage),
-                                  AveragerSpec(AveragerOptions::swa(1, 4), BufferPolicy::kCopy)});
+  ModelAverager avg(model.ptr(), {AveragerSpec(LawaOptions(3).every(2), BufferPolicy::kAverage),
+                                  AveragerSpec(EmaOptions(0.7), BufferPolicy::kAverage),
+                                  AveragerSpec(SwaOptions().start(4), BufferPolicy::kCopy)});
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.1));
   std::vector<std::vector<torch::Tensor>> states = {snapshot(*model)};
   avg.observe(0);
@@ -213,14 +217,136 @@ TEST(ModelAverager, OnlineAveragesEqualOfflineRecomputationAndSwapRestoresExactl
   EXPECT_THROW(avg.swap_in("nope"), Error);
 }
 
+namespace {
+
+// Trains `model` for `steps` SGD steps on random batches, observing after each (step 0 first).
+void train_and_observe(Tiny& model, ModelAverager& avg, int64_t steps) {
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.1));
+  avg.observe(0);
+  for (int64_t t = 1; t <= steps; ++t) {
+    opt.zero_grad();
+    model->train();
+    model->forward(torch::randn({8, 4})).pow(2).mean().backward();
+    opt.step();
+    avg.observe(t);
+  }
+}
+
+std::string error_text(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+// Issue 10 §1.1: all swaps share one buffer and each recorded the module's current data as the
+// original, so a SWA swap, then an EMA swap, ending the SWA swap first, left the EMA average in the
+// model for good. A second swap is now refused, and the model comes back bit-exactly.
+TEST(ModelAverager, SecondSwapIsRefusedAndTheModelIsRestoredBitExactly) {
+  torch::manual_seed(6);
+  Tiny model;
+  ModelAverager avg(model.ptr(), {AveragerSpec(SwaOptions(), BufferPolicy::kAverage),
+                                  AveragerSpec(EmaOptions(0.5), BufferPolicy::kAverage)});
+  avg.set_async(false);
+  train_and_observe(model, avg, 6);
+  const auto before = snapshot(*model);  // deep copies
+  std::optional<EvalSwap> swa, ema;
+  swa.emplace(avg.swap_in("swa_nu1"));
+  const auto holding_swa = snapshot(*model);
+  EXPECT_FALSE(same(holding_swa, before));
+  const std::string msg = error_text([&] { ema.emplace(avg.swap_in("ema_b0.5_nu1")); });
+  EXPECT_NE(msg.find("swap_in(averager 'ema_b0.5_nu1'): averager 'swa_nu1' is swapped into the "
+                     "model and swaps do not nest"),
+            std::string::npos)
+      << msg;
+  EXPECT_TRUE(same(snapshot(*model), holding_swa)) << "the refused swap changed the model";
+  EXPECT_THROW(avg.swap_in("swa_nu1"), Error);  // the same averager twice is refused too
+  swa.reset();  // end the SWA swap first, as in the issue
+  ema.reset();
+  EXPECT_TRUE(same(snapshot(*model), before));
+  // Once the swap has ended, another may start, and it restores exactly too.
+  { EvalSwap s = avg.swap_in("ema_b0.5_nu1"); }
+  EXPECT_TRUE(same(snapshot(*model), before));
+  EXPECT_THROW(avg.swap_in(2), Error);  // no averager 2
+}
+
+// observe() during a swap would sample the average instead of the trained weights: it is refused,
+// leaves the bank as it was, and the same step is observed after the swap.
+TEST(ModelAverager, ObserveDuringASwapIsRefused) {
+  torch::manual_seed(7);
+  Tiny model;
+  // β = 0: the EMA is the last sample, so it shows what was sampled.
+  ModelAverager avg(model.ptr(), {SwaOptions(), EmaOptions(0.0)});
+  avg.set_async(false);
+  train_and_observe(model, avg, 3);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : model->parameters()) p.add_(1.0);  // the weights after a fourth "step"
+  }
+  const auto trained = snapshot(*model);
+  {
+    EvalSwap swap = avg.swap_in("swa_nu1");
+    const std::string msg = error_text([&] { avg.observe(4); });
+    EXPECT_NE(msg.find("observe(step 4): averager 'swa_nu1' is swapped into the model, so the "
+                       "sample would be that average"),
+              std::string::npos)
+        << msg;
+  }
+  EXPECT_EQ(avg.bank().samples(1), 4);  // steps 0..3; the refused step left no trace
+  EXPECT_TRUE(same(snapshot(*model), trained));
+  avg.observe(4);  // accepted now: step 4 was not recorded by the refused call
+  {
+    EvalSwap swap = avg.swap_in("ema_b0_nu1");
+    const auto sampled = snapshot(*model);
+    const size_t nparams = model->parameters().size();
+    for (size_t k = 0; k < nparams; ++k)
+      EXPECT_TRUE(torch::equal(sampled[k], trained[k])) << "parameter " << k;
+  }
+}
+
+// save() of the swapped-in averager writes what save() writes outside a swap; save() of another
+// averager during a swap is refused.
+TEST(ModelAverager, SaveDuringASwap) {
+  torch::manual_seed(8);
+  const std::string dir = temp_dir();
+  Tiny model;
+  ModelAverager avg(model.ptr(), {LawaOptions(3), EmaOptions(0.9)});
+  avg.set_async(false);
+  train_and_observe(model, avg, 5);
+  const auto before = snapshot(*model);
+  avg.save("lawa_L3_nu1", dir + "/outside.safetensors");
+  {
+    EvalSwap swap = avg.swap_in("lawa_L3_nu1");
+    avg.save("lawa_L3_nu1", dir + "/inside.safetensors");
+    const std::string msg = error_text([&] { avg.save(1, dir + "/never.safetensors"); });
+    EXPECT_NE(msg.find("save(averager 'ema_b0.9_nu1'): averager 'lawa_L3_nu1' is swapped into the "
+                       "model"),
+              std::string::npos)
+        << msg;
+  }
+  auto bytes = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_FALSE(bytes(dir + "/outside.safetensors").empty());
+  EXPECT_EQ(bytes(dir + "/inside.safetensors"), bytes(dir + "/outside.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/never.safetensors"));
+  EXPECT_TRUE(same(snapshot(*model), before));
+  std::filesystem::remove_all(dir);
+}
+
 // The background-thread mode (the default on accelerators) stages each sample in one of two buffers
 // while the previous update runs: the averages must be bit-identical to the synchronous mode's.
 TEST(ModelAverager, AsyncUpdatesEqualSynchronousBitExactly) {
   torch::manual_seed(4);
   Tiny model;
-  const std::vector<AveragerSpec> specs = {AveragerSpec(AveragerOptions::lawa(4, 1)),
-                                           AveragerSpec(AveragerOptions::ema(0.9, 2)),
-                                           AveragerSpec(AveragerOptions::swa(1, 3))};
+  const std::vector<AveragerSpec> specs = {AveragerSpec(LawaOptions(4)),
+                                           AveragerSpec(EmaOptions(0.9).every(2)),
+                                           AveragerSpec(SwaOptions().start(3))};
   ModelAverager sync(model.ptr(), specs), async(model.ptr(), specs);
   sync.set_async(false);
   async.set_async(true);
@@ -252,7 +378,7 @@ TEST(ModelAverager, AsyncUpdatesEqualSynchronousBitExactly) {
 TEST(ModelAverager, RecomputePolicyRebuildsBatchNormStatistics) {
   torch::manual_seed(2);
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerSpec(AveragerOptions::lawa(2), BufferPolicy::kRecompute,
+  ModelAverager avg(model.ptr(), {AveragerSpec(LawaOptions(2), BufferPolicy::kRecompute,
                                                /*batches=*/4)});
   avg.observe(0);
   std::vector<torch::Tensor> batches;
@@ -279,7 +405,7 @@ TEST(ModelAverager, RecomputePolicyRebuildsBatchNormStatistics) {
 
 TEST(ModelAverager, RefusesNonFiniteSamplesAndEmptyAverages) {
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerOptions::lawa(2, 1, 5)});
+  ModelAverager avg(model.ptr(), {LawaOptions(2).start(5)});
   avg.observe(0);
   EXPECT_THROW(avg.swap_in(0), Error);  // empty until step 5
   {
@@ -300,7 +426,7 @@ TEST(ModelAverager, SavesAverageWithStateDictNamesAndLoadsBack) {
   torch::manual_seed(3);
   const std::string dir = temp_dir();
   Tiny model;
-  ModelAverager avg(model.ptr(), {AveragerOptions::ema(0.0)});  // β = 0: the last sample
+  ModelAverager avg(model.ptr(), {EmaOptions(0.0)});  // β = 0: the last sample
   avg.set_async(false);
   avg.observe(0);
   avg.save(0, dir + "/ema.safetensors");
@@ -311,7 +437,7 @@ TEST(ModelAverager, SavesAverageWithStateDictNamesAndLoadsBack) {
   Tiny other;
   load_module(*other, dir + "/ema.safetensors");
   EXPECT_TRUE(same(snapshot(*other), snapshot(*model)));
-  std::system(("rm -rf " + dir).c_str());
+  std::filesystem::remove_all(dir);
 }
 
 // ---- workloads ------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// Averaging schemes of DESIGN.md §2 — what the user chooses (AveragerOptions), the sampling rule,
-// and the horizon conversions. The state and the kernels live in AveragerBank (bank.h).
+// Averaging schemes of DESIGN.md §2 — what the user chooses (LawaOptions, EmaOptions, SwaOptions,
+// each convertible to the generic AveragerOptions), the sampling rule, and the horizon conversions. The state and the kernels live in AveragerBank (bank.h).
 //
 // Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA; Ajroldi, Orvieto, Geiping, "When, Where
 // and Why to Average Weights?" (ICML 2025), Algorithms 1-2, for LAWA and EMA with period ν; Izmailov
@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace wavg {
@@ -27,8 +28,11 @@ BufferPolicy parse_buffer_policy(const std::string& s);  // "copy", "average", "
 const char* buffer_policy_name(BufferPolicy p);
 
 
-// What the user chose for one averager. Samples are taken at every step t with t >= start and
-// t mod every == 0 (step 0, the initial weights, is a sample point when start == 0).
+// What the user chose for one averager, whatever its scheme: the generic form that banks, configs
+// and files carry. Build it from a scheme's typed options below (LawaOptions(20).every(16)), which
+// validate each value as it is set; code that fills these fields directly calls validate().
+// Samples are taken at every step t with t >= start and t mod every == 0 (step 0, the initial
+// weights, is a sample point when start == 0).
 struct AveragerOptions {
   Scheme scheme = Scheme::kLawa;
   int64_t window = 0;  // LAWA only: L, samples in the window (>= 1)
@@ -36,14 +40,108 @@ struct AveragerOptions {
   int64_t every = 1;   // ν, steps between samples (>= 1)
   int64_t start = 0;   // s, first step that may be sampled (>= 0)
   std::string name;    // empty: default_name()
-
-  static AveragerOptions lawa(int64_t window, int64_t every = 1, int64_t start = 0);
-  static AveragerOptions ema(double beta, int64_t every = 1, int64_t start = 0);
-  static AveragerOptions swa(int64_t every = 1, int64_t start = 0);
 };
 
 // Throws wavg::Error naming the bad hyperparameter and its value.
 void validate(const AveragerOptions& o);
+
+namespace detail {
+// One check per hyperparameter, shared by validate() and the typed setters (one message each):
+// "lawa: window (L) must be >= 1, got 0", "ema: beta must be in [0, 1), got 1.5".
+void check_every(Scheme s, int64_t every);
+void check_start(Scheme s, int64_t start);
+void check_window(int64_t window);
+void check_beta(double beta);
+
+// ν, s and the name, common to the three schemes' options. Setters validate at once and return the
+// scheme's own options, so calls chain in LibTorch's style.
+template <typename Derived, Scheme kScheme>
+class SampledOptions {
+ public:
+  Derived& every(int64_t every) {  // ν, steps between samples (>= 1)
+    check_every(kScheme, every);
+    every_ = every;
+    return static_cast<Derived&>(*this);
+  }
+  Derived& start(int64_t start) {  // s, first step that may be sampled (>= 0)
+    check_start(kScheme, start);
+    start_ = start;
+    return static_cast<Derived&>(*this);
+  }
+  Derived& name(std::string name) {  // empty: default_name()
+    name_ = std::move(name);
+    return static_cast<Derived&>(*this);
+  }
+  int64_t every() const { return every_; }
+  int64_t start() const { return start_; }
+  const std::string& name() const { return name_; }
+
+ protected:
+  AveragerOptions generic() const {
+    AveragerOptions o;
+    o.scheme = kScheme;
+    o.every = every_;
+    o.start = start_;
+    o.name = name_;
+    return o;
+  }
+
+ private:
+  int64_t every_ = 1;
+  int64_t start_ = 0;
+  std::string name_;
+};
+}  // namespace detail
+
+// LAWA (Kaddour 2022; Ajroldi et al. 2025, Algorithm 1): the uniform mean of the last L samples.
+//   wavg::LawaOptions(/*window=*/20).every(16).start(100)
+class LawaOptions : public detail::SampledOptions<LawaOptions, Scheme::kLawa> {
+ public:
+  explicit LawaOptions(int64_t window) { this->window(window); }
+  LawaOptions& window(int64_t window) {  // L, samples in the window (>= 1)
+    detail::check_window(window);
+    window_ = window;
+    return *this;
+  }
+  int64_t window() const { return window_; }
+  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
+    AveragerOptions o = generic();
+    o.window = window_;
+    return o;
+  }
+
+ private:
+  int64_t window_ = 1;
+};
+
+// EMA (Ajroldi et al. 2025, Algorithm 2): e_1 = x_1, e_n = β·e_{n-1} + (1 − β)·x_n.
+//   wavg::EmaOptions(/*beta=*/0.9).every(16)
+class EmaOptions : public detail::SampledOptions<EmaOptions, Scheme::kEma> {
+ public:
+  explicit EmaOptions(double beta) { this->beta(beta); }
+  EmaOptions& beta(double beta) {  // in [0, 1)
+    detail::check_beta(beta);
+    beta_ = beta;
+    return *this;
+  }
+  double beta() const { return beta_; }
+  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
+    AveragerOptions o = generic();
+    o.beta = beta_;
+    return o;
+  }
+
+ private:
+  double beta_ = 0.0;
+};
+
+// SWA (Izmailov et al. 2018): the uniform mean of every sample since `start`.
+//   wavg::SwaOptions().every(4).start(500)
+class SwaOptions : public detail::SampledOptions<SwaOptions, Scheme::kSwa> {
+ public:
+  SwaOptions() = default;
+  operator AveragerOptions() const { return generic(); }  // NOLINT: implicit
+};
 
 // "lawa_L20_nu16", "ema_b0.9_nu64", "swa_nu1_s500" (start shown only when non-zero).
 std::string default_name(const AveragerOptions& o);

@@ -67,8 +67,8 @@ class AveragerBank {
   int find(const std::string& name) const;  // -1 if absent
   const AveragerOptions& options(int i) const { return slots_.at(i).options; }
   const std::string& name(int i) const { return slots_.at(i).options.name; }
-  int64_t samples(int i) const { return slots_.at(i).n; }
-  bool empty(int i) const { return slots_.at(i).n == 0; }
+  int64_t samples(int i) const { return slots_.at(i).state.samples; }
+  bool empty(int i) const { return slots_.at(i).state.samples == 0; }
   // LAWA: the window holds L samples; EMA, SWA: at least one sample.
   bool full(int i) const;
   int64_t last_step() const { return last_step_; }
@@ -91,6 +91,8 @@ class AveragerBank {
   std::vector<StateArray> state_arrays();
 
  private:
+  // A LAWA ring: its settings are derived from the windows that share it; count and cumsum are
+  // state.
   struct Ring {
     int64_t every = 1;
     int64_t window_max = 0;  // L_max of its windows
@@ -103,12 +105,17 @@ class AveragerBank {
       return cumsum.data() + (k % slots()) * length;
     }
   };
+  // What one averager has accumulated: saved and restored (state_meta, state_arrays) next to the
+  // options that produced it. A LAWA window's values live in its ring.
+  struct AveragerState {
+    int64_t samples = 0;      // n, samples taken
+    std::vector<float> ema;   // EMA: the average e_n (fp32), shard_length elements
+    std::vector<double> sum;  // SWA: Σ x_k (fp64), shard_length elements
+  };
   struct Slot {
-    AveragerOptions options;
-    int64_t n = 0;            // samples taken
+    AveragerOptions options;  // as added (validated, named); never changes
     int ring = -1;            // LAWA: index into rings_
-    std::vector<float> ema;   // EMA: the average
-    std::vector<double> sum;  // SWA: running sum
+    AveragerState state;
   };
 
   void allocate();

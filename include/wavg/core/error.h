@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace wavg {
 
@@ -15,6 +16,13 @@ class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Text from a file (a tensor name, a metadata value, a parser's excerpt), made safe to put in a
+// one-line message: valid, printable UTF-8 is kept; control bytes (newlines included), DEL, C1
+// controls, bidirectional-text controls, every byte of invalid UTF-8, and backslash itself are
+// written as \xNN. At most `max_chars` characters are kept (an escape counts as its 4), then "..."
+// marks the cut: quote_bytes("a\xff\n") == "a\\xff\\x0a".
+std::string quote_bytes(std::string_view s, size_t max_chars = 64);
 
 namespace detail {
 template <typename... Args>

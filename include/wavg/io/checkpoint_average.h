@@ -1,7 +1,10 @@
 // Averages an ordered list of safetensors checkpoints into one file (`wavg average`): file i plays
 // step i of DESIGN.md §2's sampling rule. Floating tensors are accumulated in fp64 as Σ w_i x_i with
-// the averager's offline weights; non-floating tensors are copied from the newest file. Files are
-// streamed one at a time, so memory is about twice one fp32 checkpoint whatever the number of files.
+// the averager's offline weights; non-floating tensors are copied from the newest file.
+// Every file with a non-zero weight stays open and all of them are read together, chunk by chunk
+// (pread, nothing mapped), while the output is written tile by tile: memory is a few tiles (an 8 MiB
+// fp64 accumulator and two output buffers) whatever the checkpoint size and the number of files,
+// and one file descriptor per weighted input is held (the soft limit is raised to the hard one).
 #pragma once
 
 #include <optional>

@@ -102,7 +102,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
                        bool checksum = false);
 
 // Streaming writer: produce(i, write) must call write(bytes, size) with exactly tensor i's bytes,
-// in one or more pieces. Memory stays at one tensor's worth, whatever the file size.
+// in one or more pieces. The writer keeps no tensor in memory itself: memory is what produce() holds,
+// whatever the file size.
 using ByteWriter = std::function<void(const void*, size_t)>;
 void write_safetensors_streamed(const std::string& path, const std::vector<TensorOut>& tensors,
                                 const std::map<std::string, std::string>& metadata,

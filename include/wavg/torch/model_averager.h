@@ -2,8 +2,8 @@
 // parameters (and floating buffers) after each optimizer step; an RAII swap puts an average into the
 // module for evaluation and restores the module bit-exactly on scope exit, also on exceptions.
 //
-//   wavg::ModelAverager avg(model, {wavg::AveragerOptions::lawa(/*window=*/20, /*every=*/16),
-//                                   wavg::AveragerOptions::ema(/*beta=*/0.9, /*every=*/16)});
+//   wavg::ModelAverager avg(model, {wavg::LawaOptions(/*window=*/20).every(16),
+//                                   wavg::EmaOptions(/*beta=*/0.9).every(16)});
 //   avg.observe(0);                        // the initial weights (step 0)
 //   for (int64_t step = 1; step <= T; ++step) {
 //     ... loss.backward(); optimizer.step();
@@ -14,6 +14,10 @@
 //     }                                    // model restored here
 //   }
 //   avg.save("ema_b0.9_nu16", "ema.safetensors");
+//
+// One swap at a time: while a swap is alive, a second swap_in(), observe() (which would sample the
+// average instead of the trained weights) and save() of another averager throw wavg::Error. Do not
+// step the optimizer during a swap: the update would land in the average and be lost on restore.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -30,10 +34,21 @@
 
 namespace wavg {
 
+// One averager of a ModelAverager: its options and what it does with the module's buffers.
+//   wavg::AveragerSpec(wavg::LawaOptions(20).every(16), wavg::BufferPolicy::kAverage)
 struct AveragerSpec {
   AveragerSpec(AveragerOptions o = {}, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
                int64_t batches = 20)
       : averager(std::move(o)), buffers(b), recompute_batches(batches) {}
+  AveragerSpec(const LawaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+               int64_t batches = 20)
+      : AveragerSpec(AveragerOptions(o), b, batches) {}
+  AveragerSpec(const EmaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+               int64_t batches = 20)
+      : AveragerSpec(AveragerOptions(o), b, batches) {}
+  AveragerSpec(const SwaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+               int64_t batches = 20)
+      : AveragerSpec(AveragerOptions(o), b, batches) {}
   AveragerOptions averager;
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // kRecompute: forward passes used
@@ -60,6 +75,7 @@ class EvalSwap {
   std::vector<torch::Tensor> originals_;   // their original data (shallow: same storage)
   std::vector<torch::Tensor> saved_buffers_;  // kRecompute: deep copies to copy back
   std::vector<torch::Tensor> buffer_targets_;
+  std::shared_ptr<int> swapped_;  // the ModelAverager's record of the swapped-in averager
   bool active_ = false;
 };
 
@@ -77,6 +93,7 @@ class ModelAverager {
   void set_async(bool on) { async_ = on; }
   // Observes the model after `step` optimizer steps (steps increase). Copies the sample once for
   // the whole bank, checking it is finite (a NaN/Inf is refused with an error naming the tensor).
+  // Refused while a swap is alive.
   void observe(int64_t step);
   // Waits for an in-flight background update.
   void wait();
@@ -90,11 +107,14 @@ class ModelAverager {
   const std::vector<TensorSpan>& layout() const { return layout_; }
 
   // Puts averager i into the module until the returned object dies. kRecompute needs `forward`.
+  // Refused while another swap is alive (swaps do not nest).
   EvalSwap swap_in(int i, const ForwardBatch& forward = nullptr);
   EvalSwap swap_in(const std::string& name, const ForwardBatch& forward = nullptr) {
     return swap_in(find(name), forward);
   }
-  // Writes averager i as a safetensors file with the module's state-dict names.
+  // Writes averager i as a safetensors file with the module's state-dict names. During a swap of
+  // averager i, writes the module as it is (it holds that average); during a swap of another
+  // averager, refused.
   void save(int i, const std::string& path, const ForwardBatch& forward = nullptr,
             const std::map<std::string, std::string>& metadata = {});
   void save(const std::string& name, const std::string& path,
@@ -104,6 +124,13 @@ class ModelAverager {
   }
 
  private:
+  // During a swap, throws wavg::Error "<what>: averager '<name>' is swapped into the model<why>;
+  // end that swap first".
+  void check_no_swap(const std::string& what, const std::string& why = "") const;
+  // kRecompute: BatchNorm statistics from `batches` forward passes in training mode, as a
+  // cumulative average (torch.optim.swa_utils.update_bn); momenta and the mode are restored.
+  void recompute_batchnorm(int64_t batches, const ForwardBatch& forward);
+
   std::shared_ptr<torch::nn::Module> module_;
   std::vector<AveragerSpec> specs_;
   std::vector<torch::Tensor> params_, buffers_;  // in flat order; buffers_ are floating buffers
@@ -116,6 +143,9 @@ class ModelAverager {
   std::vector<unsigned char> eval_;        // the average being evaluated (flat)
   std::future<void> pending_;
   bool async_ = false;
+  // Averager whose swap is alive, -1 if none. Shared with the swap, which clears it on restore (also
+  // if this ModelAverager has died first).
+  std::shared_ptr<int> swapped_ = std::make_shared<int>(-1);
 };
 
 // Writes every parameter and buffer of a module (state-dict names) as a safetensors file, with the

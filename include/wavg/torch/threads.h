@@ -13,7 +13,7 @@ struct ThreadSettings {
 };
 
 // Defaults measured on the 2-core reference machine (docs/benchmarks.md): intra-op = all cores,
-// OpenBLAS 1 (both busy oversubscribes: text_lm ran 2x slower), averaging = all cores.
+// OpenBLAS 1 (both busy oversubscribes: text_lm ran 2x slower), averaging = min(2, cores).
 ThreadSettings default_threads();
 // Keeps LibTorch's per-step buffers in glibc's heap instead of returning them to the kernel every
 // step (a 30 % step-time difference measured on fmnist_cnn). Idempotent; apply_threads calls it.

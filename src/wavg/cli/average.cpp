@@ -32,15 +32,14 @@ int run_average(const AverageArgs& a, CLI::App* sub) {
   CheckpointAverageOptions o;
   if (last) {
     WAVG_CHECK(a.last >= 1, "average: --last must be >= 1, got ", a.last);
-    o.averager = AveragerOptions::lawa(a.last);
+    o.averager = LawaOptions(a.last);
   } else if (ema) {
-    o.averager = AveragerOptions::ema(a.ema, a.every, a.start);
+    o.averager = EmaOptions(a.ema).every(a.every).start(a.start);
   } else if (lawa) {
-    o.averager = AveragerOptions::lawa(a.lawa, a.every, a.start);
+    o.averager = LawaOptions(a.lawa).every(a.every).start(a.start);
   } else {
-    o.averager = AveragerOptions::swa(a.every, a.start);
+    o.averager = SwaOptions().every(a.every).start(a.start);
   }
-  validate(o.averager);
   if (!a.dtype.empty()) {
     DType t;
     WAVG_CHECK(try_parse_dtype(a.dtype, &t) && is_floating(t), "average: --dtype must be one of ",
@@ -77,7 +76,5 @@ Command register_average(CLI::App& app) {
   sub->add_option("inputs", args->inputs, "Input safetensors files, oldest first")->required();
   return {sub, [args, sub] { return run_average(*args, sub); }};
 }
-
-
 
 }  // namespace wavg::cli

@@ -1,4 +1,4 @@
-// Validation, names and horizon conversions for AveragerOptions.
+// Validation, names and horizon conversions for averager options.
 #include "wavg/core/averager.h"
 
 #include <cmath>
@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "wavg/core/error.h"
+#include "wavg/core/format.h"
 
 namespace wavg {
 
@@ -34,39 +35,32 @@ const char* scheme_name(Scheme s) {
   return "?";
 }
 
-AveragerOptions AveragerOptions::lawa(int64_t window, int64_t every, int64_t start) {
-  AveragerOptions o;
-  o.scheme = Scheme::kLawa;
-  o.window = window;
-  o.every = every;
-  o.start = start;
-  return o;
-}
-AveragerOptions AveragerOptions::ema(double beta, int64_t every, int64_t start) {
-  AveragerOptions o;
-  o.scheme = Scheme::kEma;
-  o.beta = beta;
-  o.every = every;
-  o.start = start;
-  return o;
-}
-AveragerOptions AveragerOptions::swa(int64_t every, int64_t start) {
-  AveragerOptions o;
-  o.scheme = Scheme::kSwa;
-  o.every = every;
-  o.start = start;
-  return o;
+namespace detail {
+
+void check_every(Scheme s, int64_t every) {
+  WAVG_CHECK(every >= 1, scheme_name(s), ": every (nu) must be >= 1, got ", every);
 }
 
+void check_start(Scheme s, int64_t start) {
+  WAVG_CHECK(start >= 0, scheme_name(s), ": start must be >= 0, got ", start);
+}
+
+void check_window(int64_t window) {
+  WAVG_CHECK(window >= 1, "lawa: window (L) must be >= 1, got ", window);
+}
+
+void check_beta(double beta) {
+  WAVG_CHECK(std::isfinite(beta) && beta >= 0.0 && beta < 1.0, "ema: beta must be in [0, 1), got ",
+             format_exact(beta));
+}
+
+}  // namespace detail
+
 void validate(const AveragerOptions& o) {
-  const char* s = scheme_name(o.scheme);
-  WAVG_CHECK(o.every >= 1, s, ": every (nu) must be >= 1, got ", o.every);
-  WAVG_CHECK(o.start >= 0, s, ": start must be >= 0, got ", o.start);
-  if (o.scheme == Scheme::kLawa)
-    WAVG_CHECK(o.window >= 1, "lawa: window (L) must be >= 1, got ", o.window);
-  if (o.scheme == Scheme::kEma)
-    WAVG_CHECK(std::isfinite(o.beta) && o.beta >= 0.0 && o.beta < 1.0,
-               "ema: beta must be in [0, 1), got ", o.beta);
+  detail::check_every(o.scheme, o.every);
+  detail::check_start(o.scheme, o.start);
+  if (o.scheme == Scheme::kLawa) detail::check_window(o.window);
+  if (o.scheme == Scheme::kEma) detail::check_beta(o.beta);
 }
 
 std::string default_name(const AveragerOptions& o) {

@@ -5,12 +5,15 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
-#include <sstream>
+#include <cstdlib>
 
 #include "wavg/core/error.h"
+#include "wavg/core/format.h"
 #include "wavg/core/parallel.h"
 
 namespace wavg {
+
+using detail::parallel_for;
 
 namespace {
 
@@ -45,16 +48,35 @@ int64_t first_non_finite(const T* x, int64_t n) {
   return -1;
 }
 
-std::string format_double(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  return os.str();
-}
-
+// "name|scheme|window|beta|every|start": an averager as recorded in a state file.
 std::string spec_string(const AveragerOptions& o) {
   return o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
-         format_double(o.beta) + "|" + std::to_string(o.every) + "|" + std::to_string(o.start);
+         format_exact(o.beta) + "|" + std::to_string(o.every) + "|" + std::to_string(o.start);
+}
+
+// Whether a recorded spec is the averager `o`. Fields are compared as values, not text, so that a
+// beta written with more digits than format_exact's (older files: 17) still matches.
+bool same_spec(const std::string& recorded, const AveragerOptions& o) {
+  const std::string prefix = o.name + "|";
+  if (recorded.compare(0, prefix.size(), prefix) != 0) return false;
+  std::vector<std::string> f;  // scheme, window, beta, every, start
+  for (size_t from = prefix.size();;) {
+    const size_t bar = recorded.find('|', from);
+    f.push_back(recorded.substr(from, bar == std::string::npos ? bar : bar - from));
+    if (bar == std::string::npos) break;
+    from = bar + 1;
+  }
+  if (f.size() != 5) return false;
+  auto int_is = [](const std::string& t, int64_t want) {
+    char* stop = nullptr;
+    const long long v = std::strtoll(t.c_str(), &stop, 10);
+    return !t.empty() && *stop == '\0' && v == want;
+  };
+  char* stop = nullptr;
+  const double beta = std::strtod(f[2].c_str(), &stop);
+  const bool beta_is = !f[2].empty() && *stop == '\0' && beta == o.beta;
+  return f[0] == scheme_name(o.scheme) && int_is(f[1], o.window) && beta_is &&
+         int_is(f[3], o.every) && int_is(f[4], o.start);
 }
 
 int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key) {
@@ -63,12 +85,11 @@ int64_t parse_int(const std::map<std::string, std::string>& meta, const std::str
   try {
     size_t pos = 0;
     const long long v = std::stoll(it->second, &pos);
-    WAVG_CHECK(pos == it->second.size(), "bank state: key '", key, "' is not an integer: '",
-               it->second, "'");
-    return v;
+    if (pos == it->second.size()) return v;
   } catch (const std::logic_error&) {
-    throw Error("bank state: key '" + key + "' is not an integer: '" + it->second + "'");
   }
+  throw Error("bank state: key '" + key + "' is not an integer: '" + quote_bytes(it->second) +
+              "'");
 }
 
 }  // namespace
@@ -105,7 +126,8 @@ int AveragerBank::find(const std::string& name) const {
 
 bool AveragerBank::full(int i) const {
   const Slot& s = slots_.at(i);
-  return s.options.scheme == Scheme::kLawa ? s.n >= s.options.window : s.n > 0;
+  return s.options.scheme == Scheme::kLawa ? s.state.samples >= s.options.window
+                                           : s.state.samples > 0;
 }
 
 bool AveragerBank::wants(int64_t step) const {
@@ -118,8 +140,8 @@ void AveragerBank::allocate() {
   if (allocated_) return;
   allocated_ = true;
   for (Slot& s : slots_) {
-    if (s.options.scheme == Scheme::kEma) s.ema.assign(size_t(length_), 0.0f);
-    if (s.options.scheme == Scheme::kSwa) s.sum.assign(size_t(length_), 0.0);
+    if (s.options.scheme == Scheme::kEma) s.state.ema.assign(size_t(length_), 0.0f);
+    if (s.options.scheme == Scheme::kSwa) s.state.sum.assign(size_t(length_), 0.0);
     if (s.options.scheme != Scheme::kLawa) continue;
     auto it = std::find_if(rings_.begin(), rings_.end(),
                            [&](const Ring& r) { return r.every == s.options.every; });
@@ -140,7 +162,7 @@ void AveragerBank::allocate() {
 int64_t AveragerBank::state_bytes() const {
   int64_t bytes = 0;
   for (const Slot& s : slots_)
-    bytes += int64_t(s.ema.size() * sizeof(float) + s.sum.size() * sizeof(double));
+    bytes += int64_t(s.state.ema.size() * sizeof(float) + s.state.sum.size() * sizeof(double));
   for (const Ring& r : rings_) bytes += int64_t(r.cumsum.size() * sizeof(double));
   return bytes;
 }
@@ -199,7 +221,8 @@ void AveragerBank::observe(int64_t step, const void* sample) {
   std::vector<Push> pushes;
   for (Slot& s : slots_) {
     if (!samples_at(s.options, step) || s.options.scheme == Scheme::kLawa) continue;
-    ops.push_back({s.options.scheme, s.ema.data(), s.sum.data(), s.options.beta, s.n == 0});
+    ops.push_back({s.options.scheme, s.state.ema.data(), s.state.sum.data(), s.options.beta,
+                   s.state.samples == 0});
   }
   for (Ring& r : rings_)
     if (samples_at(r.every, r.start, step))
@@ -244,7 +267,7 @@ void AveragerBank::observe(int64_t step, const void* sample) {
   });
 
   for (Slot& s : slots_)
-    if (samples_at(s.options, step)) ++s.n;
+    if (samples_at(s.options, step)) ++s.state.samples;
   for (Ring& r : rings_) {
     if (!samples_at(r.every, r.start, step)) continue;
     ++r.count;
@@ -268,22 +291,22 @@ void AveragerBank::rebase(Ring& r) {
 
 void AveragerBank::average(int i, DType out_dtype, void* out) const {
   const Slot& s = slots_.at(i);
-  WAVG_CHECK(s.n > 0, "averager '", s.options.name,
+  WAVG_CHECK(s.state.samples > 0, "averager '", s.options.name,
              "' is empty: it has taken no sample yet (first sample at step >= ",
              s.options.start, ", every ", s.options.every, ")");
   dispatch_floating(out_dtype, [&](auto tag) {
     using O = decltype(tag);
     O* y = static_cast<O*>(out);
     if (s.options.scheme == Scheme::kEma) {
-      const float* m = s.ema.data();
+      const float* m = s.state.ema.data();
       parallel_for(length_, [&](int64_t b, int64_t e) {
         for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(m[k]);
       });
       return;
     }
     if (s.options.scheme == Scheme::kSwa) {
-      const double count = double(s.n);
-      const double* sum = s.sum.data();
+      const double count = double(s.state.samples);
+      const double* sum = s.state.sum.data();
       parallel_for(length_, [&](int64_t b, int64_t e) {
         for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
       });
@@ -291,7 +314,7 @@ void AveragerBank::average(int i, DType out_dtype, void* out) const {
     }
     // LAWA: the window holds this averager's last k samples, the ring's last k.
     const Ring& r = rings_[size_t(s.ring)];
-    const int64_t k = std::min(s.n, s.options.window);
+    const int64_t k = std::min(s.state.samples, s.options.window);
     const double* hi = r.at(r.count, length_);
     const double* lo = r.at(r.count - k, length_);
     const double count = double(k);
@@ -312,7 +335,7 @@ std::map<std::string, std::string> AveragerBank::state_meta() const {
   for (size_t i = 0; i < slots_.size(); ++i) {
     const std::string p = "averager." + std::to_string(i);
     m[p + ".spec"] = spec_string(slots_[i].options);
-    m[p + ".samples"] = std::to_string(slots_[i].n);
+    m[p + ".samples"] = std::to_string(slots_[i].state.samples);
   }
   // Rings are derived from the averagers; their counters are state.
   AveragerBank* self = const_cast<AveragerBank*>(this);
@@ -324,22 +347,24 @@ std::map<std::string, std::string> AveragerBank::state_meta() const {
 
 void AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
   allocate();
-  WAVG_CHECK(parse_int(meta, "bank.numel") == numel_, "bank state: numel ",
-             meta.at("bank.numel"), " does not match the model's ", numel_);
+  const int64_t numel = parse_int(meta, "bank.numel");
+  WAVG_CHECK(numel == numel_, "bank state: numel ", numel, " does not match the model's ", numel_);
   WAVG_CHECK(meta.count("bank.dtype") && meta.at("bank.dtype") == dtype_name(dtype_),
              "bank state: sample dtype does not match (expected ", dtype_name(dtype_), ")");
   WAVG_CHECK(parse_int(meta, "bank.shard_offset") == offset_ &&
                  parse_int(meta, "bank.shard_length") == length_,
              "bank state: shard does not match");
-  WAVG_CHECK(parse_int(meta, "bank.averagers") == int64_t(slots_.size()), "bank state: has ",
-             meta.at("bank.averagers"), " averagers, this bank has ", slots_.size());
+  const int64_t averagers = parse_int(meta, "bank.averagers");
+  WAVG_CHECK(averagers == int64_t(slots_.size()), "bank state: has ", averagers,
+             " averagers, this bank has ", slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) {
     const std::string p = "averager." + std::to_string(i);
     auto it = meta.find(p + ".spec");
-    WAVG_CHECK(it != meta.end() && it->second == spec_string(slots_[i].options),
-               "bank state: averager ", i, " is '", it == meta.end() ? "?" : it->second,
-               "', this bank has '", spec_string(slots_[i].options), "'");
-    slots_[i].n = parse_int(meta, p + ".samples");
+    WAVG_CHECK(it != meta.end() && same_spec(it->second, slots_[i].options),
+               "bank state: averager ", i, " is '",
+               it == meta.end() ? "?" : quote_bytes(it->second), "', this bank has '",
+               spec_string(slots_[i].options), "'");
+    slots_[i].state.samples = parse_int(meta, p + ".samples");
   }
   for (size_t j = 0; j < rings_.size(); ++j)
     rings_[j].count = parse_int(meta, "ring." + std::to_string(j) + ".count");
@@ -352,8 +377,10 @@ std::vector<StateArray> AveragerBank::state_arrays() {
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& s = slots_[i];
     const std::string p = "averager." + std::to_string(i);
-    if (!s.ema.empty()) out.push_back({p + ".ema", DType::kF32, length_, s.ema.data()});
-    if (!s.sum.empty()) out.push_back({p + ".sum", DType::kF64, length_, s.sum.data()});
+    if (!s.state.ema.empty())
+      out.push_back({p + ".ema", DType::kF32, length_, s.state.ema.data()});
+    if (!s.state.sum.empty())
+      out.push_back({p + ".sum", DType::kF64, length_, s.state.sum.data()});
   }
   for (size_t j = 0; j < rings_.size(); ++j)
     out.push_back({"ring." + std::to_string(j), DType::kF64, rings_[j].slots() * length_,

@@ -45,7 +45,7 @@ bool try_parse_dtype(const std::string& s, DType* out) {
 
 DType parse_dtype(const std::string& s) {
   DType t;
-  WAVG_CHECK(try_parse_dtype(s, &t), "unknown dtype '", s,
+  WAVG_CHECK(try_parse_dtype(s, &t), "unknown dtype '", quote_bytes(s),
              "' (expected one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
   return t;
 }

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-namespace wavg {
+namespace wavg::detail {
 
 namespace {
 
@@ -130,4 +130,4 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, in
   });
 }
 
-}  // namespace wavg
+}  // namespace wavg::detail

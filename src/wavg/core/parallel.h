@@ -1,11 +1,12 @@
 // A small persistent thread pool for the averaging kernels: parallel_for splits a range into
 // contiguous blocks, one per thread, when the range is large enough to pay for the hand-off.
+// Internal (not installed): wavg::detail.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 
-namespace wavg {
+namespace wavg::detail {
 
 // Threads used by the averaging kernels (the caller counts as one). Default: min(2, hardware).
 int averaging_threads();
@@ -19,4 +20,4 @@ constexpr int64_t kParallelGrain = 1 << 16;
 // elements (except the last) so that kernels may assume aligned chunk starts.
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t align = 64);
 
-}  // namespace wavg
+}  // namespace wavg::detail

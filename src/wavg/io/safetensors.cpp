@@ -29,7 +29,8 @@ using json = nlohmann::json;
 }
 
 uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what, const std::string& name) {
-  if (a != 0 && b > UINT64_MAX / a) fail(what, "tensor '" + name + "': size overflows 64 bits");
+  if (a != 0 && b > UINT64_MAX / a)
+    fail(what, "tensor '" + quote_bytes(name) + "': size overflows 64 bits");
   return a * b;
 }
 
@@ -47,6 +48,112 @@ const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// The header's JSON, rejecting duplicate keys at the top level (nlohmann would keep the last
+// silently). Messages quote the file's bytes (quote_bytes): the parser's excerpt may hold any.
+json parse_header_json(const unsigned char* begin, uint64_t n, const std::string& what) {
+  std::string duplicate;
+  std::set<std::string> seen;
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(begin, begin + n, cb);
+  } catch (const json::exception& e) {
+    const std::string msg = e.what();
+    fail(what, "header is not valid JSON (" + quote_bytes(msg.substr(msg.find(']') + 2), 200) + ")");
+  }
+  if (!duplicate.empty())
+    fail(what, "duplicate tensor name '" + quote_bytes(duplicate) + "' in header");
+  if (!header.is_object()) fail(what, "header is not a JSON object");
+  return header;
+}
+
+void parse_metadata(const json& v, const std::string& what, SafetensorsHeader* out) {
+  if (!v.is_object()) fail(what, "__metadata__ is not an object of strings");
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string())
+      fail(what, "__metadata__ value for '" + quote_bytes(m.key()) + "' is not a string");
+    out->metadata[m.key()] = m.value().get<std::string>();
+  }
+}
+
+bool non_negative_integer(const json& d) {
+  return d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0);
+}
+
+// One tensor entry {dtype, shape, data_offsets}: known dtype, shape without overflow, and offsets
+// that span exactly the bytes the dtype and shape need.
+TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std::string& what) {
+  const std::string t = "tensor '" + quote_bytes(name) + "': ";
+  if (!v.is_object()) fail(what, t + "entry is not an object");
+  if (!v.contains("dtype") || !v["dtype"].is_string()) fail(what, t + "missing string 'dtype'");
+  if (!v.contains("shape") || !v["shape"].is_array()) fail(what, t + "missing array 'shape'");
+  if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
+      v["data_offsets"].size() != 2)
+    fail(what, t + "'data_offsets' must be an array [begin, end]");
+  TensorInfo info;
+  info.name = name;
+  const std::string dtype = v["dtype"].get<std::string>();
+  bool upper = !dtype.empty();
+  for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
+  if (!upper || !try_parse_dtype(dtype, &info.dtype))
+    fail(what, t + "unsupported dtype '" + quote_bytes(dtype) + "'");
+  uint64_t numel = 1;
+  for (const json& d : v["shape"]) {
+    if (!non_negative_integer(d))
+      fail(what, t + "shape entries must be non-negative integers, got " + quote_bytes(d.dump()));
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim > uint64_t(INT64_MAX)) fail(what, t + "dimension " + d.dump() + " is too large");
+    numel = checked_mul(numel, dim, what, name);
+    info.shape.push_back(int64_t(dim));
+  }
+  if (numel > uint64_t(INT64_MAX)) fail(what, t + "element count overflows");
+  for (const json& o : v["data_offsets"])
+    if (!non_negative_integer(o))
+      fail(what, t + "data_offsets must be non-negative integers, got " + quote_bytes(o.dump()));
+  info.begin = v["data_offsets"][0].get<uint64_t>();
+  info.end = v["data_offsets"][1].get<uint64_t>();
+  if (info.end < info.begin)
+    fail(what, t + "data_offsets end " + std::to_string(info.end) + " < begin " +
+                   std::to_string(info.begin));
+  const uint64_t nbytes = checked_mul(numel, dtype_size(info.dtype), what, name);
+  if (info.end - info.begin != nbytes)
+    fail(what, t + "data_offsets span " + std::to_string(info.end - info.begin) +
+                   " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
+  return info;
+}
+
+// Sorts the tensors by offset and checks that they tile [0, data_size) exactly: no gap, no
+// overlap, nothing left over.
+void check_tiling(SafetensorsHeader* out, const std::string& what) {
+  std::sort(out->tensors.begin(), out->tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t cursor = 0;
+  for (const TensorInfo& t : out->tensors) {
+    if (t.begin > cursor)
+      fail(what, "gap in the data buffer before tensor '" + quote_bytes(t.name) + "' (bytes " +
+                     std::to_string(cursor) + " to " + std::to_string(t.begin) + ")");
+    if (t.begin < cursor)
+      fail(what, "tensor '" + quote_bytes(t.name) + "' overlaps the previous tensor (begins at " +
+                     "byte " + std::to_string(t.begin) + ", previous ends at " +
+                     std::to_string(cursor) + ")");
+    cursor = t.end;
+  }
+  if (cursor != out->data_size)
+    fail(what, "data buffer is " + std::to_string(out->data_size) + " bytes but tensors cover " +
+                   std::to_string(cursor) + (cursor > out->data_size ? " (file truncated)" : ""));
+}
+
+}  // namespace
+
 SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t head_size,
                                            uint64_t size, const std::string& what) {
   if (size < 8)
@@ -61,99 +168,18 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
                    std::to_string(size) + " bytes)");
   WAVG_ASSERT(head_size >= 8 + n);
   if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
-
-  // Parse, rejecting duplicate keys at the top level (nlohmann would keep the last silently).
-  std::string duplicate;
-  std::set<std::string> seen;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      const std::string key = parsed.get<std::string>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(file + 8, file + 8 + n, cb);
-  } catch (const json::exception& e) {
-    std::string msg = e.what();
-    fail(what, "header is not valid JSON (" + msg.substr(msg.find(']') + 2) + ")");
-  }
-  if (!duplicate.empty()) fail(what, "duplicate tensor name '" + duplicate + "' in header");
-  if (!header.is_object()) fail(what, "header is not a JSON object");
+  const json header = parse_header_json(file + 8, n, what);
 
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) fail(what, "__metadata__ is not an object of strings");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          fail(what, "__metadata__ value for '" + m.key() + "' is not a string");
-        out.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string t = "tensor '" + name + "': ";
-    if (!v.is_object()) fail(what, t + "entry is not an object");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) fail(what, t + "missing string 'dtype'");
-    if (!v.contains("shape") || !v["shape"].is_array()) fail(what, t + "missing array 'shape'");
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
-        v["data_offsets"].size() != 2)
-      fail(what, t + "'data_offsets' must be an array [begin, end]");
-    TensorInfo info;
-    info.name = name;
-    const std::string dtype = v["dtype"].get<std::string>();
-    bool upper = !dtype.empty();
-    for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
-    if (!upper || !try_parse_dtype(dtype, &info.dtype))
-      fail(what, t + "unsupported dtype '" + dtype + "'");
-    uint64_t numel = 1;
-    for (const json& d : v["shape"]) {
-      if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
-        fail(what, t + "shape entries must be non-negative integers, got " + d.dump());
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim > uint64_t(INT64_MAX)) fail(what, t + "dimension " + d.dump() + " is too large");
-      numel = checked_mul(numel, dim, what, name);
-      info.shape.push_back(int64_t(dim));
-    }
-    if (numel > uint64_t(INT64_MAX)) fail(what, t + "element count overflows");
-    for (const json& o : v["data_offsets"])
-      if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
-        fail(what, t + "data_offsets must be non-negative integers, got " + o.dump());
-    info.begin = v["data_offsets"][0].get<uint64_t>();
-    info.end = v["data_offsets"][1].get<uint64_t>();
-    if (info.end < info.begin)
-      fail(what, t + "data_offsets end " + std::to_string(info.end) + " < begin " +
-                     std::to_string(info.begin));
-    const uint64_t nbytes = checked_mul(numel, dtype_size(info.dtype), what, name);
-    if (info.end - info.begin != nbytes)
-      fail(what, t + "data_offsets span " + std::to_string(info.end - info.begin) +
-                     " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
-    out.tensors.push_back(std::move(info));
+    if (it.key() == "__metadata__")
+      parse_metadata(it.value(), what, &out);
+    else
+      out.tensors.push_back(parse_tensor_entry(it.key(), it.value(), what));
   }
-
-  // Offsets must tile [0, data_size) exactly: no gap, no overlap, nothing left over.
-  std::sort(out.tensors.begin(), out.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t cursor = 0;
-  for (const TensorInfo& t : out.tensors) {
-    if (t.begin > cursor)
-      fail(what, "gap in the data buffer before tensor '" + t.name + "' (bytes " +
-                     std::to_string(cursor) + " to " + std::to_string(t.begin) + ")");
-    if (t.begin < cursor)
-      fail(what, "tensor '" + t.name + "' overlaps the previous tensor (begins at byte " +
-                     std::to_string(t.begin) + ", previous ends at " + std::to_string(cursor) +
-                     ")");
-    cursor = t.end;
-  }
-  if (cursor != out.data_size)
-    fail(what, "data buffer is " + std::to_string(out.data_size) + " bytes but tensors cover " +
-                   std::to_string(cursor) + (cursor > out.data_size ? " (file truncated)" : ""));
+  check_tiling(&out, what);
   return out;
 }
 
@@ -255,10 +281,12 @@ std::string safetensors_header(const std::vector<TensorOut>& tensors,
   std::set<std::string> names;
   for (const TensorOut& t : tensors) {
     WAVG_CHECK(t.name != "__metadata__", "safetensors: '__metadata__' is not a tensor name");
-    WAVG_CHECK(names.insert(t.name).second, "safetensors: duplicate tensor name '", t.name, "'");
+    WAVG_CHECK(names.insert(t.name).second, "safetensors: duplicate tensor name '",
+               quote_bytes(t.name), "'");
     uint64_t numel = 1;
     for (int64_t d : t.shape) {
-      WAVG_CHECK(d >= 0, "safetensors: tensor '", t.name, "' has negative dimension ", d);
+      WAVG_CHECK(d >= 0, "safetensors: tensor '", quote_bytes(t.name), "' has negative dimension ",
+                 d);
       numel *= uint64_t(d);
     }
     const uint64_t nbytes = numel * dtype_size(t.dtype);
@@ -267,7 +295,12 @@ std::string safetensors_header(const std::vector<TensorOut>& tensors,
                  {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
   }
-  std::string text = h.dump();
+  std::string text;
+  try {
+    text = h.dump();
+  } catch (const nlohmann::json::type_error&) {  // 316: a string that is not UTF-8
+    throw Error("safetensors: a tensor name or metadata entry is not valid UTF-8");
+  }
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t n = text.size();
   std::string out(8, '\0');

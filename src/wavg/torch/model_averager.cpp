@@ -11,6 +11,9 @@
 
 namespace wavg {
 
+using detail::to_dtype;
+using detail::to_scalar_type;
+
 namespace {
 
 DType sample_dtype(const std::vector<torch::Tensor>& params) {
@@ -98,6 +101,8 @@ void ModelAverager::wait() {
 }
 
 void ModelAverager::observe(int64_t step) {
+  check_no_swap("observe(step " + std::to_string(step) + ")",
+                ", so the sample would be that average, not the trained weights");
   if (!bank_.wants(step)) return;
   torch::NoGradGuard no_grad;
   std::vector<unsigned char>& stage = staging_[next_staging_];
@@ -133,7 +138,15 @@ void ModelAverager::observe(int64_t step) {
   }
 }
 
+void ModelAverager::check_no_swap(const std::string& what, const std::string& why) const {
+  WAVG_CHECK(*swapped_ < 0, what, ": averager '", bank_.name(*swapped_),
+             "' is swapped into the model", why, "; end that swap first");
+}
+
 EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
+  WAVG_CHECK(i >= 0 && i < size(), "averager index ", i, " out of range [0, ", size(), ")");
+  // Before anything is written: the live swap's module tensors view eval_.
+  check_no_swap("swap_in(averager '" + bank_.name(i) + "')", " and swaps do not nest");
   wait();
   const AveragerSpec& spec = specs_.at(size_t(i));
   WAVG_CHECK(spec.buffers != BufferPolicy::kRecompute || forward != nullptr, "averager '",
@@ -144,6 +157,8 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
   torch::NoGradGuard no_grad;
   EvalSwap swap;
   swap.active_ = true;
+  swap.swapped_ = swapped_;
+  *swapped_ = i;
   const auto scalar = to_scalar_type(dtype_);
   auto put = [&](const torch::Tensor& target, int64_t offset) {
     torch::Tensor view = torch::from_blob(eval_.data() + size_t(offset) * esize, target.sizes(),
@@ -171,31 +186,36 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
       swap.buffer_targets_.push_back(b);
       swap.saved_buffers_.push_back(b.clone());
     }
-    std::vector<c10::optional<double>> momenta;
-    for_each_batchnorm(*module_, [&](auto& options) {
-      momenta.push_back(options.momentum());
-      options.momentum(c10::nullopt);  // cumulative average over the passes, as torch's update_bn
-    });
-    for (const auto& sub : module_->modules(/*include_self=*/true)) {
-      if (auto* b = sub->as<torch::nn::BatchNorm1dImpl>()) b->reset_running_stats();
-      if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) b->reset_running_stats();
-      if (auto* b = sub->as<torch::nn::BatchNorm3dImpl>()) b->reset_running_stats();
-    }
-    const bool was_training = module_->is_training();
-    module_->train(true);
-    try {
-      for (int64_t k = 0; k < spec.recompute_batches; ++k) forward(k);
-    } catch (...) {
-      module_->train(was_training);
-      size_t j = 0;
-      for_each_batchnorm(*module_, [&](auto& options) { options.momentum(momenta[j++]); });
-      throw;  // `swap` restores parameters and buffers as it unwinds
-    }
+    recompute_batchnorm(spec.recompute_batches, forward);  // on a throw, `swap` restores all
+  }
+  return swap;
+}
+
+void ModelAverager::recompute_batchnorm(int64_t batches, const ForwardBatch& forward) {
+  std::vector<c10::optional<double>> momenta;
+  for_each_batchnorm(*module_, [&](auto& options) {
+    momenta.push_back(options.momentum());
+    options.momentum(c10::nullopt);  // cumulative average over the passes, as torch's update_bn
+  });
+  for (const auto& sub : module_->modules(/*include_self=*/true)) {
+    if (auto* b = sub->as<torch::nn::BatchNorm1dImpl>()) b->reset_running_stats();
+    if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) b->reset_running_stats();
+    if (auto* b = sub->as<torch::nn::BatchNorm3dImpl>()) b->reset_running_stats();
+  }
+  const bool was_training = module_->is_training();
+  auto restore_settings = [&] {
     module_->train(was_training);
     size_t j = 0;
     for_each_batchnorm(*module_, [&](auto& options) { options.momentum(momenta[j++]); });
+  };
+  module_->train(true);
+  try {
+    for (int64_t k = 0; k < batches; ++k) forward(k);
+  } catch (...) {
+    restore_settings();
+    throw;
   }
-  return swap;
+  restore_settings();
 }
 
 EvalSwap::EvalSwap(EvalSwap&& o) noexcept
@@ -203,6 +223,7 @@ EvalSwap::EvalSwap(EvalSwap&& o) noexcept
       originals_(std::move(o.originals_)),
       saved_buffers_(std::move(o.saved_buffers_)),
       buffer_targets_(std::move(o.buffer_targets_)),
+      swapped_(std::move(o.swapped_)),
       active_(o.active_) {
   o.active_ = false;
 }
@@ -215,14 +236,21 @@ void EvalSwap::restore() noexcept {
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < targets_.size(); ++k) targets_[k].set_data(originals_[k]);
   for (size_t k = 0; k < buffer_targets_.size(); ++k) buffer_targets_[k].copy_(saved_buffers_[k]);
+  if (swapped_) *swapped_ = -1;
 }
 
 void ModelAverager::save(int i, const std::string& path, const ForwardBatch& forward,
                          const std::map<std::string, std::string>& metadata) {
+  WAVG_CHECK(i >= 0 && i < size(), "averager index ", i, " out of range [0, ", size(), ")");
   auto meta = metadata;
   meta["wavg.averager"] = describe(specs_.at(size_t(i)).averager);
   meta["wavg.buffers"] = buffer_policy_name(specs_.at(size_t(i)).buffers);
   meta["wavg.samples"] = std::to_string(bank().samples(i));
+  if (*swapped_ == i) {  // the module holds averager i already
+    save_module(*module_, path, meta);
+    return;
+  }
+  check_no_swap("save(averager '" + bank_.name(i) + "')");
   EvalSwap swap = swap_in(i, forward);
   save_module(*module_, path, meta);
 }

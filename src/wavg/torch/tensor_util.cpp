@@ -3,7 +3,7 @@
 
 #include "wavg/core/error.h"
 
-namespace wavg {
+namespace wavg::detail {
 
 DType to_dtype(c10::ScalarType t) {
   switch (t) {
@@ -38,4 +38,4 @@ c10::ScalarType to_scalar_type(DType t) {
   return c10::kFloat;
 }
 
-}  // namespace wavg
+}  // namespace wavg::detail

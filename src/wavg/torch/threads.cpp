@@ -54,7 +54,7 @@ ThreadSettings apply_threads(ThreadSettings r) {
   if (r.averaging <= 0) r.averaging = d.averaging;
   torch::set_num_threads(r.intra_op);
   if (auto f = openblas_setter()) f(r.blas);
-  set_averaging_threads(r.averaging);
+  detail::set_averaging_threads(r.averaging);
   return r;
 }
 
