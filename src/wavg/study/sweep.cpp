@@ -8,11 +8,12 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "wavg/core/error.h"
+#include "wavg/core/target.h"
 #include "wavg/io/atomic_file.h"
+#include "wavg/io/metrics_log.h"
 #include "wavg/torch/model_averager.h"
 #include "wavg/torch/threads.h"
 #include "wavg/train/checkpoint.h"
@@ -90,8 +91,8 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
 }
 
 SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
-  const RunConfig c = load_run_config(run_config_path(run_dir), {});
   WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
+  const RunConfig c = recorded_run_config(run_dir, options.force, "sweep");
   const auto ckpts = list_model_checkpoints(run_dir);
   WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
              "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
@@ -109,7 +110,7 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   for (const auto& o : options.grid) {
     WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
                " is not a multiple of the run's checkpoint period ", nu0, " (ckpt_every)");
-    specs.emplace_back(o, parse_buffer_policy(options.buffers));
+    specs.emplace_back(o, options.buffers);
   }
 
   apply_threads(c.threads);
@@ -151,19 +152,20 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
         ev = workload->evaluate(Split::kValidation);
       }
       SweepRow& row = result.rows[size_t(i)];
-      if (row.best_step < 0 || (lower ? ev.value < row.best_value : ev.value > row.best_value)) {
+      if (row.best_step < 0 || better(ev.value, row.best_value, lower)) {
         row.best_value = ev.value;
         row.best_step = step;
       }
-      if (!row.steps_to_target && (lower ? ev.value <= c.target : ev.value >= c.target))
-        row.steps_to_target = step;
-      nlohmann::ordered_json line = {{"step", step},
-                                     {"model", averager.name(i)},
-                                     {"metric", result.metric},
-                                     {"value", ev.value},
-                                     {"loss", ev.loss},
-                                     {"lr", lr_at(c.schedule, step - 1)}};
-      lines += line.dump() + "\n";
+      if (!row.steps_to_target && reaches(ev.value, c.target, lower)) row.steps_to_target = step;
+      MetricRecord line;
+      line.step = step;
+      line.model = averager.name(i);
+      line.metric = result.metric;
+      line.value = ev.value;
+      line.loss = ev.loss;
+      line.lr = lr_at(c.schedule, step - 1);
+      line.train_wall_s = NAN;  // not a training run
+      lines += metrics_line(line) + "\n";
     }
     result.evaluation_s += since(e0);
     if (tty) {
