@@ -48,6 +48,43 @@ double parse_number(const std::string& key, const std::string& v) {
   throw Error("sweep: " + key + " value '" + v + "' is not a number");
 }
 
+// sweep_summary.csv: one row per setting.
+std::string summary_csv(const SweepResult& result) {
+  std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
+  for (const auto& r : result.rows) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
+                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
+                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
+                  (long long)r.averager.start, r.horizon,
+                  r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
+                  r.best_value, (long long)r.best_step);
+    csv += buf;
+  }
+  return csv;
+}
+
+// The run's model checkpoints, every nu0 steps from step 0 without a gap; --save-averages names
+// settings of the grid.
+std::vector<std::pair<int64_t, std::string>> checked_checkpoints(const std::string& run_dir,
+                                                                int64_t nu0, const SweepOptions& options) {
+  auto ckpts = list_model_checkpoints(run_dir);
+  WAVG_CHECK(nu0 >= 1, "sweep: ", run_dir, " was trained with ckpt_every = ", nu0,
+             " (no model checkpoints)");
+  WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
+             "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
+  for (size_t k = 0; k < ckpts.size(); ++k)
+    WAVG_CHECK(ckpts[k].first == int64_t(k) * nu0, "sweep: checkpoint of step ",
+               int64_t(k) * nu0, " is missing in ", run_dir, "/checkpoints (found step ",
+               ckpts[k].first, ")");
+  for (const auto& s : options.save) {
+    bool found = s == "all";
+    for (const auto& o : options.grid) found |= o.name == s;
+    WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
+  }
+  return ckpts;
+}
+
 }  // namespace
 
 std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens) {
@@ -93,19 +130,8 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
 SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
   const RunConfig c = recorded_run_config(run_dir, options.force, "sweep");
-  const auto ckpts = list_model_checkpoints(run_dir);
-  WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
-             "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
+  const auto ckpts = checked_checkpoints(run_dir, c.ckpt_every, options);
   const int64_t nu0 = c.ckpt_every;
-  for (size_t k = 0; k < ckpts.size(); ++k)
-    WAVG_CHECK(ckpts[k].first == int64_t(k) * nu0, "sweep: checkpoint of step ",
-               int64_t(k) * nu0, " is missing in ", run_dir, "/checkpoints (found step ",
-               ckpts[k].first, ")");
-  for (const auto& s : options.save) {
-    bool found = s == "all";
-    for (const auto& o : options.grid) found |= o.name == s;
-    WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
-  }
   std::vector<AveragerSpec> specs;
   for (const auto& o : options.grid) {
     WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
@@ -177,18 +203,7 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   if (tty) std::printf("\n");
   write_file_atomic(run_dir + "/sweep.jsonl", lines);
 
-  std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
-  for (const auto& r : result.rows) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
-                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
-                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
-                  (long long)r.averager.start, r.horizon,
-                  r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
-                  r.best_value, (long long)r.best_step);
-    csv += buf;
-  }
-  write_file_atomic(run_dir + "/sweep_summary.csv", csv);
+  write_file_atomic(run_dir + "/sweep_summary.csv", summary_csv(result));
 
   for (int i = 0; i < averager.size(); ++i) {
     bool wanted = false;
