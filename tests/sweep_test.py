@@ -58,6 +58,20 @@ with tempfile.TemporaryDirectory() as tmp:
     if r.returncode == 0:
         value = float(r.stdout.split()[3])
         check(abs(value - offline[("lawa_L4_nu10", 120)]) < 1e-9, f"eval {value} == sweep's last value")
+    # eval --run rebuilds the workload (seed, batch size) from the run's resolved config.toml.
+    r = run("eval", saved, "--run", rd)
+    check(r.returncode == 0 and abs(float(r.stdout.split()[3]) - offline[("lawa_L4_nu10", 120)]) < 1e-9,
+          f"eval --run: {r.stdout!r} {r.stderr!r}")
+    r = run("eval", saved, "--run", rd, "--workload", "synth_ctr")
+    check(r.returncode == 2 and "exactly one of --workload" in r.stderr, f"eval --run and --workload: {r.stderr!r}")
+    # A run directory with a raw (old) config.toml: sweep refuses it unless --force.
+    raw = os.path.join(tmp, "raw")
+    os.makedirs(raw)
+    with open(cfg) as src, open(os.path.join(raw, "config.toml"), "w") as dst:
+        dst.write(src.read())
+    r = run("sweep", raw, "--lawa", "window=2", "--quiet")
+    check(r.returncode == 2 and "raw configuration" in r.stderr and "--force" in r.stderr,
+          f"sweep of a raw config: {r.stderr.strip()!r}")
 
     for args, needle in [
         (["--lawa", "window=2", "every=3"], "not a multiple of the run's checkpoint period 5"),

@@ -20,9 +20,10 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
 
 struct SweepOptions {
   std::vector<AveragerOptions> grid;
-  std::string buffers = "average";  // copy | average | recompute
-  std::vector<std::string> save;    // averager names whose final average is saved; "all"
+  BufferPolicy buffers = BufferPolicy::kAverage;
+  std::vector<std::string> save;  // averager names whose final average is saved; "all"
   bool quiet = false;
+  bool force = false;  // accept a raw (old) config.toml, resolved with today's defaults
 };
 
 struct SweepRow {
@@ -42,6 +43,7 @@ struct SweepResult {
   int64_t checkpoints = 0;
 };
 
+// Rebuilds the run from RUN_DIR's resolved config.toml (train/runner.h recorded_run_config).
 // Writes RUN_DIR/sweep.jsonl (the schema of metrics.jsonl) and RUN_DIR/sweep_summary.csv.
 SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options);
 

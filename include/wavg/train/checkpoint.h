@@ -27,6 +27,7 @@ struct StateCounters {
   double train_wall_s = 0, eval_wall_s = 0;
   uint64_t metrics_bytes = 0;  // length of metrics.jsonl when the state was written
   std::string config_hash;
+  std::string stop_reason;  // "" while the run goes on; "budget" or "early_stop" once it finished
 };
 
 std::string model_checkpoint_path(const std::string& run_dir, int64_t step);

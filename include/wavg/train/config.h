@@ -1,19 +1,26 @@
 // Run configuration: a TOML file (toml++) plus `--set key=value` overrides, validated into a
 // RunConfig. Unknown keys and ill-typed values are errors naming the key and the value.
 //
-//   workload = "fmnist_cnn"        seed = 0        steps = 1500        eval_every = 50
-//   target = 0.105                 out = "runs/demo"                   threads = 0
-//   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8  weight_decay = 0.05
-//   [schedule]   kind = "cosine"  warmup = 0.05 (float: fraction of T; integer: steps)  final_fraction = 0
+//   workload = "fmnist_cnn"   seed = 0   steps = 1500   eval_every = 50   target = 0.105
+//   out = "runs/demo"   batch_size = 128   early_stop = false   async_averaging = false
+//   ckpt_every = 50 (0 disables)   state_every = 200 (0 disables)   keep_states = 2
+//   threads = 2  (or [threads] intra_op = 2  blas = 1  averaging = 2; 0: the default)
+//   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8
+//                weight_decay = 0.05  nesterov = true
+//   [schedule]   kind = "cosine"  warmup = 0.05 (float: fraction of T; integer: steps)
+//                final_fraction = 0  decay_fraction = 0.2  total_steps = 1.0 (fraction or steps)
 //   lawa = [{window = 20, every = 16}, {horizon = 0.01}]          # horizon = ν·L/T
 //   ema  = [{beta = 0.9, every = 64}, {half_life = 200}]          # β = 0.5^(ν/h)
 //   swa  = [{start = 0.5}]                                         # float start: fraction of T
 // Each averager may also set `name`, `buffers` ("copy", "average", "recompute") and
-// `recompute_batches`.
+// `recompute_batches`. Keys left out take the workload's defaults (workloads/defaults.h).
+//
+// A run directory records the RESOLVED run (resolved_toml): every effective field, horizons as the
+// ν, L, β used, fractions as steps, the threads in force, under a `[wavg] resolved = true` marker,
+// so that resume, sweep and eval rebuild exactly that run whatever today's defaults are.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,40 +32,66 @@
 namespace wavg {
 
 struct AveragerEntry {
-  AveragerOptions averager;
-  std::string buffers = "copy";  // copy | average | recompute
-  int64_t recompute_batches = 20;
+  AveragerOptions averager;  // name empty: default_name()
+  BufferPolicy buffers = BufferPolicy::kCopy;
+  int64_t recompute_batches = 20;  // BufferPolicy::kRecompute: forward passes
 };
 
 struct RunConfig {
   std::string workload;
   int64_t seed = 0;
-  int64_t steps = 0;       // T, the step budget
-  int64_t eval_every = 0;  // steps
-  double target = 0;       // validation target of the workload's metric
-  std::string out;         // run directory
-  int64_t batch_size = 0;  // 0: the workload's default
+  int64_t steps = 0;        // T, the step budget
+  int64_t eval_every = 0;   // steps
+  double target = 0;        // validation target of the workload's metric
+  std::string out;          // run directory
+  int64_t batch_size = 0;   // training batch; default_run_config/load_run_config fill the default
   bool early_stop = false;  // stop once every model has reached the target
   int64_t ckpt_every = 0;   // steps between model checkpoints (for sweeps); 0 disables
   int64_t state_every = 0;  // steps between full training states (for resume); 0 disables
   int64_t keep_states = 2;  // newest full states kept
-  std::optional<bool> async_averaging;  // unset: ModelAverager's default (off on CPU)
-  ThreadSettings threads;
-  OptimizerConfig optimizer;
-  Schedule schedule;
+  bool async_averaging = false;  // update the bank on a worker thread (pays off off-CPU only)
+  ThreadSettings threads;        // 0 fields: default_threads(); the run directory records those in force
+  OptimizerConfig optimizer;     // optimizer.lr is the schedule's peak (schedule.lr is not used)
+  Schedule schedule;             // total_steps and warmup_steps in steps
+  // The bank, in the order lawa, ema, swa (each in its listed order): resolved_toml writes them so
+  // and run_training builds the bank so, whatever order this vector has.
   std::vector<AveragerEntry> averagers;
-  std::string resolved_toml;  // the effective configuration, written to the run directory
 };
 
-// Keys whose values differ between two configurations, as "key (run: A, now: B)".
-std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
+// What load_run_config learned about where the values came from.
+struct ConfigSource {
+  bool resolved = false;               // the file is a resolved config ([wavg] resolved = true)
+  std::vector<std::string> defaulted;  // "key = value" for every value taken from a default
+};
 
 // A configuration with every field at its default for `workload` (its learning rate, budget, target,
-// schedule): code that builds runs (the study) starts here and sets fields, never concatenates TOML.
+// batch size, schedule): code that builds runs (the study) starts here and sets fields, never
+// concatenates TOML. Changing `steps` afterwards does not move schedule.total_steps/warmup_steps.
 RunConfig default_run_config(const std::string& workload);
 
 // Reads `path` (may be empty: defaults only), applies `sets` ("key=value", TOML values; bare words
-// are taken as strings), fills workload defaults, and validates.
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets);
+// are taken as strings), fills workload defaults, and validates. `source` (optional) hears whether
+// the file was resolved and which values came from defaults.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets,
+                          ConfigSource* source = nullptr);
+
+// Throws wavg::Error naming the key and the value of the first invalid field ("config:
+// 'optimizer.lr' must be a finite number > 0, got nan").
+void validate(const RunConfig& c);
+
+// The resolved configuration as TOML: every effective field, `[wavg] resolved = true` and the format
+// version first. load_run_config(file holding it, {}) gives back an equal configuration (same
+// resolved_toml). Threads are written as given (run_training records the ones in force).
+std::string resolved_toml(const RunConfig& c);
+
+// A hash (16 hex digits, FNV-1a 64) of the resolved configuration without the keys that may change
+// on resume without changing the run: threads and out.
+std::string config_hash(const RunConfig& c);
+
+// Keys whose resolved values differ between two configurations, as "key (run: A, now: B)".
+std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
+
+// Keys that may legitimately differ on resume (warned about, not refused): "threads." ones.
+bool may_change_on_resume(const std::string& difference);
 
 }  // namespace wavg

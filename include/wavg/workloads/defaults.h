@@ -1,4 +1,6 @@
 // Names and defaults of the built-in workloads, without LibTorch (configs are parsed without it).
+// They are read from the one workload table {name, defaults, make} in workloads/registry.cpp, which
+// make_workload() (workload.h) reads too.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,7 @@ struct WorkloadDefaults {
   double warmup_fraction = 0.05;  // of T
 };
 
+// The names of the table, in its order.
 std::vector<std::string> workload_names();
 // Throws wavg::Error for an unknown name, naming the known ones.
 WorkloadDefaults workload_defaults(const std::string& name);

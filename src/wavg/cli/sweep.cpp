@@ -5,11 +5,13 @@
 
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
+#include "wavg/core/format.h"
 #include "wavg/study/report.h"
 #include "wavg/study/study.h"
 #include "wavg/study/sweep.h"
 #include "wavg/torch/model_averager.h"
 #include "wavg/torch/threads.h"
+#include "wavg/train/runner.h"
 #include "wavg/workloads/workload.h"
 
 namespace wavg::cli {
@@ -20,11 +22,68 @@ struct SweepArgs {
   std::vector<std::string> lawa, ema, swa, save;
   std::string buffers = "average";
   bool quiet = false;
+  bool force = false;
 };
 struct EvalArgs {
-  std::string checkpoint, workload, split = "validation";
+  std::string checkpoint, workload, run_dir, split = "validation";
   int64_t seed = 0;
+  bool force = false;
 };
+
+void print_sweep(const SweepResult& r, const std::string& run_dir) {
+  std::printf("%-24s %10s %16s   best %s (step)\n", "setting", "horizon", "steps to target",
+              r.metric.c_str());
+  for (const auto& row : r.rows)
+    std::printf("%-24s %9.2f%% %16s   %s (%lld)\n", row.averager.name.c_str(), 100 * row.horizon,
+                row.steps_to_target ? std::to_string(*row.steps_to_target).c_str() : "not reached",
+                format_fixed(row.best_value, 4).c_str(), (long long)row.best_step);
+  std::printf("%zu settings over %lld checkpoints: averaging %.2f s, evaluation %.2f s "
+              "(averaging %.1f%% of the sweep)\nwrote %s/sweep.jsonl and %s/sweep_summary.csv\n",
+              r.rows.size(), (long long)r.checkpoints, r.averaging_s, r.evaluation_s,
+              100 * r.averaging_s / (r.averaging_s + r.evaluation_s), run_dir.c_str(),
+              run_dir.c_str());
+}
+
+int run_sweep_command(const SweepArgs& a) {
+  SweepOptions o;
+  for (auto [tokens, scheme] : {std::pair{&a.lawa, Scheme::kLawa}, std::pair{&a.ema, Scheme::kEma},
+                                std::pair{&a.swa, Scheme::kSwa}})
+    if (!tokens->empty()) {
+      auto g = parse_grid(scheme, *tokens);
+      o.grid.insert(o.grid.end(), g.begin(), g.end());
+    }
+  o.buffers = parse_buffer_policy(a.buffers);
+  o.save = a.save;
+  o.quiet = a.quiet;
+  o.force = a.force;
+  print_sweep(run_sweep(a.run_dir, o), a.run_dir);
+  return 0;
+}
+
+// Evaluates a checkpoint of the workload given by --workload/--seed, or of the run in --run (its
+// resolved config.toml: workload, seed, batch size).
+int run_eval(const EvalArgs& a, bool workload_given, bool seed_given) {
+  WAVG_CHECK(workload_given != !a.run_dir.empty(), "eval: give exactly one of --workload NAME or ",
+             "--run RUN_DIR");
+  WAVG_CHECK(a.run_dir.empty() || !seed_given, "eval: --seed comes from the run with --run");
+  const Split split = parse_split(a.split);
+  apply_threads({});
+  WorkloadOptions wo;
+  std::string workload = a.workload;
+  wo.seed = a.seed;
+  if (!a.run_dir.empty()) {
+    const RunConfig c = recorded_run_config(a.run_dir, a.force, "eval");
+    workload = c.workload;
+    wo.seed = c.seed;
+    wo.batch_size = c.batch_size;
+  }
+  auto w = make_workload(workload, wo);
+  load_module(*w->model(), a.checkpoint);
+  const Evaluation ev = w->evaluate(split);
+  std::printf("%s %s %s %.10g loss %.10g\n", workload.c_str(), a.split.c_str(),
+              w->metric().c_str(), ev.value, ev.loss);
+  return 0;
+}
 }  // namespace
 
 Command register_sweep(CLI::App& app) {
@@ -41,57 +100,22 @@ Command register_sweep(CLI::App& app) {
   sub->add_option("--save-averages", a->save, "Save these averages (names, or 'all')")
       ->delimiter(',');
   sub->add_flag("--quiet", a->quiet, "No progress output");
-  return {sub, [a] {
-            SweepOptions o;
-            for (auto [tokens, scheme] : {std::pair{&a->lawa, Scheme::kLawa},
-                                          std::pair{&a->ema, Scheme::kEma},
-                                          std::pair{&a->swa, Scheme::kSwa}})
-              if (!tokens->empty()) {
-                auto g = parse_grid(scheme, *tokens);
-                o.grid.insert(o.grid.end(), g.begin(), g.end());
-              }
-            parse_buffer_policy(a->buffers);
-            o.buffers = a->buffers;
-            o.save = a->save;
-            o.quiet = a->quiet;
-            const SweepResult r = run_sweep(a->run_dir, o);
-            std::printf("%-24s %10s %16s   best %s (step)\n", "setting", "horizon",
-                        "steps to target", r.metric.c_str());
-            for (const auto& row : r.rows)
-              std::printf("%-24s %9.2f%% %16s   %.4f (%lld)\n", row.averager.name.c_str(),
-                          100 * row.horizon,
-                          row.steps_to_target ? std::to_string(*row.steps_to_target).c_str()
-                                              : "not reached",
-                          row.best_value, (long long)row.best_step);
-            std::printf("%zu settings over %lld checkpoints: averaging %.2f s, evaluation %.2f s "
-                        "(averaging %.1f%% of the sweep)\nwrote %s/sweep.jsonl and "
-                        "%s/sweep_summary.csv\n",
-                        r.rows.size(), (long long)r.checkpoints, r.averaging_s, r.evaluation_s,
-                        100 * r.averaging_s / (r.averaging_s + r.evaluation_s), a->run_dir.c_str(),
-                        a->run_dir.c_str());
-            return 0;
-          }};
+  sub->add_flag("--force", a->force, "Accept a raw (old) config.toml, resolved with today's defaults");
+  return {sub, [a] { return run_sweep_command(*a); }};
 }
 
 Command register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* sub = app.add_subcommand("eval", "Evaluate a safetensors checkpoint of a workload");
   sub->add_option("checkpoint", a->checkpoint, "safetensors file (state-dict names)")->required();
-  sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr")->required();
+  CLI::Option* workload =
+      sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr");
+  sub->add_option("--run", a->run_dir,
+                  "Run directory: workload, seed and batch size from its resolved config.toml");
   sub->add_option("--split", a->split, "validation | test | train");
-  sub->add_option("--seed", a->seed, "Seed of the data stream (synthetic workloads)");
-  return {sub, [a] {
-            const Split split = parse_split(a->split);
-            apply_threads({});
-            WorkloadOptions wo;
-            wo.seed = a->seed;
-            auto w = make_workload(a->workload, wo);
-            load_module(*w->model(), a->checkpoint);
-            const Evaluation ev = w->evaluate(split);
-            std::printf("%s %s %s %.10g loss %.10g\n", a->workload.c_str(), a->split.c_str(),
-                        w->metric().c_str(), ev.value, ev.loss);
-            return 0;
-          }};
+  CLI::Option* seed = sub->add_option("--seed", a->seed, "Seed of the data stream (synthetic workloads)");
+  sub->add_flag("--force", a->force, "With --run: accept a raw (old) config.toml");
+  return {sub, [a, workload, seed] { return run_eval(*a, workload->count() > 0, seed->count() > 0); }};
 }
 
 Command register_study(CLI::App& app) {

@@ -1,10 +1,10 @@
-// `wavg train`: runs a training configuration (TOML + --set overrides) and prints the summary.
+// `wavg train`: runs a training configuration (TOML + --set overrides), or resumes the run of a
+// run directory from its resolved config.toml, and prints the summary.
 #include <cstdio>
 #include <memory>
 
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
-#include "wavg/io/atomic_file.h"
 #include "wavg/train/runner.h"
 
 namespace wavg::cli {
@@ -19,26 +19,70 @@ struct TrainArgs {
   bool quiet = false;
 };
 
+void warn(const std::string& s) { std::fprintf(stderr, "wavg: warning: %s\n", s.c_str()); }
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// Zero thread counts as the defaults they stand for (threads.h), so that the recorded threads in
+// force compare with today's request.
+ThreadSettings in_force(ThreadSettings t) {
+  const ThreadSettings d = default_threads();
+  if (t.intra_op <= 0) t.intra_op = d.intra_op;
+  if (t.blas <= 0) t.blas = d.blas;
+  if (t.averaging <= 0) t.averaging = d.averaging;
+  return t;
+}
+
+// The configuration to continue the run with: the recorded (resolved) one, with --config/--set
+// applied. A difference is refused unless --force; threads may differ (warned).
 RunConfig resume_config(const TrainArgs& a) {
-  const std::string path = run_config_path(a.resume);
-  WAVG_CHECK(file_exists(path), "resume: ", a.resume,
-             " holds no run (no config.toml): it was stopped before it started; start it with "
-             "wavg train --config FILE --set out=",
-             a.resume);
-  const RunConfig run = load_run_config(path, {});
-  RunConfig now = load_run_config(a.config.empty() ? path : a.config, a.sets);
+  RunConfig run = recorded_run_config(a.resume, a.force, "resume");
+  RunConfig now = load_run_config(a.config.empty() ? run_config_path(a.resume) : a.config, a.sets);
   now.out = run.out;
-  std::vector<std::string> diffs;
+  run.threads = in_force(run.threads);
+  now.threads = in_force(now.threads);
+  std::vector<std::string> changed, refused;
   for (const auto& d : config_differences(run, now))
-    if (d.rfind("out ", 0) != 0) diffs.push_back(d);
-  if (!diffs.empty() && !a.force) {
-    std::string list;
-    for (const auto& d : diffs) list += (list.empty() ? "" : ", ") + d;
-    throw Error("resume: the configuration differs from the run's: " + list +
-                "; pass --force to resume anyway");
-  }
+    (may_change_on_resume(d) ? changed : refused).push_back(d);
+  if (!changed.empty()) warn("resume: " + join(changed));
+  WAVG_CHECK(refused.empty() || a.force, "resume: the configuration differs from the run's: ",
+             join(refused), "; pass --force to resume anyway");
+  if (!refused.empty()) warn("resume --force: continuing with " + join(refused));
   now.out = a.resume;
   return now;
+}
+
+int run_train(const TrainArgs& a) {
+  WAVG_CHECK(!a.config.empty() || !a.resume.empty(),
+             "train: give --config FILE (or --resume RUN_DIR)");
+  WAVG_CHECK(a.resume.empty() || !a.overwrite, "train: --resume and --overwrite exclude each other");
+  if (!a.resume.empty()) {
+    if (const auto done = finished_run(a.resume)) {
+      std::printf("%s is finished (%s after %lld of %lld steps); nothing to do\n\n%s",
+                  a.resume.c_str(), done->stop_reason == "early_stop" ? "early stop" : "budget",
+                  (long long)done->steps_done, (long long)done->steps, format_summary(*done).c_str());
+      return 0;
+    }
+  }
+  const RunConfig c = a.resume.empty() ? load_run_config(a.config, a.sets) : resume_config(a);
+  RunOptions o;
+  o.overwrite = a.overwrite;
+  o.resume = !a.resume.empty();
+  o.quiet = a.quiet;
+  const RunSummary s = run_training(c, o);
+  if (s.interrupted_by) {
+    std::printf("\ninterrupted at step %lld; state saved. Continue with: wavg train --resume %s\n",
+                (long long)s.steps_done, c.out.c_str());
+    return 128 + s.interrupted_by;
+  }
+  std::printf("\n%s", format_summary(s).c_str());
+  std::printf("run directory: %s (config.toml, metrics.jsonl, summary.json, final_*.safetensors)\n",
+              c.out.c_str());
+  return 0;
 }
 }  // namespace
 
@@ -49,32 +93,12 @@ Command register_train(CLI::App& app) {
   sub->add_option("--set", a->sets, "Override a key: --set optimizer.lr=3e-3 (repeatable)");
   sub->add_option("--resume", a->resume,
                   "Continue the run in RUN_DIR from its newest intact state");
-  sub->add_flag("--force", a->force, "With --resume: accept a configuration that differs");
-  sub->add_flag("--overwrite", a->overwrite, "Replace an existing run in the run directory");
+  sub->add_flag("--force", a->force,
+                "With --resume: accept a configuration that differs, or a raw (old) config.toml");
+  sub->add_flag("--overwrite", a->overwrite,
+                "Remove the previous run from the run directory (only files wavg wrote there)");
   sub->add_flag("--quiet", a->quiet, "No progress output");
-  return {sub, [a] {
-            WAVG_CHECK(!a->config.empty() || !a->resume.empty(),
-                       "train: give --config FILE (or --resume RUN_DIR)");
-            WAVG_CHECK(a->resume.empty() || !a->overwrite,
-                       "train: --resume and --overwrite exclude each other");
-            const RunConfig c = a->resume.empty() ? load_run_config(a->config, a->sets)
-                                                  : resume_config(*a);
-            RunOptions o;
-            o.overwrite = a->overwrite;
-            o.resume = !a->resume.empty();
-            o.quiet = a->quiet;
-            const RunSummary s = run_training(c, o);
-            if (s.interrupted_by) {
-              std::printf("\ninterrupted at step %lld; state saved. Continue with: wavg train "
-                          "--resume %s\n",
-                          (long long)s.steps_done, c.out.c_str());
-              return 128 + s.interrupted_by;
-            }
-            std::printf("\n%s", format_summary(s).c_str());
-            std::printf("run directory: %s (metrics.jsonl, summary.json, final_*.safetensors)\n",
-                        c.out.c_str());
-            return 0;
-          }};
+  return {sub, [a] { return run_train(*a); }};
 }
 
 }  // namespace wavg::cli

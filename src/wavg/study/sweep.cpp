@@ -8,11 +8,12 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "wavg/core/error.h"
+#include "wavg/core/target.h"
 #include "wavg/io/atomic_file.h"
+#include "wavg/io/metrics_log.h"
 #include "wavg/torch/model_averager.h"
 #include "wavg/torch/threads.h"
 #include "wavg/train/checkpoint.h"
@@ -45,6 +46,43 @@ double parse_number(const std::string& key, const std::string& v) {
   } catch (const std::exception&) {
   }
   throw Error("sweep: " + key + " value '" + v + "' is not a number");
+}
+
+// sweep_summary.csv: one row per setting.
+std::string summary_csv(const SweepResult& result) {
+  std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
+  for (const auto& r : result.rows) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
+                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
+                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
+                  (long long)r.averager.start, r.horizon,
+                  r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
+                  r.best_value, (long long)r.best_step);
+    csv += buf;
+  }
+  return csv;
+}
+
+// The run's model checkpoints, every nu0 steps from step 0 without a gap; --save-averages names
+// settings of the grid.
+std::vector<std::pair<int64_t, std::string>> checked_checkpoints(const std::string& run_dir,
+                                                                int64_t nu0, const SweepOptions& options) {
+  auto ckpts = list_model_checkpoints(run_dir);
+  WAVG_CHECK(nu0 >= 1, "sweep: ", run_dir, " was trained with ckpt_every = ", nu0,
+             " (no model checkpoints)");
+  WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
+             "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
+  for (size_t k = 0; k < ckpts.size(); ++k)
+    WAVG_CHECK(ckpts[k].first == int64_t(k) * nu0, "sweep: checkpoint of step ",
+               int64_t(k) * nu0, " is missing in ", run_dir, "/checkpoints (found step ",
+               ckpts[k].first, ")");
+  for (const auto& s : options.save) {
+    bool found = s == "all";
+    for (const auto& o : options.grid) found |= o.name == s;
+    WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
+  }
+  return ckpts;
 }
 
 }  // namespace
@@ -90,26 +128,15 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
 }
 
 SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
-  const RunConfig c = load_run_config(run_config_path(run_dir), {});
   WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
-  const auto ckpts = list_model_checkpoints(run_dir);
-  WAVG_CHECK(!ckpts.empty(), "sweep: ", run_dir,
-             "/checkpoints holds no model checkpoints (train with ckpt_every > 0)");
+  const RunConfig c = recorded_run_config(run_dir, options.force, "sweep");
+  const auto ckpts = checked_checkpoints(run_dir, c.ckpt_every, options);
   const int64_t nu0 = c.ckpt_every;
-  for (size_t k = 0; k < ckpts.size(); ++k)
-    WAVG_CHECK(ckpts[k].first == int64_t(k) * nu0, "sweep: checkpoint of step ",
-               int64_t(k) * nu0, " is missing in ", run_dir, "/checkpoints (found step ",
-               ckpts[k].first, ")");
-  for (const auto& s : options.save) {
-    bool found = s == "all";
-    for (const auto& o : options.grid) found |= o.name == s;
-    WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
-  }
   std::vector<AveragerSpec> specs;
   for (const auto& o : options.grid) {
     WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
                " is not a multiple of the run's checkpoint period ", nu0, " (ckpt_every)");
-    specs.emplace_back(o, parse_buffer_policy(options.buffers));
+    specs.emplace_back(o, options.buffers);
   }
 
   apply_threads(c.threads);
@@ -151,19 +178,20 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
         ev = workload->evaluate(Split::kValidation);
       }
       SweepRow& row = result.rows[size_t(i)];
-      if (row.best_step < 0 || (lower ? ev.value < row.best_value : ev.value > row.best_value)) {
+      if (row.best_step < 0 || better(ev.value, row.best_value, lower)) {
         row.best_value = ev.value;
         row.best_step = step;
       }
-      if (!row.steps_to_target && (lower ? ev.value <= c.target : ev.value >= c.target))
-        row.steps_to_target = step;
-      nlohmann::ordered_json line = {{"step", step},
-                                     {"model", averager.name(i)},
-                                     {"metric", result.metric},
-                                     {"value", ev.value},
-                                     {"loss", ev.loss},
-                                     {"lr", lr_at(c.schedule, step - 1)}};
-      lines += line.dump() + "\n";
+      if (!row.steps_to_target && reaches(ev.value, c.target, lower)) row.steps_to_target = step;
+      MetricRecord line;
+      line.step = step;
+      line.model = averager.name(i);
+      line.metric = result.metric;
+      line.value = ev.value;
+      line.loss = ev.loss;
+      line.lr = lr_at(c.schedule, step - 1);
+      line.train_wall_s = NAN;  // not a training run
+      lines += metrics_line(line) + "\n";
     }
     result.evaluation_s += since(e0);
     if (tty) {
@@ -175,18 +203,7 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   if (tty) std::printf("\n");
   write_file_atomic(run_dir + "/sweep.jsonl", lines);
 
-  std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
-  for (const auto& r : result.rows) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
-                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
-                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
-                  (long long)r.averager.start, r.horizon,
-                  r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
-                  r.best_value, (long long)r.best_step);
-    csv += buf;
-  }
-  write_file_atomic(run_dir + "/sweep_summary.csv", csv);
+  write_file_atomic(run_dir + "/sweep_summary.csv", summary_csv(result));
 
   for (int i = 0; i < averager.size(); ++i) {
     bool wanted = false;

@@ -128,6 +128,7 @@ void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::M
   m["eval_wall_s"] = c.eval_wall_s;
   m["metrics_bytes"] = c.metrics_bytes;
   m["config_hash"] = c.config_hash;
+  m["stop_reason"] = c.stop_reason;
   m["files"] = files;
   write_file_atomic(tmp + "/manifest.json", m.dump(2) + "\n");
   remove_tree(final_dir);
@@ -162,6 +163,7 @@ std::optional<FoundState> find_state(const std::string& run_dir,
       s.counters.eval_wall_s = m.at("eval_wall_s").get<double>();
       s.counters.metrics_bytes = m.at("metrics_bytes").get<uint64_t>();
       s.counters.config_hash = m.at("config_hash").get<std::string>();
+      s.counters.stop_reason = m.value("stop_reason", std::string());  // absent before format 1
       return s;
     } catch (const std::exception& e) {
       warn("state " + dir + " is damaged (" + e.what() + "); falling back to an older one");

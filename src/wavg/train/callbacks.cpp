@@ -1,0 +1,298 @@
+// The training loop and its callbacks: evaluation, progress, checkpoints, states, interruption and
+// early stop (see run_loop.h).
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "wavg/core/error.h"
+#include "wavg/core/format.h"
+#include "wavg/io/metrics_log.h"
+#include "wavg/train/checkpoint.h"
+#include "wavg/train/run_loop.h"
+
+namespace wavg::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+bool eval_step(const RunContext& run) {
+  return run.step % run.config.eval_every == 0 || run.step == run.config.steps;
+}
+
+// One optimizer update (step -> step + 1) and the bank's sample of its result.
+void train_step(RunContext& run) {
+  const auto t0 = Clock::now();
+  run.lr = lr_at(run.config.schedule, run.step);
+  run.optimizer.zero_grad();
+  torch::Tensor loss = run.workload.train_loss(run.step);
+  loss.backward();
+  run.optimizer.step(run.lr);
+  ++run.step;
+  run.averager.observe(run.step);
+  run.train_s += since(t0);
+  const double l = loss.item<double>();
+  WAVG_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at step ", run.step,
+             " (lower the learning rate?)");
+  run.loss_avg = std::isnan(run.loss_avg) ? l : 0.95 * run.loss_avg + 0.05 * l;
+}
+
+// The raw model and every non-empty average on the validation split; one metrics line each.
+class EvaluationCallback : public TrainCallback {
+ public:
+  void on_step(RunContext& run) override {
+    run.evaluated = eval_step(run);
+    if (!run.evaluated) return;
+    const auto e0 = Clock::now();
+    run.averager.wait();
+    for (size_t m = 0; m < run.summary.models.size(); ++m) {
+      Evaluation ev;
+      if (m == 0) {
+        ev = run.workload.evaluate(Split::kValidation);
+      } else {
+        const int i = int(m) - 1;
+        if (run.averager.empty(i)) continue;
+        EvalSwap swap = run.averager.swap_in(i, run.forward);
+        ev = run.workload.evaluate(Split::kValidation);
+      }
+      run.latest[m] = ev.value;
+      run.curves[m].push_back({run.step, ev.value});
+      MetricRecord r;
+      r.step = run.step;
+      r.model = run.summary.models[m].model;
+      r.metric = run.summary.metric;
+      r.value = ev.value;
+      r.loss = ev.loss;
+      r.lr = run.lr;
+      r.train_wall_s = run.train_s;
+      std::fprintf(run.metrics, "%s\n", metrics_line(r).c_str());
+    }
+    std::fflush(run.metrics);
+    run.eval_s += since(e0);
+  }
+};
+
+// The run's header, then one line (or a bar on a terminal) per evaluation.
+class ProgressCallback : public TrainCallback {
+ public:
+  explicit ProgressCallback(bool quiet) : quiet_(quiet), tty_(!quiet && ::isatty(STDOUT_FILENO)) {}
+
+  void on_begin(RunContext& run) override {
+    wall0_ = Clock::now();
+    first_step_ = run.step;
+    if (quiet_) return;
+    const RunConfig& c = run.config;
+    std::printf("wavg train: %s, %s lr=%s wd=%s, %s schedule (warmup %lld, final %s), T=%lld, "
+                "batch %lld, seed %lld\n%s\n",
+                c.workload.c_str(), c.optimizer.name.c_str(), format_number(c.optimizer.lr).c_str(),
+                format_number(c.optimizer.weight_decay).c_str(), schedule_kind_name(c.schedule.kind),
+                (long long)c.schedule.warmup_steps, format_number(c.schedule.final_fraction, 3).c_str(),
+                (long long)c.steps, (long long)c.batch_size, (long long)c.seed,
+                describe(c.threads).c_str());
+    for (size_t i = 1; i < run.summary.models.size(); ++i)
+      std::printf("  averager %s\n", run.summary.models[i].description.c_str());
+    std::printf("  target: validation %s %s %s\n", run.summary.metric.c_str(),
+                run.summary.lower_is_better ? "<=" : ">=", format_number(c.target).c_str());
+    if (run.resumed) std::printf("resuming %s at step %lld\n", c.out.c_str(), (long long)run.step);
+    std::fflush(stdout);
+  }
+
+  void on_step(RunContext& run) override {
+    if (quiet_ || !run.evaluated) return;
+    const int64_t T = run.config.steps;
+    const double eta = since(wall0_) / double(run.step - first_step_) * double(T - run.step);
+    std::string vals;
+    for (size_t m = 0; m < run.summary.models.size() && m < 4; ++m)
+      vals += " " + run.summary.models[m].model + " " + format_number(run.latest[m]);
+    if (tty_) {
+      const int width = 24, filled = int(double(width) * double(run.step) / double(T));
+      std::printf("\r[%s%s] %lld/%lld ETA %s loss %s |%s   ",
+                  std::string(size_t(filled), '#').c_str(),
+                  std::string(size_t(width - filled), '.').c_str(), (long long)run.step,
+                  (long long)T, format_duration(eta).c_str(),
+                  format_fixed(run.loss_avg, 4).c_str(), vals.c_str());
+    } else {
+      std::printf("step %lld/%lld  ETA %s  loss %s  val%s\n", (long long)run.step, (long long)T,
+                  format_duration(eta).c_str(), format_fixed(run.loss_avg, 4).c_str(), vals.c_str());
+    }
+    std::fflush(stdout);
+  }
+
+  void on_end(RunContext&) override {
+    if (tty_) std::printf("\n");
+  }
+
+ private:
+  bool quiet_, tty_;
+  Clock::time_point wall0_;
+  int64_t first_step_ = 0;
+};
+
+// The model every ckpt_every steps (and the initial weights), for offline sweeps.
+class CheckpointCallback : public TrainCallback {
+ public:
+  void on_begin(RunContext& run) override {
+    if (!run.resumed && run.config.ckpt_every > 0) save(run);
+  }
+  void on_step(RunContext& run) override {
+    if (run.config.ckpt_every > 0 && run.step % run.config.ckpt_every == 0) save(run);
+  }
+
+ private:
+  static void save(RunContext& run) {
+    std::filesystem::create_directories(run.config.out + "/checkpoints");
+    save_module(*run.model, model_checkpoint_path(run.config.out, run.step),
+                {{"workload", run.config.workload},
+                 {"config_hash", run.hash},
+                 {"step", std::to_string(run.step)}});
+  }
+};
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal.store(sig); }
+
+// SIGINT and SIGTERM, while the loop runs, stop it after the current step.
+class InterruptCallback : public TrainCallback {
+ public:
+  void on_begin(RunContext&) override {
+    g_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+    installed_ = true;
+  }
+  StopReason wants_stop(RunContext& run) override {
+    run.signal = g_signal.load();
+    return run.signal != 0 ? StopReason::kSignal : StopReason::kNone;
+  }
+  void on_end(RunContext&) override { restore(); }
+  ~InterruptCallback() override { restore(); }
+
+ private:
+  void restore() {
+    if (!installed_) return;
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    installed_ = false;
+  }
+  struct sigaction old_int_ {}, old_term_ {};
+  bool installed_ = false;
+};
+
+// Full training states: every state_every steps before T, at a signal, and at the end (recording
+// why the run stopped, so that a resume knows it finished).
+class StateCallback : public TrainCallback {
+ public:
+  void on_step(RunContext& run) override {
+    const RunConfig& c = run.config;
+    if (c.state_every > 0 && run.step % c.state_every == 0 && run.step < c.steps) write(run);
+  }
+  void on_end(RunContext& run) override {
+    if (run.stop == StopReason::kSignal) {
+      if (written_step_ != run.step) write(run);
+    } else if (run.config.state_every > 0 || run.config.ckpt_every > 0) {
+      write(run);
+    }
+  }
+
+ private:
+  void write(RunContext& run) {
+    run.averager.wait();
+    std::fflush(run.metrics);
+    ::fsync(::fileno(run.metrics));
+    StateCounters sc;
+    sc.step = run.step;
+    sc.train_wall_s = run.train_s;
+    sc.eval_wall_s = run.eval_s;
+    sc.metrics_bytes = uint64_t(std::ftell(run.metrics));
+    sc.config_hash = run.hash;
+    if (run.stop == StopReason::kBudget || run.stop == StopReason::kEarlyStop)
+      sc.stop_reason = stop_reason_name(run.stop);
+    save_state(run.config.out, sc, *run.model, run.optimizer.torch_optimizer(), run.averager);
+    prune_states(run.config.out, run.config.keep_states);
+    written_step_ = run.step;
+  }
+  int64_t written_step_ = -1;
+};
+
+// With early_stop: stops before T once every model has reached the target.
+class EarlyStopCallback : public TrainCallback {
+ public:
+  StopReason wants_stop(RunContext& run) override {
+    if (!run.config.early_stop || !run.evaluated || run.step >= run.config.steps)
+      return StopReason::kNone;
+    const bool lower = run.summary.lower_is_better;
+    for (const auto& curve : run.curves)
+      if (!steps_to_target(curve, run.config.target, lower)) return StopReason::kNone;
+    return StopReason::kEarlyStop;
+  }
+};
+
+}  // namespace
+
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::kNone: return "";
+    case StopReason::kBudget: return "budget";
+    case StopReason::kEarlyStop: return "early_stop";
+    case StopReason::kSignal: return "signal";
+  }
+  return "";
+}
+
+StopReason parse_stop_reason(const std::string& s) {
+  for (StopReason r : {StopReason::kBudget, StopReason::kEarlyStop, StopReason::kSignal})
+    if (s == stop_reason_name(r)) return r;
+  return StopReason::kNone;
+}
+
+void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks) {
+  for (TrainCallback* cb : callbacks) cb->on_begin(run);
+  while (run.stop == StopReason::kNone && run.step < run.config.steps) {
+    train_step(run);
+    for (TrainCallback* cb : callbacks) cb->on_step(run);
+    for (TrainCallback* cb : callbacks)
+      if ((run.stop = cb->wants_stop(run)) != StopReason::kNone) break;
+  }
+  if (run.stop == StopReason::kNone) run.stop = StopReason::kBudget;
+  run.averager.wait();
+  for (TrainCallback* cb : callbacks) cb->on_end(run);
+}
+
+void summarize(RunContext& run) {
+  const bool lower = run.summary.lower_is_better;
+  for (size_t m = 0; m < run.summary.models.size(); ++m) {
+    ModelSummary& ms = run.summary.models[m];
+    ms.steps_to_target = steps_to_target(run.curves[m], run.config.target, lower);
+    const auto best = best_point(run.curves[m], lower);
+    ms.best_value = best ? best->value : 0;
+    ms.best_step = best ? best->step : -1;
+  }
+  run.summary.steps_done = run.step;
+  run.summary.train_wall_s = run.train_s;
+  run.summary.eval_wall_s = run.eval_s;
+  run.summary.stop_reason = run.stop == StopReason::kSignal ? "" : stop_reason_name(run.stop);
+  run.summary.interrupted_by = run.stop == StopReason::kSignal ? run.signal : 0;
+}
+
+std::unique_ptr<TrainCallback> make_evaluation() { return std::make_unique<EvaluationCallback>(); }
+std::unique_ptr<TrainCallback> make_progress(bool quiet) {
+  return std::make_unique<ProgressCallback>(quiet);
+}
+std::unique_ptr<TrainCallback> make_checkpoints() { return std::make_unique<CheckpointCallback>(); }
+std::unique_ptr<TrainCallback> make_interrupt() { return std::make_unique<InterruptCallback>(); }
+std::unique_ptr<TrainCallback> make_states() { return std::make_unique<StateCallback>(); }
+std::unique_ptr<TrainCallback> make_early_stop() { return std::make_unique<EarlyStopCallback>(); }
+
+}  // namespace wavg::detail
