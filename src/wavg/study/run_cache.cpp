@@ -53,10 +53,14 @@ RunRecord read_run_record(const std::string& run_dir) {
 RunStatus run_status(const RunConfig& planned) {
   const std::string dir = planned.out;
   if (!file_exists(run_config_path(dir))) return RunStatus::kAbsent;
-  // A run left by an earlier invocation is reused only if it was planned identically.
+  // A run left by an earlier invocation is reused only if it was planned identically. Its
+  // directory is this one wherever the study has moved, and threads may change on resume (the run
+  // records those in force; they change the time, not the result).
+  RunConfig recorded = load_run_config(run_config_path(dir), {});
+  recorded.out = planned.out;
+  recorded.threads = planned.threads;
   std::string diffs;
-  for (const std::string& d :
-       config_differences(load_run_config(run_config_path(dir), {}), planned))
+  for (const std::string& d : config_differences(recorded, planned))
     diffs += (diffs.empty() ? "" : ", ") + d;
   WAVG_CHECK(diffs.empty(), "study: ", dir, " was made with another configuration (", diffs,
              "); use a new --out or remove that run");

@@ -94,9 +94,10 @@ MethodScore score_one(const std::map<std::string, std::map<std::string, double>>
     const double tau = 1.0 + step * k;
     double rho = 0;
     for (double r : ratios) rho += r <= tau ? 1.0 / double(ratios.size()) : 0.0;
-    if (k > 0) s.score += 0.5 * (rho + s.profile.back().second) * step / (kTauMax - 1.0);
+    if (k > 0) s.score += 0.5 * (rho + s.profile.back().second) * step;  // trapezoid
     s.profile.push_back({tau, rho});
   }
+  s.score /= kTauMax - 1.0;
   return s;
 }
 

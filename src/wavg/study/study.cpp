@@ -126,6 +126,7 @@ void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet)
     d.T = p.T;
     d.H = p.H;
     d.eval_every = p.eval_every;
+    d.bank = p.bank;
     const std::string wdir = study::workload_dir(study_dir, p);
     run_grid(p, cfg, wdir, &cache, &d);
     run_seeds(p, cfg, wdir, &cache, &d);
