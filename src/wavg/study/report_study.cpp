@@ -55,10 +55,10 @@ StudyResults study_results(const JsonView& root) {
 
 std::string study_intro(const StudyResults& r) {
   std::string h = "<h1>wavg study: when, where and why to average weights, on a CPU</h1>\n";
-  if (!need(r.root, {"protocol"}, "the study", "protocol", &h)) return h;
+  if (!need(r.root, {"protocol"}, "the study", "protocol", &h)) return h + r.skipped;
   const JsonView p = r.root["protocol"];
   if (!need(p, {"seeds", "target", "recommended_horizon"}, "the study", "protocol", &h))
-    return h;
+    return h + r.skipped;
   std::ostringstream s;
   s << "<p>Protocol: per workload a small NAdamW grid (seed 0, budget T), the best point rerun "
        "with " << p["seeds"].integer() << " seeds at the hard budget &lceil;4/3&middot;T&rceil; "
