@@ -4,8 +4,12 @@
 // each trajectory; the target is the median over seeds of the best raw validation value within the
 // first T steps. Methods are scored by steps to target (median over seeds, a miss is ∞),
 // performance ratios, the performance profile ρ(τ), τ ∈ [1, 4], and its normalised area (the
-// benchmark score). Analyses 1–7 of DESIGN.md §4 go to STUDY_DIR/results.json. Each run lives in
-// STUDY_DIR/runs/...; finished runs are skipped and interrupted ones resumed, so a study continues
+// benchmark score), every one in the workload's direction (lower or higher is better). Analyses
+// 1–7 of DESIGN.md §4 go to STUDY_DIR/results.json (schema "study-v2"), with everything the report
+// draws: per workload its "direction" ("min" or "max") and the per-seed curves of the raw model and
+// the recommended averages, "curves": {seed: {model: [[step, value], ...]}}, so that the report
+// rebuilds from results.json alone. Each run lives in STUDY_DIR/runs/...; finished runs are skipped,
+// interrupted ones resumed, and one made with another configuration refused, so a study continues
 // where it stopped.
 #pragma once
 

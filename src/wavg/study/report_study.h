@@ -1,0 +1,49 @@
+// The study report's model of results.json: the workloads it holds, each with its direction, and
+// one function per section. A section renders what results.json holds and says in a note what it
+// lacks (a partial study, or an older schema), so that no section reads a key that is not there.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "wavg/study/json_view.h"
+
+namespace wavg::report {
+
+struct StudyWorkload {
+  std::string name;
+  JsonView w;             // results.json's workloads.NAME
+  bool lower_is_better;   // "direction" ("min"/"max"), or an older file's "lower_is_better"
+  std::string metric;
+  double target;
+};
+
+struct StudyResults {
+  JsonView root;
+  std::vector<StudyWorkload> workloads;  // those with a metric, a direction and a target
+  std::string skipped;                   // notes on the workloads left out
+};
+
+// Reads the workloads of results.json; throws wavg::Error naming the file if it has none.
+StudyResults study_results(const JsonView& root);
+
+// "<p class="note">TEXT</p>".
+std::string note(const std::string& text);
+// True if `v` holds every key; otherwise appends a note "WHO: no WHAT ('k' not in results.json:
+// ...)" to *html and returns false.
+bool need(const JsonView& v, std::initializer_list<const char*> keys, const std::string& who,
+          const std::string& what, std::string* html);
+
+// The sections, in the order of the report.
+std::string study_intro(const StudyResults& r);
+std::string study_findings(const StudyResults& r);
+std::string speedup_section(const StudyResults& r);      // analyses 1 and 7
+std::string horizon_section(const StudyResults& r);      // analysis 2
+std::string grids_section(const StudyResults& r);        // analysis 3
+std::string lr_section(const StudyResults& r);           // analysis 4
+std::string best_value_section(const StudyResults& r);   // analysis 5
+std::string schedules_section(const StudyResults& r);    // analysis 6
+std::string scoring_section(const StudyResults& r);
+
+}  // namespace wavg::report

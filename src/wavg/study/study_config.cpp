@@ -1,0 +1,120 @@
+// The study's configuration: a TOML file with the keys of StudyConfig and a [quick] table for
+// `--quick` (see study.h).
+#include <algorithm>
+#include <toml++/toml.h>
+
+#include "wavg/core/error.h"
+#include "wavg/study/study.h"
+#include "wavg/workloads/defaults.h"
+
+namespace wavg {
+
+namespace {
+
+// ---- configuration --------------------------------------------------------------------------------
+
+template <typename T>
+void read_list(const toml::table& t, const char* key, std::vector<T>* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return;
+  WAVG_CHECK(n->is_array(), "study config: '", key, "' must be an array");
+  out->clear();
+  for (const auto& e : *n->as_array()) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      WAVG_CHECK(e.is_string(), "study config: '", key, "' must hold strings");
+      out->push_back(std::string(e.as_string()->get()));
+    } else if constexpr (std::is_same_v<T, int64_t>) {
+      WAVG_CHECK(e.is_integer(), "study config: '", key, "' must hold integers");
+      out->push_back(e.as_integer()->get());
+    } else {
+      const auto v = e.value<double>();
+      WAVG_CHECK(v.has_value(), "study config: '", key, "' must hold numbers");
+      out->push_back(*v);
+    }
+  }
+}
+
+void apply_table(const toml::table& t, StudyConfig* c, const std::string& where) {
+  static const char* kKeys[] = {"workloads", "steps", "steps_scale", "seeds", "eval_points",
+                                "lr_scale", "weight_decay", "warmup", "lawa_window", "lawa_every",
+                                "ema_beta", "ema_every", "recommended_horizon", "schedule_final",
+                                "short_schedule", "threads", "quick"};
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    WAVG_CHECK(std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys),
+               "study config: unknown key '", where, key, "'");
+  }
+  read_list(t, "workloads", &c->workloads);
+  read_list(t, "steps", &c->steps);
+  read_list(t, "lr_scale", &c->lr_scale);
+  read_list(t, "weight_decay", &c->weight_decay);
+  read_list(t, "warmup", &c->warmup);
+  read_list(t, "lawa_window", &c->lawa_window);
+  read_list(t, "lawa_every", &c->lawa_every);
+  read_list(t, "ema_beta", &c->ema_beta);
+  read_list(t, "ema_every", &c->ema_every);
+  read_list(t, "schedule_final", &c->schedule_final);
+  if (auto v = t["steps_scale"].value<double>()) c->steps_scale = *v;
+  if (auto v = t["seeds"].value<int64_t>()) c->seeds = *v;
+  if (auto v = t["eval_points"].value<int64_t>()) c->eval_points = *v;
+  if (auto v = t["recommended_horizon"].value<double>()) c->recommended_horizon = *v;
+  if (auto v = t["short_schedule"].value<double>()) c->short_schedule = *v;
+  if (auto v = t["threads"].value<int64_t>()) c->threads = int(*v);
+}
+
+void validate(const StudyConfig& c) {
+  WAVG_CHECK(!c.workloads.empty(), "study config: 'workloads' is empty");
+  for (const auto& w : c.workloads) workload_defaults(w);
+  WAVG_CHECK(c.steps.empty() || c.steps.size() == c.workloads.size(),
+             "study config: 'steps' needs one budget per workload (", c.workloads.size(), ")");
+  WAVG_CHECK(c.seeds >= 1, "study config: 'seeds' must be >= 1, got ", c.seeds);
+  WAVG_CHECK(c.eval_points >= 2, "study config: 'eval_points' must be >= 2, got ", c.eval_points);
+  WAVG_CHECK(c.steps_scale > 0 && c.steps_scale <= 10, "study config: 'steps_scale' must be in ",
+             "(0, 10], got ", c.steps_scale);
+  WAVG_CHECK(!c.lr_scale.empty() && !c.warmup.empty(), "study config: empty grid");
+  for (double s : c.lr_scale) WAVG_CHECK(s > 0, "study config: lr_scale must be > 0, got ", s);
+  for (int64_t w : c.lawa_window) WAVG_CHECK(w >= 1, "study config: lawa_window must be >= 1, got ", w);
+  for (int64_t e : c.lawa_every) WAVG_CHECK(e >= 1, "study config: lawa_every must be >= 1, got ", e);
+  for (int64_t e : c.ema_every) WAVG_CHECK(e >= 1, "study config: ema_every must be >= 1, got ", e);
+  for (double b : c.ema_beta)
+    WAVG_CHECK(b >= 0 && b < 1, "study config: ema_beta must be in [0, 1), got ", b);
+  WAVG_CHECK(c.recommended_horizon > 0 && c.recommended_horizon <= 1,
+             "study config: recommended_horizon must be in (0, 1], got ", c.recommended_horizon);
+  WAVG_CHECK(c.short_schedule > 0 && c.short_schedule <= 1,
+             "study config: short_schedule must be in (0, 1], got ", c.short_schedule);
+}
+
+}  // namespace
+
+StudyConfig load_study_config(const std::string& path, bool quick) {
+  StudyConfig c;
+  toml::table root;
+  if (!path.empty()) {
+    try {
+      root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      throw Error("study config: " + path + ":" + std::to_string(e.source().begin.line) + ": " +
+                  std::string(e.description()));
+    }
+    apply_table(root, &c, "");
+  }
+  if (quick) {
+    if (const toml::table* q = root["quick"].as_table()) {
+      apply_table(*q, &c, "quick.");
+    } else {  // built-in quick profile: every stage, small budgets
+      c.steps_scale = 0.12;
+      c.seeds = 2;
+      c.eval_points = 8;
+      c.lr_scale = {0.5, 1.0};
+      c.lawa_window = {5, 20};
+      c.lawa_every = {1, 4};
+      c.ema_beta = {0.9};
+      c.ema_every = {1, 4};
+      c.schedule_final = {0.0, 1.0};
+    }
+  }
+  validate(c);
+  return c;
+}
+
+}  // namespace wavg
