@@ -61,17 +61,6 @@ std::vector<ScheduleVariant> schedule_variants(const StudyConfig& c) {
   return v;
 }
 
-// The study averages BatchNorm statistics like weights (DESIGN.md §2: stale statistics sank the
-// AlgoPerf v0.5 entries). AveragerEntry::buffers is a string today and becomes BufferPolicy.
-template <typename Field>
-void set_average_buffers(Field* field) {
-  if constexpr (std::is_same_v<Field, std::string>) {
-    *field = "average";
-  } else {
-    *field = BufferPolicy::kAverage;
-  }
-}
-
 }  // namespace
 
 std::vector<BankSetting> recommended_settings(double horizon, int64_t budget) {
@@ -152,7 +141,9 @@ RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int
     validate(s.options);
     AveragerEntry e;
     e.averager = s.options;
-    set_average_buffers(&e.buffers);
+    // BatchNorm statistics are averaged like weights (DESIGN.md §2: stale statistics sank the
+    // AlgoPerf v0.5 entries).
+    e.buffers = BufferPolicy::kAverage;
     c.averagers.push_back(e);
   }
   return c;
