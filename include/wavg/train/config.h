@@ -88,7 +88,8 @@ std::string resolved_toml(const RunConfig& c);
 // on resume without changing the run: threads and out.
 std::string config_hash(const RunConfig& c);
 
-// Keys whose resolved values differ between two configurations, as "key (run: A, now: B)".
+// Keys whose resolved values differ between two configurations, as "key (run: A, now: B)". Thread
+// counts of 0 compare as the defaults they stand for (default_threads()).
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
 
 // Keys that may legitimately differ on resume (warned about, not refused): "threads." ones.

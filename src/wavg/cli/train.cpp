@@ -27,24 +27,12 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-// Zero thread counts as the defaults they stand for (threads.h), so that the recorded threads in
-// force compare with today's request.
-ThreadSettings in_force(ThreadSettings t) {
-  const ThreadSettings d = default_threads();
-  if (t.intra_op <= 0) t.intra_op = d.intra_op;
-  if (t.blas <= 0) t.blas = d.blas;
-  if (t.averaging <= 0) t.averaging = d.averaging;
-  return t;
-}
-
 // The configuration to continue the run with: the recorded (resolved) one, with --config/--set
 // applied. A difference is refused unless --force; threads may differ (warned).
 RunConfig resume_config(const TrainArgs& a) {
   RunConfig run = recorded_run_config(a.resume, a.force, "resume");
   RunConfig now = load_run_config(a.config.empty() ? run_config_path(a.resume) : a.config, a.sets);
   now.out = run.out;
-  run.threads = in_force(run.threads);
-  now.threads = in_force(now.threads);
   std::vector<std::string> changed, refused;
   for (const auto& d : config_differences(run, now))
     (may_change_on_resume(d) ? changed : refused).push_back(d);

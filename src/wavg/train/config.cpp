@@ -552,10 +552,22 @@ std::string config_hash(const RunConfig& c) {
   return buf;
 }
 
+// Zero thread counts as the defaults they stand for (default_threads()), as run_training applies them.
+ThreadSettings threads_in_force(ThreadSettings t) {
+  const ThreadSettings d = default_threads();
+  if (t.intra_op <= 0) t.intra_op = d.intra_op;
+  if (t.blas <= 0) t.blas = d.blas;
+  if (t.averaging <= 0) t.averaging = d.averaging;
+  return t;
+}
+
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now) {
+  RunConfig r = run, n = now;
+  r.threads = threads_in_force(run.threads);
+  n.threads = threads_in_force(now.threads);
   std::map<std::string, std::string> a, b;
-  flatten(toml::parse(resolved_toml(run)), "", &a);
-  flatten(toml::parse(resolved_toml(now)), "", &b);
+  flatten(toml::parse(resolved_toml(r)), "", &a);
+  flatten(toml::parse(resolved_toml(n)), "", &b);
   std::vector<std::string> out;
   for (const auto& [k, v] : a)
     if (!b.count(k) || b[k] != v)
