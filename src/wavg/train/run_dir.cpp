@@ -40,9 +40,11 @@ bool run_dir_entry_is_wavg(const std::string& name) {
 
 RunConfig recorded_run_config(const std::string& run_dir, bool force, const std::string& what) {
   std::error_code ec;
-  WAVG_CHECK(fs::is_directory(run_dir, ec), what, ": run directory '", run_dir, "' does not exist");
+  WAVG_CHECK(fs::is_directory(run_dir, ec), what, ": ", run_dir,
+             " holds no run (the directory does not exist)");
   const std::string path = run_config_path(run_dir);
-  WAVG_CHECK(fs::exists(path, ec), what, ": ", run_dir, " holds no run (no config.toml)");
+  WAVG_CHECK(fs::exists(path, ec), what, ": ", run_dir, " holds no run (no config.toml): it was ",
+             "stopped before it started; start it with wavg train --config FILE --set out=", run_dir);
   ConfigSource source;
   RunConfig c = load_run_config(path, {}, &source);
   if (source.resolved) return c;
