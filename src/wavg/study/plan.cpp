@@ -17,23 +17,11 @@ namespace {
 std::string num(double v) { return format_number(v, 10); }
 
 BankSetting lawa_setting(const std::string& name, int64_t window, int64_t every, int64_t budget) {
-  BankSetting s;
-  s.options.scheme = Scheme::kLawa;
-  s.options.window = window;
-  s.options.every = every;
-  s.options.name = name;
-  s.horizon = lawa_horizon(window, every, budget);
-  return s;
+  return {LawaOptions(window).every(every).name(name), lawa_horizon(window, every, budget)};
 }
 
 BankSetting ema_setting(const std::string& name, double beta, int64_t every, int64_t budget) {
-  BankSetting s;
-  s.options.scheme = Scheme::kEma;
-  s.options.beta = beta;
-  s.options.every = every;
-  s.options.name = name;
-  s.horizon = ema_horizon(beta, every, budget);
-  return s;
+  return {EmaOptions(beta).every(every).name(name), ema_horizon(beta, every, budget)};
 }
 
 std::vector<BankSetting> full_bank(const StudyConfig& c, int64_t H) {
