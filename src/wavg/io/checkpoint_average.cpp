@@ -3,8 +3,11 @@
 #include "wavg/io/checkpoint_average.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -77,6 +80,9 @@ Plan plan_inputs(const std::vector<std::string>& inputs, const std::vector<doubl
     const bool last = f + 1 == inputs.size();
     auto file = last ? nullptr : std::make_unique<SafetensorsFile>(inputs[f]);
     check_same_tensors(file ? *file : *plan.newest, *plan.newest);
+    // Only the newest file's metadata goes to the output: the others' (validated when read, and
+    // up to ~100 MB each) are freed, so memory does not grow with the number of inputs.
+    if (file) file->release_metadata();
     if (weights[f] == 0.0) continue;
     if (!file) file = std::make_unique<SafetensorsFile>(inputs[f]);
     plan.used.push_back({&inputs[f], std::move(file), weights[f]});
@@ -157,6 +163,19 @@ void check_tile_finite(const TensorInfo& t, int64_t tile, int64_t tn,
               " overflows");
 }
 
+// Refuses an output that is one of the inputs under another spelling (./a, a hard link, a
+// symlink): compared by identity (device and inode, symlinks resolved), not by name.
+void check_output_not_input(const std::vector<std::string>& inputs, const std::string& out) {
+  struct stat so;
+  if (::stat(out.c_str(), &so) != 0) return;  // nothing there yet
+  for (const std::string& in : inputs) {
+    struct stat si;
+    if (::stat(in.c_str(), &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+      throw Error("average: output " + quote_bytes(out, 200) + " is the input " +
+                  quote_bytes(in, 200) + " (the same file): refused, it would be replaced");
+  }
+}
+
 // A non-floating tensor, copied from the newest file in pieces of at most 1 MiB.
 void copy_tensor(const SafetensorsFile& newest, const TensorInfo& t, const ByteWriter& write) {
   std::vector<unsigned char> buf(size_t(std::min<uint64_t>(t.nbytes(), 1 << 20)));
@@ -167,10 +186,55 @@ void copy_tensor(const SafetensorsFile& newest, const TensorInfo& t, const ByteW
   }
 }
 
+// Largest finite value of a floating storage type.
+template <typename O>
+double max_finite();
+template <>
+double max_finite<double>() { return DBL_MAX; }
+template <>
+double max_finite<float>() { return FLT_MAX; }
+template <>
+double max_finite<Half>() { return 65504.0; }  // (2 - 2^-10) * 2^15
+template <>
+double max_finite<BFloat16>() { return to_float(BFloat16{0x7f7f}); }  // (2 - 2^-7) * 2^127
+
+// Rounds acc[0, tn) to out_dtype into buf. A finite sum that rounds to ±Inf (out of the narrower
+// dtype's range: |x| >= 65520 for f16) is an error naming the tensor, or, with `saturate`, becomes
+// the largest finite value of that sign.
+void store_tile(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, bool saturate,
+                const double* acc, std::vector<unsigned char>* buf) {
+  std::atomic<int64_t> bad{-1};
+  dispatch_floating(out_dtype, [&](auto tag) {
+    using O = decltype(tag);
+    buf->resize(size_t(tn) * sizeof(O));
+    O* y = reinterpret_cast<O*>(buf->data());
+    const O top = store_as<O>(max_finite<O>()), bottom = store_as<O>(-max_finite<O>());
+    parallel_for(tn, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        y[i] = store_as<O>(acc[size_t(i)]);
+        if (std::isinf(load_f64(y[i])) && std::isfinite(acc[size_t(i)])) {
+          if (saturate) {
+            y[i] = acc[size_t(i)] > 0 ? top : bottom;
+          } else {
+            int64_t none = -1;
+            bad.compare_exchange_strong(none, i);
+          }
+        }
+      }
+    });
+  });
+  const int64_t i = bad.load();
+  if (i >= 0)
+    throw Error("average: tensor '" + quote_bytes(t.name) + "' element " +
+                std::to_string(tile + i) + " = " + std::to_string(acc[size_t(i)]) +
+                " is out of the range of " + dtype_name(out_dtype) +
+                " (pass --saturate to clamp to the largest finite value)");
+}
+
 // A floating tensor, tile by tile: accumulate, check, round to out_dtype, and hand the tile to a
 // background writer while the next one is computed (two output buffers).
 void write_averaged_tensor(const TensorInfo& t, DType out_dtype, const std::vector<Input>& used,
-                           bool check_finite, const ByteWriter& write) {
+                           bool check_finite, bool saturate, const ByteWriter& write) {
   std::vector<double> acc(size_t(std::min(kTile, t.numel())));
   std::vector<unsigned char> out_buf[2];
   int which = 0;
@@ -187,15 +251,12 @@ void write_averaged_tensor(const TensorInfo& t, DType out_dtype, const std::vect
     if (check_finite) check_tile_finite(t, tile, tn, used, acc.data());
     std::vector<unsigned char>& buf = out_buf[which];
     which ^= 1;
-    dispatch_floating(out_dtype, [&](auto tag) {
-      using O = decltype(tag);
-      buf.resize(size_t(tn) * sizeof(O));
-      O* y = reinterpret_cast<O*>(buf.data());
-      parallel_for(tn, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) y[i] = store_as<O>(acc[size_t(i)]);
-      });
-    });
+    store_tile(t, tile, tn, out_dtype, saturate, acc.data(), &buf);
     if (pending.valid()) pending.get();  // rethrows a write error
+    if (t.numel() <= kTile) {  // one tile: nothing to overlap (and no thread per small tensor)
+      write(buf.data(), buf.size());
+      continue;
+    }
     pending = std::async(std::launch::async, [&write, &buf] { write(buf.data(), buf.size()); });
   }
   if (pending.valid()) pending.get();
@@ -210,6 +271,7 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   if (options.out_dtype)
     WAVG_CHECK(is_floating(*options.out_dtype), "average: --dtype must be floating, got ",
                dtype_name(*options.out_dtype));
+  check_output_not_input(inputs, out);
   CheckpointAverageReport report;
   report.weights = offline_weights(options.averager, int64_t(inputs.size()));
   raise_open_file_limit();
@@ -232,7 +294,8 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
       [&](size_t k, const ByteWriter& write) {
         const TensorInfo& t = ref.tensors[k];
         if (is_floating(t.dtype))
-          write_averaged_tensor(t, outs[k].dtype, plan.used, options.check_finite, write);
+          write_averaged_tensor(t, outs[k].dtype, plan.used, options.check_finite,
+                                options.saturate, write);
         else
           copy_tensor(*plan.newest, t, write);
       });
