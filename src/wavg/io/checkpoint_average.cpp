@@ -48,22 +48,27 @@ struct Input {
   const std::string* path;
   std::unique_ptr<SafetensorsFile> file;
   double weight;  // w_i of the averager's offline form
+  std::vector<const TensorInfo*> tensors;  // in the order of the newest file's tensors
 };
 
-// Every tensor of `f` is in `ref` with the same dtype and shape, and every tensor of `ref` in `f`.
-void check_same_tensors(const SafetensorsFile& f, const SafetensorsFile& ref) {
+// Every tensor of `f` is in `ref` with the same dtype and shape, and every tensor of `ref` in `f`;
+// returns f's tensors in the order of ref's (looked up once here, not per tile).
+std::vector<const TensorInfo*> match_tensors(const SafetensorsFile& f, const SafetensorsFile& ref) {
+  std::vector<const TensorInfo*> matched(ref.tensors().size());
   for (const TensorInfo& t : f.tensors()) {
     const TensorInfo* r = ref.find(t.name);
-    const std::string name = quote_bytes(t.name);
-    WAVG_CHECK(r != nullptr, f.path(), ": tensor '", name, "' is not in ", ref.path());
-    WAVG_CHECK(r->dtype == t.dtype, f.path(), ": tensor '", name, "' has dtype ",
+    WAVG_CHECK(r != nullptr, f.path(), ": tensor '", quote_bytes(t.name), "' is not in ",
+               ref.path());
+    WAVG_CHECK(r->dtype == t.dtype, f.path(), ": tensor '", quote_bytes(t.name), "' has dtype ",
                dtype_name(t.dtype), " but ", dtype_name(r->dtype), " in ", ref.path());
-    WAVG_CHECK(r->shape == t.shape, f.path(), ": tensor '", name,
+    WAVG_CHECK(r->shape == t.shape, f.path(), ": tensor '", quote_bytes(t.name),
                "' has a different shape than in ", ref.path());
+    matched[size_t(r - ref.tensors().data())] = &t;
   }
-  for (const TensorInfo& r : ref.tensors())
-    WAVG_CHECK(f.find(r.name) != nullptr, f.path(), ": tensor '", quote_bytes(r.name),
+  for (size_t k = 0; k < matched.size(); ++k)  // names are unique: unmatched ones are missing
+    WAVG_CHECK(matched[k] != nullptr, f.path(), ": tensor '", quote_bytes(ref.tensors()[k].name),
                "' is missing (present in ", ref.path(), ")");
+  return matched;
 }
 
 // The plan: every header validated against the newest file's before any data is read, and the
@@ -79,13 +84,18 @@ Plan plan_inputs(const std::vector<std::string>& inputs, const std::vector<doubl
   for (size_t f = 0; f < inputs.size(); ++f) {
     const bool last = f + 1 == inputs.size();
     auto file = last ? nullptr : std::make_unique<SafetensorsFile>(inputs[f]);
-    check_same_tensors(file ? *file : *plan.newest, *plan.newest);
+    std::vector<const TensorInfo*> matched;
+    if (file) {
+      matched = match_tensors(*file, *plan.newest);
+    } else {
+      for (const TensorInfo& t : plan.newest->tensors()) matched.push_back(&t);
+    }
     // Only the newest file's metadata goes to the output: the others' (validated when read, and
     // up to ~100 MB each) are freed, so memory does not grow with the number of inputs.
     if (file) file->release_metadata();
     if (weights[f] == 0.0) continue;
     if (!file) file = std::make_unique<SafetensorsFile>(inputs[f]);
-    plan.used.push_back({&inputs[f], std::move(file), weights[f]});
+    plan.used.push_back({&inputs[f], std::move(file), weights[f], std::move(matched)});
   }
   return plan;
 }
@@ -109,8 +119,9 @@ std::map<std::string, std::string> output_metadata(const SafetensorsHeader& ref,
   return meta;
 }
 
-// acc[0, tn) = Σ_j w_j x_j[tile, tile + tn) for floating tensor t, in fp64.
-void accumulate_tile(const TensorInfo& t, int64_t tile, int64_t tn, const std::vector<Input>& used,
+// acc[0, tn) = Σ_j w_j x_j[tile, tile + tn) for floating tensor t (the k-th of the newest file), in
+// fp64.
+void accumulate_tile(const TensorInfo& t, size_t k, int64_t tile, int64_t tn, const std::vector<Input>& used,
                      double* acc) {
   dispatch_floating(t.dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -123,7 +134,7 @@ void accumulate_tile(const TensorInfo& t, int64_t tile, int64_t tn, const std::v
           // pread into a cache-resident buffer: no page faults, and no file pages mapped into
           // this process, so resident memory stays at a few tiles.
           const SafetensorsFile& file = *used[j].file;
-          file.read_bytes(*file.find(t.name), uint64_t(tile + c) * sizeof(T),
+          file.read_bytes(*used[j].tensors[k], uint64_t(tile + c) * sizeof(T),
                           size_t(ce - c) * sizeof(T), x.data());
           const T* xs = x.data();
           const double w = used[j].weight;
@@ -140,7 +151,7 @@ void accumulate_tile(const TensorInfo& t, int64_t tile, int64_t tn, const std::v
 
 // A NaN/Inf in any weighted input leaves a non-finite sum (only additions of finite weights
 // happen), so the check runs once on the result; on failure, the input is found to name it.
-void check_tile_finite(const TensorInfo& t, int64_t tile, int64_t tn,
+void check_tile_finite(const TensorInfo& t, size_t k, int64_t tile, int64_t tn,
                        const std::vector<Input>& used, const double* acc) {
   int64_t bad = -1;
   for (int64_t i = 0; i < tn && bad < 0; ++i)
@@ -148,7 +159,7 @@ void check_tile_finite(const TensorInfo& t, int64_t tile, int64_t tn,
   if (bad < 0) return;
   const std::string name = quote_bytes(t.name);
   for (const Input& in : used) {
-    const TensorInfo& ti = *in.file->find(t.name);
+    const TensorInfo& ti = *in.tensors[k];
     double v = 0;
     dispatch_floating(t.dtype, [&](auto tag) {
       using T = decltype(tag);
@@ -233,7 +244,7 @@ void store_tile(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, 
 
 // A floating tensor, tile by tile: accumulate, check, round to out_dtype, and hand the tile to a
 // background writer while the next one is computed (two output buffers).
-void write_averaged_tensor(const TensorInfo& t, DType out_dtype, const std::vector<Input>& used,
+void write_averaged_tensor(const TensorInfo& t, size_t k, DType out_dtype, const std::vector<Input>& used,
                            bool check_finite, bool saturate, const ByteWriter& write) {
   std::vector<double> acc(size_t(std::min(kTile, t.numel())));
   std::vector<unsigned char> out_buf[2];
@@ -247,8 +258,8 @@ void write_averaged_tensor(const TensorInfo& t, DType out_dtype, const std::vect
   } drain{pending};
   for (int64_t tile = 0; tile < t.numel(); tile += kTile) {
     const int64_t tn = std::min(kTile, t.numel() - tile);
-    accumulate_tile(t, tile, tn, used, acc.data());
-    if (check_finite) check_tile_finite(t, tile, tn, used, acc.data());
+    accumulate_tile(t, k, tile, tn, used, acc.data());
+    if (check_finite) check_tile_finite(t, k, tile, tn, used, acc.data());
     std::vector<unsigned char>& buf = out_buf[which];
     which ^= 1;
     store_tile(t, tile, tn, out_dtype, saturate, acc.data(), &buf);
@@ -294,7 +305,7 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
       [&](size_t k, const ByteWriter& write) {
         const TensorInfo& t = ref.tensors[k];
         if (is_floating(t.dtype))
-          write_averaged_tensor(t, outs[k].dtype, plan.used, options.check_finite,
+          write_averaged_tensor(t, k, outs[k].dtype, plan.used, options.check_finite,
                                 options.saturate, write);
         else
           copy_tensor(*plan.newest, t, write);

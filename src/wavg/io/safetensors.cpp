@@ -53,13 +53,14 @@ namespace {
 // Deepest nesting a header may have: a valid one nests 3 levels (header, entry, shape).
 constexpr int kMaxJsonDepth = 64;
 
-// Builds the DOM through nlohmann's SAX interface (its parser is iterative, not recursive), and
-// on the way rejects duplicate top-level keys (nlohmann would keep the last silently) with a hash
-// set, and nesting deeper than kMaxJsonDepth. The callback parser used before rescanned the parent
-// object after every member (quadratic in the tensor count).
+// Builds the DOM through nlohmann's SAX interface (its parser is iterative, not recursive), stops
+// at nesting deeper than kMaxJsonDepth, and counts the top-level keys: fewer members than keys
+// means a duplicate (nlohmann keeps the last silently), which a second pass with `find_duplicate`
+// names (a hash set, only then). The callback parser used before rescanned the parent object after
+// every member (quadratic in the tensor count).
 class HeaderSax {
  public:
-  explicit HeaderSax(json* root) : dom_(*root) {}
+  HeaderSax(json* root, bool find_duplicate) : dom_(*root), find_duplicate_(find_duplicate) {}
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
   bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
@@ -74,9 +75,12 @@ class HeaderSax {
   bool end_object() { return --depth_, dom_.end_object(); }
   bool end_array() { return --depth_, dom_.end_array(); }
   bool key(std::string& k) {
-    if (depth_ == 1 && !seen_.insert(k).second) {
-      duplicate_ = k;
-      return false;
+    if (depth_ == 1) {
+      ++keys_;
+      if (find_duplicate_ && !seen_.insert(k).second) {
+        duplicate_ = k;
+        return false;
+      }
     }
     return dom_.key(k);
   }
@@ -86,6 +90,7 @@ class HeaderSax {
   }
   bool too_deep() const { return too_deep_; }
   const std::optional<std::string>& duplicate() const { return duplicate_; }
+  size_t keys() const { return keys_; }
 
  private:
   bool enter() {
@@ -93,6 +98,8 @@ class HeaderSax {
     return !too_deep_;
   }
   nlohmann::detail::json_sax_dom_parser<json> dom_;
+  bool find_duplicate_;
+  size_t keys_ = 0;
   std::unordered_set<std::string> seen_;
   std::optional<std::string> duplicate_;
   int depth_ = 0;
@@ -103,7 +110,7 @@ class HeaderSax {
 // any.
 json parse_header_json(const unsigned char* begin, uint64_t n, const std::string& what) {
   json header;
-  HeaderSax sax(&header);
+  HeaderSax sax(&header, false);
   try {
     json::sax_parse(begin, begin + n, &sax);
   } catch (const json::exception& e) {
@@ -112,9 +119,14 @@ json parse_header_json(const unsigned char* begin, uint64_t n, const std::string
   }
   if (sax.too_deep())
     fail(what, "header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  if (sax.duplicate())
-    fail(what, "duplicate tensor name '" + quote_bytes(*sax.duplicate()) + "' in header");
   if (!header.is_object()) fail(what, "header is not a JSON object");
+  if (sax.keys() != header.size()) {
+    json again;
+    HeaderSax names(&again, true);
+    json::sax_parse(begin, begin + n, &names);
+    WAVG_ASSERT(names.duplicate().has_value());
+    fail(what, "duplicate tensor name '" + quote_bytes(*names.duplicate()) + "' in header");
+  }
   return header;
 }
 
@@ -143,40 +155,43 @@ bool non_negative_integer(const json& d) {
 // One tensor entry {dtype, shape, data_offsets}: known dtype, shape without overflow, and offsets
 // that span exactly the bytes the dtype and shape need.
 TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std::string& what) {
-  const std::string t = "tensor '" + quote_bytes(name) + "': ";
-  if (!v.is_object()) fail(what, t + "entry is not an object");
-  if (!v.contains("dtype") || !v["dtype"].is_string()) fail(what, t + "missing string 'dtype'");
-  if (!v.contains("shape") || !v["shape"].is_array()) fail(what, t + "missing array 'shape'");
+  // The prefix is built only on failure (quoting every name cost more than the checks).
+  const auto bad = [&](const std::string& msg) {
+    fail(what, "tensor '" + quote_bytes(name) + "': " + msg);
+  };
+  if (!v.is_object()) bad("entry is not an object");
+  if (!v.contains("dtype") || !v["dtype"].is_string()) bad("missing string 'dtype'");
+  if (!v.contains("shape") || !v["shape"].is_array()) bad("missing array 'shape'");
   if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
       v["data_offsets"].size() != 2)
-    fail(what, t + "'data_offsets' must be an array [begin, end]");
+    bad("'data_offsets' must be an array [begin, end]");
   TensorInfo info;
   info.name = name;
   const std::string dtype = v["dtype"].get<std::string>();
   bool upper = !dtype.empty();
   for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
   if (!upper || !try_parse_dtype(dtype, &info.dtype))
-    fail(what, t + "unsupported dtype '" + quote_bytes(dtype) + "'");
+    bad("unsupported dtype '" + quote_bytes(dtype) + "'");
   for (const json& d : v["shape"]) {
     if (!non_negative_integer(d))
-      fail(what, t + "shape entries must be non-negative integers, got " + describe_value(d));
+      bad("shape entries must be non-negative integers, got " + describe_value(d));
     const uint64_t dim = d.get<uint64_t>();
-    if (dim > uint64_t(INT64_MAX)) fail(what, t + "dimension " + d.dump() + " is too large");
+    if (dim > uint64_t(INT64_MAX)) bad("dimension " + d.dump() + " is too large");
     info.shape.push_back(int64_t(dim));
   }
   uint64_t nbytes = 0;
   if (!shape_nbytes(info.shape, info.dtype, &nbytes))
-    fail(what, t + "element count or size overflows 64 bits");
+    bad("element count or size overflows 64 bits");
   for (const json& o : v["data_offsets"])
     if (!non_negative_integer(o))
-      fail(what, t + "data_offsets must be non-negative integers, got " + describe_value(o));
+      bad("data_offsets must be non-negative integers, got " + describe_value(o));
   info.begin = v["data_offsets"][0].get<uint64_t>();
   info.end = v["data_offsets"][1].get<uint64_t>();
   if (info.end < info.begin)
-    fail(what, t + "data_offsets end " + std::to_string(info.end) + " < begin " +
+    bad("data_offsets end " + std::to_string(info.end) + " < begin " +
                    std::to_string(info.begin));
   if (info.end - info.begin != nbytes)
-    fail(what, t + "data_offsets span " + std::to_string(info.end - info.begin) +
+    bad("data_offsets span " + std::to_string(info.end - info.begin) +
                    " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
   return info;
 }
