@@ -160,19 +160,25 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std:
     fail(what, "tensor '" + quote_bytes(name) + "': " + msg);
   };
   if (!v.is_object()) bad("entry is not an object");
-  if (!v.contains("dtype") || !v["dtype"].is_string()) bad("missing string 'dtype'");
-  if (!v.contains("shape") || !v["shape"].is_array()) bad("missing array 'shape'");
-  if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
-      v["data_offsets"].size() != 2)
+  // Each key looked up once (a header may hold a million entries).
+  const auto member = [&v](const char* key) -> const json* {
+    const auto it = v.find(key);
+    return it == v.end() ? nullptr : &*it;
+  };
+  const json *dtype_v = member("dtype"), *shape = member("shape"), *offsets = member("data_offsets");
+  if (!dtype_v || !dtype_v->is_string()) bad("missing string 'dtype'");
+  if (!shape || !shape->is_array()) bad("missing array 'shape'");
+  if (!offsets || !offsets->is_array() || offsets->size() != 2)
     bad("'data_offsets' must be an array [begin, end]");
   TensorInfo info;
   info.name = name;
-  const std::string dtype = v["dtype"].get<std::string>();
+  const std::string& dtype = dtype_v->get_ref<const std::string&>();
   bool upper = !dtype.empty();
   for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
   if (!upper || !try_parse_dtype(dtype, &info.dtype))
     bad("unsupported dtype '" + quote_bytes(dtype) + "'");
-  for (const json& d : v["shape"]) {
+  info.shape.reserve(shape->size());
+  for (const json& d : *shape) {
     if (!non_negative_integer(d))
       bad("shape entries must be non-negative integers, got " + describe_value(d));
     const uint64_t dim = d.get<uint64_t>();
@@ -182,11 +188,11 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std:
   uint64_t nbytes = 0;
   if (!shape_nbytes(info.shape, info.dtype, &nbytes))
     bad("element count or size overflows 64 bits");
-  for (const json& o : v["data_offsets"])
+  for (const json& o : *offsets)
     if (!non_negative_integer(o))
       bad("data_offsets must be non-negative integers, got " + describe_value(o));
-  info.begin = v["data_offsets"][0].get<uint64_t>();
-  info.end = v["data_offsets"][1].get<uint64_t>();
+  info.begin = (*offsets)[0].get<uint64_t>();
+  info.end = (*offsets)[1].get<uint64_t>();
   if (info.end < info.begin)
     bad("data_offsets end " + std::to_string(info.end) + " < begin " +
                    std::to_string(info.begin));
@@ -239,6 +245,7 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
+  out.tensors.reserve(header.size());
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__")
       parse_metadata(it.value(), what, &out);
