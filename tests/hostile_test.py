@@ -256,6 +256,18 @@ def test_large_metadata(d):
         check(meta.get("big") == "b" * (95 << 20) and meta.get("step") == "2",
               "95 MB metadata: the newest input's metadata is kept")
         check(np.array_equal(np.frombuffer(data, np.float32), [2, 3]), "95 MB metadata: the mean")
+    # Memory does not multiply with the inputs: six such inputs peak about as high as two (before:
+    # each open input kept its parsed metadata, +95 MB or more per input).
+    more = [os.path.join(d, f"mc{k}.safetensors") for k in range(4)]
+    for k, p in enumerate(more):
+        f32_file(p, [k, k], metadata={"big": str(k) * (95 << 20)})
+    rss2 = peak_rss_mb(["average", "--last", "2", "-o", out, a, b])
+    rss6 = peak_rss_mb(["average", "--last", "6", "-o", out, *more, a, b])
+    print(f"peak memory, 95 MB metadata: 2 inputs {rss2} MB, 6 inputs {rss6} MB")
+    check(rss2 is not None and rss6 is not None and rss6 < rss2 + 150,
+          f"95 MB metadata: peak memory with 6 inputs {rss6} MB vs 2 inputs {rss2} MB")
+    for p in more:
+        os.remove(p)
     # A 95 MB string as a shape entry (invalid): refused with a short message.
     p = os.path.join(d, "bigshape.safetensors")
     write(p, st_bytes({"a": {"dtype": "F32", "shape": ["x" * (95 << 20)], "data_offsets": [0, 4]}},
@@ -265,6 +277,18 @@ def test_large_metadata(d):
     refused(d, "95 MB string as a shape entry", ["average", "--last", "1", "-o",
                                                  os.path.join(d, "o.st"), p], "non-negative")
     os.remove(p)
+
+
+def peak_rss_mb(args):
+    """Peak resident memory (MB) of `wavg ARGS`, run from a fresh Python so that ru_maxrss of its
+    children is this run's alone; None if it fails."""
+    code = ("import resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", code, WAVG, *args], capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    rc, kb = r.stdout.split()
+    return int(kb) / 1024 if rc == "0" else None
 
 
 def test_numel_overflow(d):
