@@ -51,31 +51,35 @@ std::string fresh_temporary_name(const std::string& path) {
   return path + ".tmp." + host_tag() + "." + std::to_string(::getpid()) + "." + random_hex();
 }
 
-// Named temporaries to remove on SIGINT/SIGTERM: fixed slots (a signal handler may not allocate);
-// a slot's path is written before it is marked used.
-constexpr int kSlots = 16;
+// Named temporaries to remove on SIGINT/SIGTERM: fixed slots (a signal handler may not allocate).
+// A slot is free (0), claimed by a thread writing its path (1), or ready (2): the handler reads only
+// ready slots, and threads claim slots with a compare-and-swap.
+constexpr int kSlots = 64;
 char g_slot_path[kSlots][4096];
-std::atomic<bool> g_slot_used[kSlots];
+std::atomic<int> g_slot_state[kSlots];
 
-int register_temporary(const std::string& path) {
-  if (path.size() >= sizeof g_slot_path[0]) return -1;
+void register_temporary(const std::string& path) {
+  if (path.size() >= sizeof g_slot_path[0]) return;
   for (int i = 0; i < kSlots; ++i) {
-    if (g_slot_used[i].load()) continue;
+    int expected = 0;
+    if (!g_slot_state[i].compare_exchange_strong(expected, 1)) continue;
     std::memcpy(g_slot_path[i], path.c_str(), path.size() + 1);
-    g_slot_used[i].store(true);
-    return i;
+    g_slot_state[i].store(2);
+    return;
   }
-  return -1;
 }
 
 void unregister_temporary(const std::string& path) {
   for (int i = 0; i < kSlots; ++i)
-    if (g_slot_used[i].load() && path == g_slot_path[i]) g_slot_used[i].store(false);
+    if (g_slot_state[i].load() == 2 && path == g_slot_path[i]) {
+      g_slot_state[i].store(0);
+      return;
+    }
 }
 
 extern "C" void remove_temporaries_and_exit(int sig) {
   for (int i = 0; i < kSlots; ++i)
-    if (g_slot_used[i].load()) ::unlink(g_slot_path[i]);
+    if (g_slot_state[i].load() == 2) ::unlink(g_slot_path[i]);
   ::_exit(128 + sig);
 }
 
