@@ -30,6 +30,12 @@ cases = {
     "bad_nested_shape": struct.pack("<Q", 48) + b'{"a":{"dtype":"F32","shape":[[[[1]]]],"data_offsets":[0,4]}}'[:48],
     "bad_name_ff": st([("QQ", "F32", [1], f32(1))]).replace(b'"QQ"', b'"\xffQ"'),
     "nan_value": st([("n", "F32", [1], struct.pack("<I", 0x7FC00000))]),
+    # issue 11: nesting past the depth bound (small here; the tests generate 70 000 levels), a shape
+    # whose product overflows int64 before a 0, and a string as a shape entry.
+    "bad_deep_nesting": (lambda h: struct.pack("<Q", len(h)) + h + f32(1))(
+        b'{"a":{"dtype":"F32","shape":' + b"[" * 100 + b"]" * 100 + b',"data_offsets":[0,4]}}'),
+    "bad_numel_int64": st([("a", "F32", [4294967296, 4294967295, 0], b"")]),
+    "bad_shape_string": st([("a", "F32", ["x" * 100], f32(1))]),
 }
 out = os.path.join(here, "corpus", "header")
 os.makedirs(out, exist_ok=True)

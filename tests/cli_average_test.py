@@ -188,7 +188,7 @@ with tempfile.TemporaryDirectory() as tmp:
         check(not os.path.exists(out), f"{args}: output file left behind")
 
     r = run("average", "--swa", "-o", good, good, good2)
-    check(r.returncode == 2 and "also an input" in r.stderr, "refuses to overwrite an input")
+    check(r.returncode == 2 and "same file" in r.stderr, "refuses to overwrite an input")
     r = run("--help")
     check(r.returncode == 0 and "average" in r.stdout, "--help works")
 

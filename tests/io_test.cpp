@@ -2,6 +2,7 @@
 // must never crash, atomic writes, bank state files, and checkpoint averaging against fp64 loops.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -293,11 +294,112 @@ TEST(SafetensorsMalformed, RandomCorruptionNeverCrashes) {
 
 // ---- atomic writes -------------------------------------------------------------------------------
 
+// Issue 11 §4: [2^32, 2^32 - 1, 0] has a uint64 product of 0 but overflows int64 on the way.
+TEST(SafetensorsMalformed, ShapeOverflowsInt64BeforeAZero) {
+  const std::string e = parse_error(make_file(
+      R"({"a":{"dtype":"F32","shape":[4294967296,4294967295,0],"data_offsets":[0,0]}})", ""));
+  EXPECT_TRUE(contains(e, "overflow")) << e;
+  int64_t n = 0;
+  EXPECT_FALSE(shape_numel({4294967296, 4294967295, 0}, &n));
+  EXPECT_TRUE(shape_numel({3037000499, 3037000499}, &n));  // < 2^63 (naive fp64: 9.22337e18)
+  EXPECT_EQ(n, int64_t(3037000499) * 3037000499);
+  EXPECT_FALSE(shape_numel({3037000500, 3037000500}, &n));  // > 2^63 - 1
+}
+
+// Issue 11 §1: 70 000 nested '[' overflowed the stack (exit 139); now refused by depth.
+TEST(SafetensorsMalformed, DeepNestingIsRefusedNotACrash) {
+  const std::string deep = std::string(70000, '[') + std::string(70000, ']');
+  for (const std::string key : {"shape", "data_offsets"}) {
+    std::string h = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+    const std::string old = key == "shape" ? "[1]" : "[0,4]";
+    h.replace(h.find(old), old.size(), deep);
+    const std::string e = parse_error(make_file(h, std::string(4, '\0')));
+    EXPECT_TRUE(contains(e, "nests deeper than 64")) << e.substr(0, 200);
+  }
+  // 64 levels are fine as JSON (then refused as a shape, with a bounded message).
+  const std::string ok = std::string(62, '[') + std::string(62, ']');
+  const std::string e = parse_error(make_file(
+      R"({"a":{"dtype":"F32","shape":)" + ok + R"(,"data_offsets":[0,4]}})", std::string(4, '\0')));
+  EXPECT_TRUE(contains(e, "non-negative integers, got an array")) << e;
+}
+
+// Issue 11 §3: the index answers like a linear search (naive reference) on a read header.
+TEST(Safetensors, FindByIndexMatchesALinearSearch) {
+  TempDir dir;
+  std::vector<float> v(300, 1.0f);
+  std::vector<TensorOut> outs;
+  for (int i = 0; i < 300; ++i) outs.push_back({"t" + std::to_string(299 - i), DType::kF32, {1}, &v[i]});
+  write_safetensors(dir / "f", outs);
+  SafetensorsFile f(dir / "f");
+  for (int i = 0; i < 300; ++i) {
+    const std::string name = "t" + std::to_string(i);
+    const TensorInfo* linear = nullptr;
+    for (const auto& t : f.tensors())
+      if (t.name == name) linear = &t;
+    EXPECT_EQ(f.find(name), linear);
+  }
+  EXPECT_EQ(f.find("t300"), nullptr);
+}
+
+// Issue 11 §2: nothing at a planted name is followed or reused, in either temporary mode.
+TEST(AtomicFile, PlantedSymlinksAreNotFollowed) {
+  TempDir dir;
+  write_file_atomic(dir / "victim", "precious");
+  for (TempKind kind : {TempKind::kAuto, TempKind::kNamed}) {
+    // The old predictable name.
+    const std::string planted = (dir / "out") + ".tmp." + std::to_string(::getpid());
+    ASSERT_EQ(::symlink((dir / "victim").c_str(), planted.c_str()), 0);
+    {
+      AtomicFile f(dir / "out", kind);
+      EXPECT_EQ(f.unnamed(), kind == TempKind::kAuto);  // /tmp supports O_TMPFILE
+      f.write("new");
+      f.commit();
+    }
+    EXPECT_EQ(read_all(dir / "victim"), "precious");
+    EXPECT_EQ(read_all(dir / "out"), "new");
+    ::unlink(planted.c_str());
+  }
+}
+
+// Issue 11 §2: stale named temporaries of this host whose process is gone are removed; others kept.
+TEST(AtomicFile, RemovesOnlyStaleTemporariesOfThisHost) {
+  TempDir dir;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::string h = host;
+  for (char& c : h)
+    if (!std::isalnum((unsigned char)c) && c != '-') c = '-';
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // a pid whose process is gone
+  const std::string stale = "m.safetensors.tmp." + h + "." + std::to_string(child) + ".0123456789abcdef";
+  const std::string alive = "m.safetensors.tmp." + h + "." + std::to_string(::getppid()) + ".0123456789abcdef";
+  const std::string other = "m.safetensors.tmp.otherhost." + std::to_string(child) + ".0123456789abcdef";
+  const std::string foreign = "m.safetensors.tmp." + std::to_string(child);
+  for (const auto& n : {stale, alive, other, foreign}) write_file_atomic(dir / n, "x");
+  ASSERT_TRUE(parse_temporary_name(stale).has_value());
+  EXPECT_EQ(parse_temporary_name(stale)->target, "m.safetensors");
+  EXPECT_FALSE(parse_temporary_name(foreign).has_value());
+  {
+    AtomicFile f(dir / "y", TempKind::kNamed);
+    f.write("y");
+    f.commit();
+  }
+  EXPECT_FALSE(file_exists(dir / stale));
+  EXPECT_TRUE(file_exists(dir / alive));
+  EXPECT_TRUE(file_exists(dir / other));
+  EXPECT_TRUE(file_exists(dir / foreign));
+}
+
 TEST(AtomicFile, LeavesNothingWhenNotCommitted) {
   TempDir dir;
   write_file_atomic(dir / "x", "old");
   {
     AtomicFile f(dir / "x");
+    f.write("new contents");
+  }
+  {
+    AtomicFile f(dir / "x", TempKind::kNamed);
     f.write("new contents");
   }
   EXPECT_EQ(read_all(dir / "x"), "old");

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace wavg {
 
@@ -18,6 +19,13 @@ const char* dtype_name(DType t);
 // Parses a safetensors dtype ("F32") or a lower-case CLI spelling ("f32", "bf16"); throws on others.
 DType parse_dtype(const std::string& s);
 bool try_parse_dtype(const std::string& s, DType* out);
+
+// Element count and byte size of a tensor of `shape`, with checked arithmetic (the one place that
+// multiplies dimensions): false when a dimension is negative, when any partial product of the
+// dimensions overflows int64 (also when a later dimension is 0: [2^32, 2^32 - 1, 0] is refused), or
+// when the byte size overflows uint64.
+bool shape_numel(const std::vector<int64_t>& shape, int64_t* numel);
+bool shape_nbytes(const std::vector<int64_t>& shape, DType t, uint64_t* nbytes);
 
 // 16-bit float storage types: plain bit patterns with conversions.
 struct Half {

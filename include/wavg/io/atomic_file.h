@@ -1,17 +1,32 @@
 // Atomic file writes: data goes to a temporary file beside the target, is fsync'ed, and is renamed
 // over the target only on commit(), so a crash leaves either the old file or the new one, never a
 // torn one. Without commit() the temporary file is removed.
+//
+// The temporary is unnamed where the file system allows it (open(dir, O_TMPFILE)): nothing can be
+// planted at its name and nothing is left behind, even on SIGKILL. On commit it is linked to a fresh
+// random name and renamed over the target (linkat cannot replace a file). Where O_TMPFILE is refused
+// (or WAVG_TMPFILE=named is set in the environment, to exercise this path), the temporary is
+// `<target>.tmp.<host>.<pid>.<16 hex digits>`, created with O_CREAT | O_EXCL | O_NOFOLLOW (a planted
+// file or symlink is never followed or reused), removed on SIGINT/SIGTERM once
+// install_temporary_cleanup() ran, and such names of this host whose process is gone are removed
+// when the next one is created in the same directory.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace wavg {
 
+enum class TempKind {
+  kAuto,   // O_TMPFILE, falling back to a named temporary where it is refused
+  kNamed,  // always a named temporary
+};
+
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path);
+  explicit AtomicFile(std::string path, TempKind kind = TempKind::kAuto);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
@@ -19,17 +34,33 @@ class AtomicFile {
   void write(const void* data, size_t size);
   void write(const std::string& s) { write(s.data(), s.size()); }
   uint64_t written() const { return written_; }
+  // Whether the temporary is unnamed (O_TMPFILE).
+  bool unnamed() const { return tmp_.empty(); }
   // Flushes, fsyncs, renames over the target and fsyncs the directory.
   void commit();
 
  private:
   void flush();
-  std::string path_, tmp_;
+  void open_named();
+  std::string path_, dir_, tmp_;  // tmp_: the named temporary (empty while unnamed)
   int fd_ = -1;
   std::vector<char> buffer_;
   size_t used_ = 0;
   uint64_t written_ = 0;
 };
+
+// The parts of a name of wavg's temporaries (`<target>.tmp.<host>.<pid>.<random>`, a file name
+// without directory), or nullopt for any other name.
+struct TemporaryName {
+  std::string target, host;
+  long pid = 0;
+};
+std::optional<TemporaryName> parse_temporary_name(const std::string& name);
+
+// Installs SIGINT/SIGTERM handlers that remove the named temporaries of open AtomicFiles and exit
+// with 128 + the signal number (130, 143). For commands that write files but have no signal
+// handling of their own (`wavg average`).
+void install_temporary_cleanup();
 
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);

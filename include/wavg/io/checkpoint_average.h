@@ -20,6 +20,7 @@ struct CheckpointAverageOptions {
   AveragerOptions averager;
   std::optional<DType> out_dtype;  // floating tensors' output dtype; default: each tensor's own
   bool check_finite = true;        // refuse NaN/Inf in an input
+  bool saturate = false;  // a finite average out of out_dtype's range: clamp (else an error)
 };
 
 struct CheckpointAverageReport {

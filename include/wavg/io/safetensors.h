@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "wavg/core/dtype.h"
@@ -35,6 +36,9 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
   uint64_t data_start = 0;  // 8 + N
   uint64_t data_size = 0;
+  // name -> position in `tensors`, built by the reader (a header built by hand without it is
+  // searched linearly).
+  std::unordered_map<std::string, size_t> index;
   const TensorInfo* find(const std::string& name) const;
 };
 
@@ -72,6 +76,9 @@ class SafetensorsFile {
   // If the metadata holds kDataCrcKey (written with `checksum = true`), recomputes the CRC-32 of the
   // data buffer and throws wavg::Error on a mismatch (a torn or corrupted file).
   void verify_checksum() const;
+  // Frees the metadata (a value may be ~100 MB): for inputs whose metadata is validated but not
+  // needed, so memory does not grow with the number of open files.
+  void release_metadata() { std::map<std::string, std::string>().swap(header_.metadata); }
 
  private:
   std::string path_;

@@ -1,20 +1,40 @@
 // `wavg average`: LAWA / EMA / SWA / last-K over an ordered list of safetensors checkpoints.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "wavg/cli/commands.h"
 #include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
 #include "wavg/io/checkpoint_average.h"
 
 namespace wavg::cli {
 
 namespace {
+// CLI11 clamps an out-of-range integer to the type's limit (99999999999999999999 -> INT64_MAX):
+// the flag's text is checked first, and such a value is an error naming the flag and the value.
+// (CLI11 prefixes the message with the flag's name.)
+CLI::Validator int64_in_range() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        std::strtoll(s.c_str(), &end, 10);
+        if (errno == ERANGE)
+          return s + " is out of the range of a 64-bit integer";
+        return "";
+      },
+      "INT64");
+}
+
 struct AverageArgs {
   int64_t last = 0;
   double ema = -1;
   int64_t lawa = 0;
   bool swa = false;
+  bool saturate = false;
   int64_t every = 1;
   int64_t start = 0;
   std::string dtype;
@@ -46,8 +66,9 @@ int run_average(const AverageArgs& a, CLI::App* sub) {
                "f32, f64, bf16, f16, got '", a.dtype, "'");
     o.out_dtype = t;
   }
-  for (const auto& in : a.inputs)
-    WAVG_CHECK(in != a.out, "average: output ", a.out, " is also an input");
+  o.saturate = a.saturate;
+  // An interrupted average exits 130/143 and leaves no temporary behind.
+  install_temporary_cleanup();
   const auto t0 = std::chrono::steady_clock::now();
   const CheckpointAverageReport r = average_checkpoints(a.inputs, a.out, o);
   const double secs =
@@ -65,13 +86,20 @@ Command register_average(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "average",
       "Average an ordered list of safetensors checkpoints (oldest first; file i is step i)");
-  sub->add_option("--last", args->last, "Uniform mean of the last K files (fairseq's --num)");
+  sub->add_option("--last", args->last, "Uniform mean of the last K files (fairseq's --num)")
+      ->check(int64_in_range());
   sub->add_option("--ema", args->ema, "EMA with this beta in [0, 1)");
-  sub->add_option("--lawa", args->lawa, "LAWA: mean of the last L sampled files");
+  sub->add_option("--lawa", args->lawa, "LAWA: mean of the last L sampled files")
+      ->check(int64_in_range());
   sub->add_flag("--swa", args->swa, "SWA: mean of every sampled file");
-  sub->add_option("--every", args->every, "Sample every NU-th file (default 1)");
-  sub->add_option("--start", args->start, "First file index that may be sampled (default 0)");
+  sub->add_option("--every", args->every, "Sample every NU-th file (default 1)")
+      ->check(int64_in_range());
+  sub->add_option("--start", args->start, "First file index that may be sampled (default 0)")
+      ->check(int64_in_range());
   sub->add_option("--dtype", args->dtype, "Output dtype of floating tensors: f32|f64|bf16|f16");
+  sub->add_flag("--saturate", args->saturate,
+                "Clamp averages out of --dtype's range to its largest finite value (default: an "
+                "error naming the tensor)");
   sub->add_option("-o,--output", args->out, "Output safetensors file")->required();
   sub->add_option("inputs", args->inputs, "Input safetensors files, oldest first")->required();
   return {sub, [args, sub] { return run_average(*args, sub); }};

@@ -50,4 +50,17 @@ DType parse_dtype(const std::string& s) {
   return t;
 }
 
+bool shape_numel(const std::vector<int64_t>& shape, int64_t* numel) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return false;
+  *numel = n;
+  return true;
+}
+
+bool shape_nbytes(const std::vector<int64_t>& shape, DType t, uint64_t* nbytes) {
+  int64_t n = 0;
+  return shape_numel(shape, &n) && !__builtin_mul_overflow(uint64_t(n), dtype_size(t), nbytes);
+}
+
 }  // namespace wavg

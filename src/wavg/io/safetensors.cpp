@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <unordered_set>
 #include <zlib.h>
 
 #include "wavg/core/error.h"
@@ -28,59 +30,121 @@ using json = nlohmann::json;
   throw Error(what + ": " + msg);
 }
 
-uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what, const std::string& name) {
-  if (a != 0 && b > UINT64_MAX / a)
-    fail(what, "tensor '" + quote_bytes(name) + "': size overflows 64 bits");
-  return a * b;
-}
-
 }  // namespace
 
 int64_t TensorInfo::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  int64_t n = 0;
+  WAVG_ASSERT(shape_numel(shape, &n));  // validated when read
   return n;
 }
 
 const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
-  for (const auto& t : tensors)
-    if (t.name == name) return &t;
-  return nullptr;
+  if (index.size() != tensors.size()) {  // built by hand, not by the reader: no index
+    for (const auto& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+  const auto it = index.find(name);
+  return it == index.end() ? nullptr : &tensors[it->second];
 }
 
 namespace {
 
-// The header's JSON, rejecting duplicate keys at the top level (nlohmann would keep the last
-// silently). Messages quote the file's bytes (quote_bytes): the parser's excerpt may hold any.
-json parse_header_json(const unsigned char* begin, uint64_t n, const std::string& what) {
-  std::string duplicate;
-  std::set<std::string> seen;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      const std::string key = parsed.get<std::string>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+// Deepest nesting a header may have: a valid one nests 3 levels (header, entry, shape).
+constexpr int kMaxJsonDepth = 64;
+
+// Builds the DOM through nlohmann's SAX interface (its parser is iterative, not recursive), stops
+// at nesting deeper than kMaxJsonDepth, and counts the top-level keys: fewer members than keys
+// means a duplicate (nlohmann keeps the last silently), which a second pass with `find_duplicate`
+// names (a hash set, only then). The callback parser used before rescanned the parent object after
+// every member (quadratic in the tensor count).
+class HeaderSax {
+ public:
+  HeaderSax(json* root, bool find_duplicate) : dom_(*root), find_duplicate_(find_duplicate) {}
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const std::string& s) {
+    return dom_.number_float(v, s);
+  }
+  bool string(std::string& v) { return dom_.string(v); }
+  bool binary(json::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
+  bool start_array(std::size_t n) { return enter() && dom_.start_array(n); }
+  bool end_object() { return --depth_, dom_.end_object(); }
+  bool end_array() { return --depth_, dom_.end_array(); }
+  bool key(std::string& k) {
+    if (depth_ == 1) {
+      ++keys_;
+      if (find_duplicate_ && !seen_.insert(k).second) {
+        duplicate_ = k;
+        return false;
+      }
     }
-    return true;
-  };
+    return dom_.key(k);
+  }
+  template <class Exception>
+  bool parse_error(std::size_t pos, const std::string& token, const Exception& e) {
+    return dom_.parse_error(pos, token, e);  // throws e
+  }
+  bool too_deep() const { return too_deep_; }
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+  size_t keys() const { return keys_; }
+
+ private:
+  bool enter() {
+    too_deep_ = ++depth_ > kMaxJsonDepth;
+    return !too_deep_;
+  }
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  bool find_duplicate_;
+  size_t keys_ = 0;
+  std::unordered_set<std::string> seen_;
+  std::optional<std::string> duplicate_;
+  int depth_ = 0;
+  bool too_deep_ = false;
+};
+
+// The header's JSON. Messages quote the file's bytes (quote_bytes): the parser's excerpt may hold
+// any.
+json parse_header_json(const unsigned char* begin, uint64_t n, const std::string& what) {
   json header;
+  HeaderSax sax(&header, false);
   try {
-    header = json::parse(begin, begin + n, cb);
+    json::sax_parse(begin, begin + n, &sax);
   } catch (const json::exception& e) {
     const std::string msg = e.what();
     fail(what, "header is not valid JSON (" + quote_bytes(msg.substr(msg.find(']') + 2), 200) + ")");
   }
-  if (!duplicate.empty())
-    fail(what, "duplicate tensor name '" + quote_bytes(duplicate) + "' in header");
+  if (sax.too_deep())
+    fail(what, "header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   if (!header.is_object()) fail(what, "header is not a JSON object");
+  if (sax.keys() != header.size()) {
+    json again;
+    HeaderSax names(&again, true);
+    json::sax_parse(begin, begin + n, &names);
+    WAVG_ASSERT(names.duplicate().has_value());
+    fail(what, "duplicate tensor name '" + quote_bytes(*names.duplicate()) + "' in header");
+  }
   return header;
 }
 
-void parse_metadata(const json& v, const std::string& what, SafetensorsHeader* out) {
+// A bounded description of an untrusted JSON value for a message: never the whole value (dump()
+// of a large or deep value is as large, and recursive).
+std::string describe_value(const json& v) {
+  if (v.is_string()) return "\"" + quote_bytes(v.get_ref<const std::string&>()) + "\"";
+  if (v.is_structured()) return std::string(v.is_array() ? "an array" : "an object");
+  return quote_bytes(v.dump());
+}
+
+// Keeps the values by moving them out of the parsed header (a metadata value may be ~100 MB).
+void parse_metadata(json& v, const std::string& what, SafetensorsHeader* out) {
   if (!v.is_object()) fail(what, "__metadata__ is not an object of strings");
   for (auto m = v.begin(); m != v.end(); ++m) {
     if (!m.value().is_string())
       fail(what, "__metadata__ value for '" + quote_bytes(m.key()) + "' is not a string");
-    out->metadata[m.key()] = m.value().get<std::string>();
+    out->metadata[m.key()] = std::move(m.value().get_ref<std::string&>());
   }
 }
 
@@ -91,41 +155,49 @@ bool non_negative_integer(const json& d) {
 // One tensor entry {dtype, shape, data_offsets}: known dtype, shape without overflow, and offsets
 // that span exactly the bytes the dtype and shape need.
 TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std::string& what) {
-  const std::string t = "tensor '" + quote_bytes(name) + "': ";
-  if (!v.is_object()) fail(what, t + "entry is not an object");
-  if (!v.contains("dtype") || !v["dtype"].is_string()) fail(what, t + "missing string 'dtype'");
-  if (!v.contains("shape") || !v["shape"].is_array()) fail(what, t + "missing array 'shape'");
-  if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
-      v["data_offsets"].size() != 2)
-    fail(what, t + "'data_offsets' must be an array [begin, end]");
+  // The prefix is built only on failure (quoting every name cost more than the checks).
+  const auto bad = [&](const std::string& msg) {
+    fail(what, "tensor '" + quote_bytes(name) + "': " + msg);
+  };
+  if (!v.is_object()) bad("entry is not an object");
+  // Each key looked up once (a header may hold a million entries).
+  const auto member = [&v](const char* key) -> const json* {
+    const auto it = v.find(key);
+    return it == v.end() ? nullptr : &*it;
+  };
+  const json *dtype_v = member("dtype"), *shape = member("shape"), *offsets = member("data_offsets");
+  if (!dtype_v || !dtype_v->is_string()) bad("missing string 'dtype'");
+  if (!shape || !shape->is_array()) bad("missing array 'shape'");
+  if (!offsets || !offsets->is_array() || offsets->size() != 2)
+    bad("'data_offsets' must be an array [begin, end]");
   TensorInfo info;
   info.name = name;
-  const std::string dtype = v["dtype"].get<std::string>();
+  const std::string& dtype = dtype_v->get_ref<const std::string&>();
   bool upper = !dtype.empty();
   for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
   if (!upper || !try_parse_dtype(dtype, &info.dtype))
-    fail(what, t + "unsupported dtype '" + quote_bytes(dtype) + "'");
-  uint64_t numel = 1;
-  for (const json& d : v["shape"]) {
+    bad("unsupported dtype '" + quote_bytes(dtype) + "'");
+  info.shape.reserve(shape->size());
+  for (const json& d : *shape) {
     if (!non_negative_integer(d))
-      fail(what, t + "shape entries must be non-negative integers, got " + quote_bytes(d.dump()));
+      bad("shape entries must be non-negative integers, got " + describe_value(d));
     const uint64_t dim = d.get<uint64_t>();
-    if (dim > uint64_t(INT64_MAX)) fail(what, t + "dimension " + d.dump() + " is too large");
-    numel = checked_mul(numel, dim, what, name);
+    if (dim > uint64_t(INT64_MAX)) bad("dimension " + d.dump() + " is too large");
     info.shape.push_back(int64_t(dim));
   }
-  if (numel > uint64_t(INT64_MAX)) fail(what, t + "element count overflows");
-  for (const json& o : v["data_offsets"])
+  uint64_t nbytes = 0;
+  if (!shape_nbytes(info.shape, info.dtype, &nbytes))
+    bad("element count or size overflows 64 bits");
+  for (const json& o : *offsets)
     if (!non_negative_integer(o))
-      fail(what, t + "data_offsets must be non-negative integers, got " + quote_bytes(o.dump()));
-  info.begin = v["data_offsets"][0].get<uint64_t>();
-  info.end = v["data_offsets"][1].get<uint64_t>();
+      bad("data_offsets must be non-negative integers, got " + describe_value(o));
+  info.begin = (*offsets)[0].get<uint64_t>();
+  info.end = (*offsets)[1].get<uint64_t>();
   if (info.end < info.begin)
-    fail(what, t + "data_offsets end " + std::to_string(info.end) + " < begin " +
+    bad("data_offsets end " + std::to_string(info.end) + " < begin " +
                    std::to_string(info.begin));
-  const uint64_t nbytes = checked_mul(numel, dtype_size(info.dtype), what, name);
   if (info.end - info.begin != nbytes)
-    fail(what, t + "data_offsets span " + std::to_string(info.end - info.begin) +
+    bad("data_offsets span " + std::to_string(info.end - info.begin) +
                    " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
   return info;
 }
@@ -168,11 +240,12 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
                    std::to_string(size) + " bytes)");
   WAVG_ASSERT(head_size >= 8 + n);
   if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
-  const json header = parse_header_json(file + 8, n, what);
+  json header = parse_header_json(file + 8, n, what);
 
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
+  out.tensors.reserve(header.size());
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__")
       parse_metadata(it.value(), what, &out);
@@ -180,6 +253,8 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
       out.tensors.push_back(parse_tensor_entry(it.key(), it.value(), what));
   }
   check_tiling(&out, what);
+  out.index.reserve(out.tensors.size());
+  for (size_t i = 0; i < out.tensors.size(); ++i) out.index.emplace(out.tensors[i].name, i);
   return out;
 }
 
@@ -199,11 +274,14 @@ void pread_all(int fd, void* dst, size_t size, uint64_t offset, const std::strin
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears; the type
+  // is checked on the descriptor, then reads block again as usual.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
   try {
     struct stat st;
     if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail(path, "not a regular file");
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
     size_ = uint64_t(st.st_size);
     // Read the length prefix, then exactly the header (bounded by kMaxHeaderBytes).
     std::vector<unsigned char> head(size_t(std::min<uint64_t>(size_, 8)));
@@ -269,35 +347,54 @@ void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t offset, size_t si
   pread_all(fd_, dst, size, header_.data_start + t.begin + offset, path_);
 }
 
-std::string safetensors_header(const std::vector<TensorOut>& tensors,
-                               const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+namespace {
+// A JSON string literal (escaped); throws json::type_error 316 on invalid UTF-8.
+std::string json_string(const std::string& s) { return nlohmann::json(s).dump(); }
+
+// Bytes of a tensor to write, checked once here (the writers below rely on it).
+uint64_t out_nbytes(const TensorOut& t) {
+  uint64_t n = 0;
+  WAVG_CHECK(shape_nbytes(t.shape, t.dtype, &n), "safetensors: tensor '", quote_bytes(t.name),
+             "' has a negative dimension or a size that overflows");
+  return n;
+}
+
+// The header text, built by appending in one pass (linear in the tensor count; ordered_json's
+// operator[] searches its members on every insertion): the compact form of
+// {"__metadata__": {...}, name: {"dtype", "shape", "data_offsets"}, ...}.
+std::string header_text(const std::vector<TensorOut>& tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  std::string text = "{";
   if (!metadata.empty()) {
-    nlohmann::ordered_json m = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata) m[k] = v;
-    h["__metadata__"] = m;
+    text += "\"__metadata__\":{";
+    for (const auto& [k, v] : metadata)
+      text += (text.back() == '{' ? "" : ",") + json_string(k) + ":" + json_string(v);
+    text += "}";
   }
   uint64_t offset = 0;
-  std::set<std::string> names;
+  std::unordered_set<std::string> names;
   for (const TensorOut& t : tensors) {
     WAVG_CHECK(t.name != "__metadata__", "safetensors: '__metadata__' is not a tensor name");
     WAVG_CHECK(names.insert(t.name).second, "safetensors: duplicate tensor name '",
                quote_bytes(t.name), "'");
-    uint64_t numel = 1;
-    for (int64_t d : t.shape) {
-      WAVG_CHECK(d >= 0, "safetensors: tensor '", quote_bytes(t.name), "' has negative dimension ",
-                 d);
-      numel *= uint64_t(d);
-    }
-    const uint64_t nbytes = numel * dtype_size(t.dtype);
-    h[t.name] = {{"dtype", dtype_name(t.dtype)},
-                 {"shape", t.shape},
-                 {"data_offsets", {offset, offset + nbytes}}};
+    const uint64_t nbytes = out_nbytes(t);
+    text += (text.size() > 1 ? "," : "") + json_string(t.name) + ":{\"dtype\":\"" +
+            dtype_name(t.dtype) + "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i)
+      text += (i ? "," : "") + std::to_string(t.shape[i]);
+    text += "],\"data_offsets\":[" + std::to_string(offset) + "," +
+            std::to_string(offset + nbytes) + "]}";
     offset += nbytes;
   }
+  return text + "}";
+}
+}  // namespace
+
+std::string safetensors_header(const std::vector<TensorOut>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   std::string text;
   try {
-    text = h.dump();
+    text = header_text(tensors, metadata);
   } catch (const nlohmann::json::type_error&) {  // 316: a string that is not UTF-8
     throw Error("safetensors: a tensor name or metadata entry is not valid UTF-8");
   }
@@ -316,9 +413,7 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
   f.write(header);
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorOut& t = tensors[i];
-    uint64_t numel = 1;
-    for (int64_t d : t.shape) numel *= uint64_t(d);
-    const uint64_t expected = numel * dtype_size(t.dtype);
+    const uint64_t expected = out_nbytes(t);
     const uint64_t before = f.written();
     produce(i, [&](const void* p, size_t n) { f.write(p, n); });
     WAVG_ASSERT(f.written() - before == expected);
@@ -332,10 +427,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   if (checksum) {
     uLong crc = ::crc32(0L, Z_NULL, 0);
     for (const TensorOut& t : tensors) {
-      uint64_t numel = 1;
-      for (int64_t d : t.shape) numel *= uint64_t(d);
       const auto* p = static_cast<const Bytef*>(t.data);
-      for (uint64_t left = numel * dtype_size(t.dtype); left > 0;) {
+      for (uint64_t left = out_nbytes(t); left > 0;) {
         const uInt n = uInt(std::min<uint64_t>(left, 1u << 30));
         crc = ::crc32(crc, p, n);
         p += n;
@@ -346,9 +439,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   }
   write_safetensors_streamed(path, tensors, meta, [&](size_t i, const ByteWriter& write) {
     const TensorOut& t = tensors[i];
-    uint64_t numel = 1;
-    for (int64_t d : t.shape) numel *= uint64_t(d);
-    const size_t nbytes = size_t(numel * dtype_size(t.dtype));
+    const size_t nbytes = size_t(out_nbytes(t));
     WAVG_ASSERT(nbytes == 0 || t.data != nullptr);
     if (nbytes) write(t.data, nbytes);
   });
