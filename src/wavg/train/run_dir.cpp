@@ -7,6 +7,7 @@
 #include <set>
 
 #include "wavg/core/error.h"
+#include "wavg/io/atomic_file.h"
 #include "wavg/train/run_loop.h"
 
 namespace wavg {
@@ -30,7 +31,9 @@ bool run_dir_entry_is_wavg(const std::string& name) {
   // Final models (final_raw, final_NAME) and averages saved by `wavg sweep --save-averages`.
   if ((starts_with(name, "final_") || starts_with(name, "sweep_")) && ends_with(name, ".safetensors"))
     return true;
-  // A temporary of an atomic write (io/atomic_file: PATH.tmp.PID) left by a killed process.
+  // A named temporary of an atomic write (io/atomic_file) left by a killed process, in today's
+  // naming (TARGET.tmp.HOST.PID.RANDOM) or the older TARGET.tmp.PID.
+  if (const auto t = parse_temporary_name(name)) return run_dir_entry_is_wavg(t->target);
   const auto t = name.rfind(".tmp.");
   if (t == std::string::npos || t + 5 == name.size()) return false;
   const std::string pid = name.substr(t + 5);
