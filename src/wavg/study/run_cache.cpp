@@ -54,14 +54,13 @@ RunStatus run_status(const RunConfig& planned) {
   const std::string dir = planned.out;
   if (!file_exists(run_config_path(dir))) return RunStatus::kAbsent;
   // A run left by an earlier invocation is reused only if it was planned identically. Its
-  // directory is this one wherever the study has moved, and threads may change on resume (the run
-  // records those in force; they change the time, not the result).
+  // directory is this one wherever the study has moved; differences that may change on resume
+  // (threads: they change the time, not the result) are the runner's rule, not refused here.
   RunConfig recorded = load_run_config(run_config_path(dir), {});
   recorded.out = planned.out;
-  recorded.threads = planned.threads;
   std::string diffs;
   for (const std::string& d : config_differences(recorded, planned))
-    diffs += (diffs.empty() ? "" : ", ") + d;
+    if (!may_change_on_resume(d)) diffs += (diffs.empty() ? "" : ", ") + d;
   WAVG_CHECK(diffs.empty(), "study: ", dir, " was made with another configuration (", diffs,
              "); use a new --out or remove that run");
   if (!file_exists(dir + "/summary.json")) return RunStatus::kInterrupted;

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -55,8 +56,8 @@ std::string read_file(const std::string& path) {
 }
 
 void remove_tree(const std::string& path) {
-  for (const auto& n : list_dir(path)) ::unlink((path + "/" + n).c_str());
-  ::rmdir(path.c_str());
+  std::error_code ec;  // best effort: a leftover is found and removed again next time
+  std::filesystem::remove_all(path, ec);
 }
 
 // Test hook: WAVG_TEST_KILL_IN_STATE_WRITE=STEP kills the process half way through writing the
