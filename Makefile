@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build test run bench fuzz clean
+.PHONY: setup build test run bench fuzz clean build-libtorch2
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,11 @@ bench: build
 FUZZ_SECONDS ?= 30
 fuzz: setup
 	@bash fuzz/run.sh $(FUZZ_SECONDS) $(BUILD)-fuzz
+
+# wavg against LibTorch 2.x with CUDA from a pinned PyPI torch (scripts/build_libtorch2.sh): compiles
+# and links the CUDA paths on a machine with the CUDA toolkit; not part of `make test`.
+build-libtorch2: setup
+	@bash scripts/build_libtorch2.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD).cmake.log $(BUILD)-fuzz $(BUILD)-fuzz.*.log

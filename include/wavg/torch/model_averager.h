@@ -34,6 +34,10 @@
 
 namespace wavg {
 
+namespace detail {
+class DeviceOffload;  // src/wavg/torch/device_offload.h
+}
+
 // One averager of a ModelAverager: its options and what it does with the module's buffers.
 //   wavg::AveragerSpec(wavg::LawaOptions(20).every(16), wavg::BufferPolicy::kAverage)
 struct AveragerSpec {
@@ -89,7 +93,8 @@ class ModelAverager {
   // On: averaging runs on a background thread while training goes on; observe() only copies the
   // sample. Off: observe() returns when the bank is updated. Default: on when the model lives on
   // an accelerator, off on CPU, where training already keeps every core busy (measured:
-  // docs/benchmarks.md).
+  // docs/benchmarks.md). On a GPU the sample goes to pinned host memory on a side stream either way
+  // (device_offload.h), and the bank lives in CPU memory.
   void set_async(bool on) { async_ = on; }
   // Observes the model after `step` optimizer steps (steps increase). Copies the sample once for
   // the whole bank, checking it is finite (a NaN/Inf is refused with an error naming the tensor).
@@ -130,6 +135,8 @@ class ModelAverager {
   // kRecompute: BatchNorm statistics from `batches` forward passes in training mode, as a
   // cumulative average (torch.optim.swa_utils.update_bn); momenta and the mode are restored.
   void recompute_batchnorm(int64_t batches, const ForwardBatch& forward);
+  // observe() for a module on a GPU (defined in device_offload.cpp).
+  void observe_offloaded(int64_t step);
 
   std::shared_ptr<torch::nn::Module> module_;
   std::vector<AveragerSpec> specs_;
@@ -139,6 +146,7 @@ class ModelAverager {
   DType dtype_;
   AveragerBank bank_;
   std::vector<unsigned char> staging_[2];  // double buffer: one being averaged, one being filled
+  std::unique_ptr<detail::DeviceOffload> offload_;  // module on a GPU: pinned staging instead
   int next_staging_ = 0;
   std::vector<unsigned char> eval_;        // the average being evaluated (flat)
   std::future<void> pending_;

@@ -3,6 +3,7 @@
 //
 //   workload = "fmnist_cnn"   seed = 0   steps = 1500   eval_every = 50   target = 0.105
 //   out = "runs/demo"   batch_size = 128   early_stop = false   async_averaging = false
+//   device = "cpu" ("cuda", "cuda:N"; with several ranks "cuda" is cuda:LOCAL_RANK)
 //   ckpt_every = 50 (0 disables)   state_every = 200 (0 disables)   keep_states = 2
 //   threads = 2  (or [threads] intra_op = 2  blas = 1  averaging = 2; 0: the default)
 //   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8
@@ -49,7 +50,9 @@ struct RunConfig {
   int64_t ckpt_every = 0;   // steps between model checkpoints (for sweeps); 0 disables
   int64_t state_every = 0;  // steps between full training states (for resume); 0 disables
   int64_t keep_states = 2;  // newest full states kept
-  bool async_averaging = false;  // update the bank on a worker thread (pays off off-CPU only)
+  bool async_averaging = false;  // update the bank on a worker thread (pays off off-CPU only);
+                                 // default: on when device is a GPU
+  std::string device = "cpu";    // "cpu", "cuda", "cuda:N" (torch/device.h); may change on resume
   ThreadSettings threads;        // 0 fields: default_threads(); the run directory records those in force
   OptimizerConfig optimizer;     // optimizer.lr is the schedule's peak (schedule.lr is not used)
   Schedule schedule;             // total_steps and warmup_steps in steps
@@ -85,14 +88,15 @@ void validate(const RunConfig& c);
 std::string resolved_toml(const RunConfig& c);
 
 // A hash (16 hex digits, FNV-1a 64) of the resolved configuration without the keys that may change
-// on resume without changing the run: threads and out.
+// on resume without changing the run: threads, device and out.
 std::string config_hash(const RunConfig& c);
 
 // Keys whose resolved values differ between two configurations, as "key (run: A, now: B)". Thread
 // counts of 0 compare as the defaults they stand for (default_threads()).
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
 
-// Keys that may legitimately differ on resume (warned about, not refused): "threads." ones.
+// Keys that may legitimately differ on resume (warned about, not refused): "threads." ones and
+// "device" (a run continues on another device within floating-point tolerance, not bit-identically).
 bool may_change_on_resume(const std::string& difference);
 
 }  // namespace wavg

@@ -7,6 +7,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/io/safetensors.h"
+#include "wavg/torch/device_offload.h"
 #include "wavg/torch/tensor_util.h"
 
 namespace wavg {
@@ -77,8 +78,12 @@ ModelAverager::ModelAverager(std::shared_ptr<torch::nn::Module> module,
   for (const auto& s : specs_) bank_.add(s.averager);
   bank_.set_layout(layout_);
   bank_.set_check_finite(false);  // checked once while staging
+  if (!params_.empty() && params_[0].is_cuda())  // staged in pinned memory (device_offload.h)
+    offload_ = std::make_unique<detail::DeviceOffload>(params_[0].device(), to_scalar_type(dtype_),
+                                                       bank_.numel());
   const size_t bytes = size_t(bank_.numel()) * dtype_size(dtype_);
-  for (auto& s : staging_) s.resize(bytes);
+  if (!offload_)
+    for (auto& s : staging_) s.resize(bytes);
 }
 
 ModelAverager::~ModelAverager() {
@@ -104,6 +109,7 @@ void ModelAverager::observe(int64_t step) {
   check_no_swap("observe(step " + std::to_string(step) + ")",
                 ", so the sample would be that average, not the trained weights");
   if (!bank_.wants(step)) return;
+  if (offload_) return observe_offloaded(step);
   torch::NoGradGuard no_grad;
   std::vector<unsigned char>& stage = staging_[next_staging_];
   const size_t esize = dtype_size(dtype_);

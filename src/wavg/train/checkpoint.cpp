@@ -20,6 +20,7 @@
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/io/bank_state.h"
+#include "wavg/torch/device.h"
 
 namespace wavg {
 
@@ -178,7 +179,7 @@ void load_state(const FoundState& s, torch::nn::Module& module,
   load_module(module, s.dir + "/model.safetensors");
   {
     std::istringstream is(read_file(s.dir + "/optimizer.pt"));
-    torch::load(optimizer, is);
+    torch::load(optimizer, is, module_device(module));  // the state follows the model's device
   }
   load_bank_state(s.dir + "/bank.safetensors", averager.bank());
   const std::string rng = read_file(s.dir + "/rng.bin");

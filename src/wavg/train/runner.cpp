@@ -12,6 +12,7 @@
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/io/metrics_log.h"
+#include "wavg/torch/device.h"
 #include "wavg/train/checkpoint.h"
 #include "wavg/train/run_loop.h"
 
@@ -142,11 +143,13 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
       return *done;
     }
   }
+  const torch::Device device = resolve_device(c.device);  // refused before anything is written
   WorkloadOptions wo;
   wo.seed = c.seed;
   wo.batch_size = c.batch_size;
   std::unique_ptr<Workload> workload = make_workload(c.workload, wo);
   std::shared_ptr<torch::nn::Module> model = workload->model();
+  model->to(device);  // initialised on the CPU (same weights on every device); batches follow it
   TrainOptimizer optimizer(c.optimizer, model->parameters());
   std::vector<AveragerSpec> specs;
   for (const AveragerEntry& e : c.averagers)

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "wavg/core/error.h"
+#include "wavg/torch/device.h"
 #include "wavg/workloads/registry.h"
 
 namespace wavg {
@@ -161,7 +162,8 @@ class FmnistCnn : public Workload {
         xp[i * kPixels + p] = (float(src[p]) / 255.0f - kMean) / kStd;
       yp[i] = labels[size_t(idx[size_t(i)])];
     }
-    return {x, y};
+    const c10::Device device = module_device(*model_);  // made on the CPU, moved to the model
+    return {x.to(device), y.to(device)};
   }
 
   // Batch `index` of stream s: epochs of a seeded permutation of the training split.

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "wavg/core/error.h"
+#include "wavg/torch/device.h"
 #include "wavg/workloads/registry.h"
 
 namespace wavg {
@@ -24,6 +25,7 @@ struct Samples {
   torch::Tensor dense;   // (N, 13) float, log1p of the raw log-normal values
   torch::Tensor ids;     // (N, 8, 2) long
   torch::Tensor labels;  // (N) float 0/1
+  Samples to(c10::Device d) const { return {dense.to(d), ids.to(d), labels.to(d)}; }
 };
 
 class Generator {
@@ -153,9 +155,10 @@ class SynthCtr : public Workload {
     const int64_t n = s.labels.size(0);
     for (int64_t b = 0; b < n; b += 5000) {
       const int64_t m = std::min<int64_t>(5000, n - b);
-      const torch::Tensor logits =
-          model_->forward(s.dense.narrow(0, b, m), s.ids.narrow(0, b, m));
-      loss += torch::binary_cross_entropy_with_logits(logits, s.labels.narrow(0, b, m), {}, {},
+      const Samples part = Samples{s.dense.narrow(0, b, m), s.ids.narrow(0, b, m),
+                                   s.labels.narrow(0, b, m)}.to(module_device(*model_));
+      const torch::Tensor logits = model_->forward(part.dense, part.ids);
+      loss += torch::binary_cross_entropy_with_logits(logits, part.labels, {}, {},
                                                        at::Reduction::Sum)
                   .item<double>();
     }
@@ -167,7 +170,7 @@ class SynthCtr : public Workload {
   Samples batch(int64_t index, int stream) const {
     std::mt19937_64 rng(uint64_t(seed_) * 0x9E3779B97F4A7C15ull ^
                         (uint64_t(index) * 3 + uint64_t(stream)) * 0xBF58476D1CE4E5B9ull);
-    return gen_.draw(batch_, rng);
+    return gen_.draw(batch_, rng).to(module_device(*model_));  // made on the CPU, moved
   }
   int64_t seed_, batch_;
   Generator gen_;

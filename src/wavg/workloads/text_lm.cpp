@@ -11,6 +11,7 @@
 #include <random>
 
 #include "wavg/core/error.h"
+#include "wavg/torch/device.h"
 #include "wavg/workloads/registry.h"
 
 namespace wavg {
@@ -118,6 +119,11 @@ struct GptImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& idx) {  // (B, T) bytes -> (B, T, 256) logits
     const int64_t T = idx.size(1);
+    if (cos.device() != idx.device()) {  // the tables follow the model to its device, once
+      cos = cos.to(idx.device());
+      sin = sin.to(idx.device());
+      mask = mask.to(idx.device());
+    }
     torch::Tensor x = embed(idx);
     const torch::Tensor c = cos.narrow(0, 0, T), s = sin.narrow(0, 0, T);
     const torch::Tensor m = mask.narrow(0, 0, T).narrow(1, 0, T);
@@ -167,6 +173,7 @@ class TextLm : public Workload {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t t = 0; t <= kContext; ++t)
         p[i * (kContext + 1) + t] = uint8_t(text[size_t(i * stride + t)]);
+    seq = seq.to(module_device(*model_));
     double loss = 0;
     for (int64_t b = 0; b < n; b += 64) {
       const torch::Tensor s = seq.narrow(0, b, 64);
@@ -194,6 +201,7 @@ class TextLm : public Workload {
       for (int64_t t = 0; t <= kContext; ++t)
         p[i * (kContext + 1) + t] = uint8_t(train_[size_t(start + t)]);
     }
+    seq = seq.to(module_device(*model_));  // made on the CPU, moved to the model
     return {seq.narrow(1, 0, kContext), seq.narrow(1, 1, kContext).contiguous()};
   }
 
