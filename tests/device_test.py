@@ -89,6 +89,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # Resuming with another device is a warning (like threads), not a changed configuration: on this
     # machine the run then stops at the device check, with the device's reason.
     if not gpu_visible():
+        os.remove(os.path.join(out, "summary.json"))  # as if killed before it was written
         r = run(["train", "--resume", out, "--set", "device=cuda:0"])
         check(r.returncode == 2, f"resume on cuda:0: exit {r.returncode}")
         check("warning: resume: device (run: \"cpu\", now: \"cuda:0\")" in r.stderr,

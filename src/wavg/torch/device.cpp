@@ -55,7 +55,7 @@ c10::Device resolve_device(const std::string& spec) {
   const std::string what = "config: device \"" + spec + "\"" +
                            (spec == "cuda" ? " (cuda:" + std::to_string(index) + ")" : "");
   WAVG_CHECK(built_with_cuda(), what, ": this wavg was built against a LibTorch without CUDA ",
-             "(build against a CUDA LibTorch: README, \"GPUs\")");
+             "(build against a CUDA LibTorch: README, \"Devices (GPUs)\")");
   const int64_t count = torch::cuda::is_available() ? int64_t(torch::cuda::device_count()) : 0;
   WAVG_CHECK(count > 0, what, ": no CUDA device is visible to this process (driver missing, or ",
              "CUDA_VISIBLE_DEVICES empty)");
