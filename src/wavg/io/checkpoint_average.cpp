@@ -31,11 +31,6 @@ namespace {
 constexpr int64_t kTile = 1 << 20;
 constexpr int64_t kChunk = 1 << 16;
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // Inputs are read concurrently: allow as many open files as the hard limit permits.
 void raise_open_file_limit() {
   struct rlimit lim;
