@@ -5,5 +5,6 @@ build=${1:-build}
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 "$build/bench/bench_core"
 "$build/bench/bench_average" "$build/wavg"
+"$build/bench/bench_shards" "$build/wavg"
 "$build/bench/bench_train" --python-script bench/torch_step.py
 bash bench/bench_sweep.sh "$build"

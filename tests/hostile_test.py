@@ -129,7 +129,7 @@ def test_planted_symlink(d):
     env = dict(os.environ)
     for mode in ("auto", "named"):
         env["WAVG_TMPFILE"] = mode
-        p = subprocess.Popen([WAVG, "average", "--last", "1", "-o", out, a],
+        p = subprocess.Popen([WAVG, "average", "--last", "1", "--overwrite", "-o", out, a],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         # The name the old code used (its pid is known only now: plant quickly, and also plant for
         # the next few pids).
@@ -261,8 +261,8 @@ def test_large_metadata(d):
     more = [os.path.join(d, f"mc{k}.safetensors") for k in range(4)]
     for k, p in enumerate(more):
         f32_file(p, [k, k], metadata={"big": str(k) * (95 << 20)})
-    rss2 = peak_rss_mb(["average", "--last", "2", "-o", out, a, b])
-    rss6 = peak_rss_mb(["average", "--last", "6", "-o", out, *more, a, b])
+    rss2 = peak_rss_mb(["average", "--last", "2", "--overwrite", "-o", out, a, b])
+    rss6 = peak_rss_mb(["average", "--last", "6", "--overwrite", "-o", out, *more, a, b])
     print(f"peak memory, 95 MB metadata: 2 inputs {rss2} MB, 6 inputs {rss6} MB")
     check(rss2 is not None and rss6 is not None and rss6 < rss2 + 150,
           f"95 MB metadata: peak memory with 6 inputs {rss6} MB vs 2 inputs {rss2} MB")

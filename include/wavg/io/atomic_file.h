@@ -62,6 +62,18 @@ std::optional<TemporaryName> parse_temporary_name(const std::string& name);
 // handling of their own (`wavg average`).
 void install_temporary_cleanup();
 
+// A fresh temporary name beside `path`: `<path>.tmp.<host>.<pid>.<16 hex digits>`.
+std::string fresh_temporary_name(const std::string& path);
+
+// Temporary directories (holding files only, such as a shard set being written): removed with their
+// files on SIGINT/SIGTERM once install_temporary_cleanup() ran (at most 8 at a time).
+void register_temporary_directory(const std::string& path);
+void unregister_temporary_directory(const std::string& path);
+// Removes the files of a directory, then the directory; never follows symlinks or descends.
+void remove_flat_directory(const std::string& path);
+// Removes the temporaries (files and directories) in `dir` of this host whose process is gone.
+void remove_stale_temporaries(const std::string& dir);
+
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);
 

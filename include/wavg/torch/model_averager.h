@@ -160,8 +160,9 @@ class ModelAverager {
 // CRC-32 of its data in the metadata.
 void save_module(const torch::nn::Module& module, const std::string& path,
                  const std::map<std::string, std::string>& metadata = {});
-// Loads a safetensors file into a module: every parameter and buffer must be present with the same
-// shape; dtypes are converted; a recorded checksum must match. Returns the file's metadata.
+// Loads a checkpoint into a module: a safetensors file, a sharded checkpoint's index or a directory
+// (CheckpointSet). Every parameter and buffer must be present with the same shape; dtypes are
+// converted; a recorded checksum must match. Returns the (first shard's) file metadata.
 std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path);
 
 }  // namespace wavg

@@ -107,7 +107,10 @@ Command register_sweep(CLI::App& app) {
 Command register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* sub = app.add_subcommand("eval", "Evaluate a safetensors checkpoint of a workload");
-  sub->add_option("checkpoint", a->checkpoint, "safetensors file (state-dict names)")->required();
+  sub->add_option("checkpoint", a->checkpoint,
+                  "Checkpoint (state-dict names): a safetensors file, a sharded checkpoint's "
+                  "*.safetensors.index.json, or a directory")
+      ->required();
   CLI::Option* workload =
       sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr");
   sub->add_option("--run", a->run_dir,

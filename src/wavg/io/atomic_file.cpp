@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -47,9 +48,13 @@ std::string random_hex() {
   return buf;
 }
 
+}  // namespace
+
 std::string fresh_temporary_name(const std::string& path) {
   return path + ".tmp." + host_tag() + "." + std::to_string(::getpid()) + "." + random_hex();
 }
+
+namespace {
 
 // Named temporaries to remove on SIGINT/SIGTERM: fixed slots (a signal handler may not allocate).
 // A slot is free (0), claimed by a thread writing its path (1), or ready (2): the handler reads only
@@ -77,13 +82,71 @@ void unregister_temporary(const std::string& path) {
     }
 }
 
+// Temporary directories (flat: files only) to remove with their entries on SIGINT/SIGTERM, in
+// slots of their own (same protocol).
+char g_dir_path[8][4096];
+std::atomic<int> g_dir_state[8];
+
+// Removes the files in directory `dirfd` opened at `at`/`name` and then the directory, with system
+// calls only (getdents64, unlinkat: async-signal-safe). Never follows a symlink, never descends.
+// Tries a few times: another thread may link a file in while the entries are removed.
+void remove_flat_directory_at(int at, const char* name) {
+  static char buf[8192];  // only one signal handler or one caller at a time uses it
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+        unsigned short reclen;
+        std::memcpy(&reclen, buf + off + 16, sizeof reclen);
+        const char* entry = buf + off + 19;
+        if (std::strcmp(entry, ".") != 0 && std::strcmp(entry, "..") != 0)
+          ::unlinkat(fd, entry, 0);
+        off += reclen;
+      }
+    }
+    ::close(fd);
+    if (::unlinkat(at, name, AT_REMOVEDIR) == 0 || errno != ENOTEMPTY) return;
+  }
+}
+
 extern "C" void remove_temporaries_and_exit(int sig) {
   for (int i = 0; i < kSlots; ++i)
     if (g_slot_state[i].load() == 2) ::unlink(g_slot_path[i]);
+  for (int i = 0; i < 8; ++i)
+    if (g_dir_state[i].load() == 2) remove_flat_directory_at(AT_FDCWD, g_dir_path[i]);
   ::_exit(128 + sig);
 }
+}  // namespace
 
-// Removes wavg temporaries in `dir` from this host whose process is gone (kill(pid, 0): ESRCH).
+void register_temporary_directory(const std::string& path) {
+  if (path.size() >= sizeof g_dir_path[0]) return;
+  for (int i = 0; i < 8; ++i) {
+    int expected = 0;
+    if (!g_dir_state[i].compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_dir_path[i], path.c_str(), path.size() + 1);
+    g_dir_state[i].store(2);
+    return;
+  }
+}
+
+void unregister_temporary_directory(const std::string& path) {
+  for (int i = 0; i < 8; ++i)
+    if (g_dir_state[i].load() == 2 && path == g_dir_path[i]) {
+      g_dir_state[i].store(0);
+      return;
+    }
+}
+
+void remove_flat_directory(const std::string& path) {
+  remove_flat_directory_at(AT_FDCWD, path.c_str());
+}
+
+// Removes wavg temporaries in `dir` from this host whose process is gone (kill(pid, 0): ESRCH):
+// files, and temporary directories with the files in them.
 void remove_stale_temporaries(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;
@@ -91,12 +154,11 @@ void remove_stale_temporaries(const std::string& dir) {
   while (const dirent* e = ::readdir(d)) {
     const auto t = parse_temporary_name(e->d_name);
     if (t && t->host == host && t->pid != ::getpid() && ::kill(pid_t(t->pid), 0) != 0 &&
-        errno == ESRCH)
-      ::unlinkat(::dirfd(d), e->d_name, 0);
+        errno == ESRCH && ::unlinkat(::dirfd(d), e->d_name, 0) != 0 && errno == EISDIR)
+      remove_flat_directory_at(::dirfd(d), e->d_name);
   }
   ::closedir(d);
 }
-}  // namespace
 
 std::optional<TemporaryName> parse_temporary_name(const std::string& name) {
   const auto t = name.rfind(".tmp.");

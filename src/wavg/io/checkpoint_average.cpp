@@ -1,9 +1,8 @@
-// Streaming, fp64-accumulating average of safetensors checkpoints: plan (validate headers, open the
-// weighted files), accumulate tile by tile, write.
+// Streaming, fp64-accumulating average of checkpoints: plan (validate every input, open the
+// weighted ones), accumulate tile by tile, write in the newest's form.
 #include "wavg/io/checkpoint_average.h"
 
 #include <sys/resource.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +15,8 @@
 
 #include "wavg/core/error.h"
 #include "wavg/core/parallel.h"
+#include "wavg/io/checkpoint_output.h"
+#include "wavg/io/checkpoint_set.h"
 #include "wavg/io/safetensors.h"
 
 namespace wavg {
@@ -30,11 +31,6 @@ namespace {
 constexpr int64_t kTile = 1 << 20;
 constexpr int64_t kChunk = 1 << 16;
 
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // Inputs are read concurrently: allow as many open files as the hard limit permits.
 void raise_open_file_limit() {
   struct rlimit lim;
@@ -45,78 +41,68 @@ void raise_open_file_limit() {
 }
 
 struct Input {
-  const std::string* path;
-  std::unique_ptr<SafetensorsFile> file;
-  double weight;  // w_i of the averager's offline form
-  std::vector<const TensorInfo*> tensors;  // in the order of the newest file's tensors
+  const CheckpointSet* set;
+  double weight;  // w_i of the averager's offline form (times --weights)
+  std::vector<const CheckpointTensor*> tensors;  // in the order of the newest's tensors
 };
 
-// Every tensor of `f` is in `ref` with the same dtype and shape, and every tensor of `ref` in `f`;
-// returns f's tensors in the order of ref's (looked up once here, not per tile).
-std::vector<const TensorInfo*> match_tensors(const SafetensorsFile& f, const SafetensorsFile& ref) {
-  std::vector<const TensorInfo*> matched(ref.tensors().size());
-  for (const TensorInfo& t : f.tensors()) {
-    const TensorInfo* r = ref.find(t.name);
-    WAVG_CHECK(r != nullptr, f.path(), ": tensor '", quote_bytes(t.name), "' is not in ",
-               ref.path());
-    WAVG_CHECK(r->dtype == t.dtype, f.path(), ": tensor '", quote_bytes(t.name), "' has dtype ",
-               dtype_name(t.dtype), " but ", dtype_name(r->dtype), " in ", ref.path());
-    WAVG_CHECK(r->shape == t.shape, f.path(), ": tensor '", quote_bytes(t.name),
-               "' has a different shape than in ", ref.path());
-    matched[size_t(r - ref.tensors().data())] = &t;
-  }
-  for (size_t k = 0; k < matched.size(); ++k)  // names are unique: unmatched ones are missing
-    WAVG_CHECK(matched[k] != nullptr, f.path(), ": tensor '", quote_bytes(ref.tensors()[k].name),
-               "' is missing (present in ", ref.path(), ")");
-  return matched;
-}
-
-// The plan: every header validated against the newest file's before any data is read, and the
-// files that carry weight open (read together, chunk by chunk, while the output is written).
+// The plan: every input validated against the newest checkpoint before any data is read, and the
+// checkpoints that carry weight open (read together, chunk by chunk, while the output is written).
 struct Plan {
-  std::unique_ptr<SafetensorsFile> newest;
+  std::vector<std::unique_ptr<CheckpointSet>> open;  // the newest, and the weighted others
+  const CheckpointSet* newest = nullptr;
   std::vector<Input> used;  // inputs with non-zero weight, oldest first
 };
 
-Plan plan_inputs(const std::vector<std::string>& inputs, const std::vector<double>& weights) {
+Plan plan_inputs(const std::vector<std::string>& inputs, const std::string& out,
+                 const std::vector<double>& weights, const CheckpointSetOptions& set_options) {
   Plan plan;
-  plan.newest = std::make_unique<SafetensorsFile>(inputs.back());
+  plan.open.push_back(std::make_unique<CheckpointSet>(inputs.back(), set_options));
+  plan.newest = plan.open.back().get();
+  check_output_apart(out, {plan.newest}, "average");
   for (size_t f = 0; f < inputs.size(); ++f) {
     const bool last = f + 1 == inputs.size();
-    auto file = last ? nullptr : std::make_unique<SafetensorsFile>(inputs[f]);
-    std::vector<const TensorInfo*> matched;
-    if (file) {
-      matched = match_tensors(*file, *plan.newest);
+    std::unique_ptr<CheckpointSet> set =
+        last ? nullptr : std::make_unique<CheckpointSet>(inputs[f], set_options);
+    const CheckpointSet* s = last ? plan.newest : set.get();
+    std::vector<const CheckpointTensor*> matched;
+    if (set) {
+      check_output_apart(out, {s}, "average");
+      matched = match_checkpoint(*set, *plan.newest, "average");
+      // Only the newest's metadata goes to the output: the others' (validated when read, and up
+      // to ~100 MB each) are freed, so memory does not grow with the number of inputs.
+      set->release_metadata();
     } else {
-      for (const TensorInfo& t : plan.newest->tensors()) matched.push_back(&t);
+      for (const CheckpointTensor& t : plan.newest->tensors()) matched.push_back(&t);
     }
-    // Only the newest file's metadata goes to the output: the others' (validated when read, and
-    // up to ~100 MB each) are freed, so memory does not grow with the number of inputs.
-    if (file) file->release_metadata();
-    if (weights[f] == 0.0) continue;
-    if (!file) file = std::make_unique<SafetensorsFile>(inputs[f]);
-    plan.used.push_back({&inputs[f], std::move(file), weights[f], std::move(matched)});
+    if (weights[f] == 0.0) continue;  // closed here (a zero-weight input is only validated)
+    plan.used.push_back({s, weights[f], std::move(matched)});
+    if (set) plan.open.push_back(std::move(set));
   }
   return plan;
 }
 
-// The newest file's metadata, plus "wavg.average": the averager and each used input's weight.
-std::map<std::string, std::string> output_metadata(const SafetensorsHeader& ref,
-                                                   const AveragerOptions& o,
-                                                   const std::vector<Input>& used) {
-  std::map<std::string, std::string> meta = ref.metadata;
+// "wavg.average": the averager, the given --weights, and each used input's weight.
+nlohmann::ordered_json average_record(const CheckpointAverageOptions& o,
+                                      const std::vector<Input>& used) {
+  const AveragerOptions& a = o.averager;
   nlohmann::ordered_json rec;
-  rec["scheme"] = scheme_name(o.scheme);
-  if (o.scheme == Scheme::kLawa) rec["window"] = o.window;
-  if (o.scheme == Scheme::kEma) rec["beta"] = o.beta;
-  rec["every"] = o.every;
-  rec["start"] = o.start;
+  rec["scheme"] = scheme_name(a.scheme);
+  if (a.scheme == Scheme::kLawa) rec["window"] = a.window;
+  if (a.scheme == Scheme::kEma) rec["beta"] = a.beta;
+  rec["every"] = a.every;
+  rec["start"] = a.start;
+  if (!o.weights.empty()) rec["weights"] = o.weights;
+  if (!o.strip_prefixes.empty()) rec["strip_prefixes"] = o.strip_prefixes;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const Input& in : used) list.push_back({base_name(*in.path), in.weight});
+  for (const Input& in : used) list.push_back({in.set->path(), in.weight});
   rec["inputs"] = list;
-  // Paths need not be UTF-8: replace invalid bytes rather than fail after all the checks.
-  meta["wavg.average"] = rec.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  return meta;
+  return rec;
+}
+
+// Paths need not be UTF-8: invalid bytes are replaced rather than fail after all the checks.
+std::string dump(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 // acc[0, tn) = Σ_j w_j x_j[tile, tile + tn) for floating tensor t (the k-th of the newest file), in
@@ -133,9 +119,8 @@ void accumulate_tile(const TensorInfo& t, size_t k, int64_t tile, int64_t tn, co
         for (size_t j = 0; j < used.size(); ++j) {
           // pread into a cache-resident buffer: no page faults, and no file pages mapped into
           // this process, so resident memory stays at a few tiles.
-          const SafetensorsFile& file = *used[j].file;
-          file.read_bytes(*used[j].tensors[k], uint64_t(tile + c) * sizeof(T),
-                          size_t(ce - c) * sizeof(T), x.data());
+          used[j].set->read_bytes(*used[j].tensors[k], uint64_t(tile + c) * sizeof(T),
+                                  size_t(ce - c) * sizeof(T), x.data());
           const T* xs = x.data();
           const double w = used[j].weight;
           if (j == 0) {
@@ -159,39 +144,28 @@ void check_tile_finite(const TensorInfo& t, size_t k, int64_t tile, int64_t tn,
   if (bad < 0) return;
   const std::string name = quote_bytes(t.name);
   for (const Input& in : used) {
-    const TensorInfo& ti = *in.tensors[k];
+    const CheckpointTensor& ti = *in.tensors[k];
     double v = 0;
     dispatch_floating(t.dtype, [&](auto tag) {
       using T = decltype(tag);
       T x;
-      in.file->read_bytes(ti, uint64_t(tile + bad) * sizeof(T), sizeof(T), &x);
+      in.set->read_bytes(ti, uint64_t(tile + bad) * sizeof(T), sizeof(T), &x);
       v = load_f64(x);
     });
-    WAVG_CHECK(std::isfinite(v), *in.path, ": tensor '", name, "' element ", tile + bad,
+    WAVG_CHECK(std::isfinite(v), in.set->shard(ti.shard).path(), ": tensor '",
+               quote_bytes(ti.info->name), "' element ", tile + bad,
                " is not finite: refused (the average would be poisoned)");
   }
   throw Error("average: tensor '" + name + "' element " + std::to_string(tile + bad) +
               " overflows");
 }
 
-// Refuses an output that is one of the inputs under another spelling (./a, a hard link, a
-// symlink): compared by identity (device and inode, symlinks resolved), not by name.
-void check_output_not_input(const std::vector<std::string>& inputs, const std::string& out) {
-  struct stat so;
-  if (::stat(out.c_str(), &so) != 0) return;  // nothing there yet
-  for (const std::string& in : inputs) {
-    struct stat si;
-    if (::stat(in.c_str(), &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
-      throw Error("average: output " + quote_bytes(out, 200) + " is the input " +
-                  quote_bytes(in, 200) + " (the same file): refused, it would be replaced");
-  }
-}
-
 // A non-floating tensor, copied from the newest file in pieces of at most 1 MiB.
-void copy_tensor(const SafetensorsFile& newest, const TensorInfo& t, const ByteWriter& write) {
-  std::vector<unsigned char> buf(size_t(std::min<uint64_t>(t.nbytes(), 1 << 20)));
-  for (uint64_t off = 0; off < t.nbytes(); off += buf.size()) {
-    const size_t n = size_t(std::min<uint64_t>(buf.size(), t.nbytes() - off));
+void copy_tensor(const CheckpointSet& newest, const CheckpointTensor& t, const ByteWriter& write) {
+  const uint64_t nbytes = t.info->nbytes();
+  std::vector<unsigned char> buf(size_t(std::min<uint64_t>(nbytes, 1 << 20)));
+  for (uint64_t off = 0; off < nbytes; off += buf.size()) {
+    const size_t n = size_t(std::min<uint64_t>(buf.size(), nbytes - off));
     newest.read_bytes(t, off, n, buf.data());
     write(buf.data(), n);
   }
@@ -275,6 +249,41 @@ void write_averaged_tensor(const TensorInfo& t, size_t k, DType out_dtype, const
 
 }  // namespace
 
+std::vector<double> input_weights(const CheckpointAverageOptions& o, int64_t count) {
+  std::vector<double> w = offline_weights(o.averager, count);
+  if (o.weights.empty()) return w;
+  WAVG_CHECK(int64_t(o.weights.size()) == count, "average: --weights has ", o.weights.size(),
+             " values for ", count, " inputs (one per input)");
+  WAVG_CHECK(o.averager.scheme != Scheme::kEma, "average: --weights does not combine with --ema ",
+             "(an EMA's weights come from its beta); use it alone or with --last, --lawa or --swa");
+  double given = 0, sum = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double g = o.weights[i];
+    WAVG_CHECK(std::isfinite(g) && g >= 0, "average: --weights value ", i + 1, " must be a finite ",
+               "number >= 0, got ", g);
+    given += g;
+    w[i] = w[i] > 0 ? g : 0.0;  // the averager selects; the given weights weigh the selection
+    sum += w[i];
+  }
+  WAVG_CHECK(given > 0, "average: --weights are all zero");
+  WAVG_CHECK(sum > 0, "average: --weights gives weight 0 to every input that the averager selects");
+  for (double& x : w) x /= sum;
+  return w;
+}
+
+namespace {
+
+// The shards' and the index's metadata: the newest's, plus the record of the average.
+void record_average(const CheckpointSet& newest, const nlohmann::ordered_json& rec,
+                    OutputLayout* layout, CheckpointWriteOptions* write) {
+  for (OutputShard& s : layout->shards) s.metadata["wavg.average"] = dump(rec);
+  nlohmann::ordered_json meta = nlohmann::ordered_json::parse(newest.index_metadata());
+  meta["wavg.average"] = rec;
+  write->index_metadata = dump(meta);
+}
+
+}  // namespace
+
 CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inputs,
                                             const std::string& out,
                                             const CheckpointAverageOptions& options) {
@@ -282,34 +291,52 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   if (options.out_dtype)
     WAVG_CHECK(is_floating(*options.out_dtype), "average: --dtype must be floating, got ",
                dtype_name(*options.out_dtype));
-  check_output_not_input(inputs, out);
   CheckpointAverageReport report;
-  report.weights = offline_weights(options.averager, int64_t(inputs.size()));
+  report.weights = input_weights(options, int64_t(inputs.size()));
   raise_open_file_limit();
-  const Plan plan = plan_inputs(inputs, report.weights);
-  const SafetensorsHeader& ref = plan.newest->header();
+  CheckpointSetOptions set_options;
+  set_options.strip_prefixes = options.strip_prefixes;
+  const Plan plan = plan_inputs(inputs, out, report.weights, set_options);
+  const CheckpointSet& ref = *plan.newest;
   report.files_read = int64_t(plan.used.size());
-  report.tensors = int64_t(ref.tensors.size());
+  report.tensors = int64_t(ref.tensors().size());
 
   std::vector<TensorOut> outs;
-  for (const TensorInfo& t : ref.tensors) {
+  std::vector<uint64_t> out_bytes;
+  uint64_t total = 0;
+  for (const CheckpointTensor& ct : ref.tensors()) {
+    const TensorInfo& t = *ct.info;
     DType dt = t.dtype;
     if (is_floating(t.dtype)) {
       report.averaged_elements += t.numel();
       if (options.out_dtype) dt = *options.out_dtype;
     }
     outs.push_back({t.name, dt, t.shape, nullptr});
+    out_bytes.push_back(uint64_t(t.numel()) * dtype_size(dt));
+    total += out_bytes.back();
   }
-  write_safetensors_streamed(
-      out, outs, output_metadata(ref, options.averager, plan.used),
+  OutputLayout layout = output_layout(ref, out_bytes, options.max_shard_size);
+  CheckpointWriteOptions write_options;
+  write_options.overwrite = options.overwrite;
+  record_average(ref, average_record(options, plan.used), &layout, &write_options);
+  report.shards_written = int64_t(layout.shards.size());
+  uint64_t done = 0;
+  write_checkpoint(
+      out, layout, outs,
       [&](size_t k, const ByteWriter& write) {
-        const TensorInfo& t = ref.tensors[k];
+        const ByteWriter counted = [&](const void* p, size_t n) {
+          write(p, n);
+          done += n;
+          if (options.progress) options.progress(done, total);
+        };
+        const TensorInfo& t = *ref.tensors()[k].info;
         if (is_floating(t.dtype))
           write_averaged_tensor(t, k, outs[k].dtype, plan.used, options.check_finite,
-                                options.saturate, write);
+                                options.saturate, counted);
         else
-          copy_tensor(*plan.newest, t, write);
-      });
+          copy_tensor(ref, ref.tensors()[k], counted);
+      },
+      write_options);
   return report;
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "wavg/core/error.h"
+#include "wavg/io/checkpoint_set.h"
 #include "wavg/io/safetensors.h"
 #include "wavg/torch/device_offload.h"
 #include "wavg/torch/tensor_util.h"
@@ -277,21 +278,23 @@ void save_module(const torch::nn::Module& module, const std::string& path,
 
 std::map<std::string, std::string> load_module(torch::nn::Module& module,
                                                const std::string& path) {
-  SafetensorsFile file(path);
-  file.verify_checksum();
+  // A single file, a sharded checkpoint's index, or a directory (DESIGN.md §9).
+  CheckpointSet set(path);
+  set.verify_checksums();
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name, torch::Tensor& target) {
-    const TensorInfo* t = file.find(name);
-    WAVG_CHECK(t != nullptr, path, ": tensor '", name, "' of the model is missing");
+    const CheckpointTensor* c = set.find(name);
+    WAVG_CHECK(c != nullptr, path, ": tensor '", name, "' of the model is missing");
+    const TensorInfo* t = c->info;
     WAVG_CHECK(t->shape == target.sizes().vec(), path, ": tensor '", name,
                "' has a different shape than the model's");
     torch::Tensor tmp = torch::empty(t->shape, torch::TensorOptions().dtype(to_scalar_type(t->dtype)));
-    if (t->nbytes()) file.read_bytes(*t, 0, t->nbytes(), tmp.data_ptr());
+    if (t->nbytes()) set.read_bytes(*c, 0, t->nbytes(), tmp.data_ptr());
     target.copy_(tmp);
   };
   for (auto& item : module.named_parameters()) load(item.key(), item.value());
   for (auto& item : module.named_buffers()) load(item.key(), item.value());
-  return file.metadata();
+  return set.shard(0).metadata();
 }
 
 }  // namespace wavg
