@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile inputs through `wavg average` (issue 11): each case with its expected outcome. Bad input:
+"""Hostile inputs through `wavg average` and `wavg train` (issue 11): each case with its expected outcome. Bad input:
 exit 2, one line on stderr, no file changed or left behind. Valid but large input (a 200 000-tensor
 header, a 95 MB metadata value): accepted. SIGINT/SIGTERM: exit 130/143 and no temporary left.
 Every run is bounded in time. Files are written by an independent writer (struct + json), results
@@ -76,12 +76,13 @@ def refused(d, what, args, needle):
     r = run(*args)
     check(r is not None, f"{what}: finishes within {TIMEOUT} s")
     if r is None:
-        return
+        return None
     lines = r.stderr.splitlines()
     check(r.returncode == 2, f"{what}: exit 2, got {r.returncode} ({r.stderr[:200]!r})")
     check(len(lines) == 1 and len(r.stderr) < 1000, f"{what}: one short line, got {r.stderr[:300]!r}")
     check(needle in r.stderr, f"{what}: message names {needle!r}: {r.stderr[:300]!r}")
     check(snapshot(d) == before, f"{what}: no file changed or left behind")
+    return r
 
 
 def test_nested_json(d):
@@ -333,13 +334,55 @@ def test_out_of_range_flags(d):
                 "99999999999999999999")
     refused(d, "--every out of range", ["average", "--swa", "--every", "-99999999999999999999", "-o",
                                         os.path.join(d, "o.st"), a], "--every")
+    seed = "99999999999999999999"
+    refused(d, "eval --seed out of range",
+            ["eval", a, "--workload", "synth_ctr", "--seed", seed], seed)
+    refused(d, "eval --seed out of range (negative)",
+            ["eval", a, "--workload", "synth_ctr", "--seed", "-" + seed], "--seed")
+    refused(d, "sweep grid value out of range",
+            ["sweep", d, "--lawa", "window=" + seed], "window must be a 64-bit integer")
+    cfg = os.path.join(d, "c.toml")
+    write(cfg, b'workload = "synth_ctr"\n')
+    refused(d, "train --set integer out of range",
+            ["train", "--config", cfg, "--set", "batch_size=" + seed], "'batch_size' must be an integer")
+    os.remove(cfg)
     os.remove(a)
+
+
+def test_resource_limits(d):
+    """§3: batch_size = 10^9 or a LAWA window of 10^12 allocated for 50 s, then 'out of memory' with
+    exit 3. Refused when the config is read: exit 2, the key and the bytes, no run directory."""
+    cfg = os.path.join(d, "c.toml")
+    run_dir = os.path.join(d, "run")
+    write(cfg, f'workload = "synth_ctr"\nout = "{run_dir}"\nsteps = 20\n'.encode())
+    base = ["train", "--config", cfg, "--quiet"]
+    cases = [
+        ("batch_size = 10^9", ["--set", "batch_size=1000000000"],
+         "'batch_size' = 1000000000 needs about "),
+        ("a LAWA window of 10^12", ["--set", "lawa=[{window = 1000000000000}]"],
+         "'lawa[0].window' = 1000000000000 needs about "),
+        # horizon = ν·L/T: a whole run of 10^12 steps at ν = 1 resolves to L = 10^12.
+        ("a horizon resolving to 10^12 samples",
+         ["--set", "steps=1000000000000", "--set", "lawa=[{horizon = 1.0, every = 1}]"],
+         "'lawa[0].window' = 1000000000000 needs about "),
+    ]
+    for what, sets, needle in cases:
+        r = refused(d, what, base + sets, needle)
+        check(r is not None and " bytes" in r.stderr and "available (MemAvailable)" in r.stderr,
+              f"{what}: the bytes needed and available: {r and r.stderr[:300]!r}")
+        check(not os.path.exists(run_dir), f"{what}: no run directory")
+    # fmnist_cnn's training split holds 55 000 images (refused before its data is read).
+    write(cfg, f'workload = "fmnist_cnn"\nout = "{run_dir}"\n'.encode())
+    refused(d, "a batch larger than the training split", base + ["--set", "batch_size=55001"],
+            "'batch_size' = 55001 is larger than the training split of fmnist_cnn (55000 examples)")
+    os.remove(cfg)
 
 
 def main():
     with tempfile.TemporaryDirectory() as d:
         for test in (test_nested_json, test_output_is_input, test_planted_symlink, test_fifo,
                      test_numel_overflow, test_narrowing, test_out_of_range_flags,
+                     test_resource_limits,
                      test_many_tensors, test_large_metadata, test_signals):
             t0 = time.time()
             test(d)

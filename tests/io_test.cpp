@@ -624,3 +624,41 @@ TEST(Safetensors, ChecksumDetectsCorruptedData) {
     EXPECT_TRUE(contains(e.what(), "fails its checksum")) << e.what();
   }
 }
+
+// The header is read by SAX straight into tensor entries (no DOM): JSON's own rules still hold
+// where a DOM applied them (a repeated member: the last wins), members the format does not know are
+// skipped whatever they hold, and tensors that share an offset (empty ones) come in name order.
+TEST(Safetensors, HeaderMembersAsJsonDefinesThem) {
+  const std::string data(8, '\0');
+  const std::string header =
+      R"({"b":{"shape":[9],"dtype":"F32","shape":[1],"data_offsets":[4,8],"x":{"y":[[[1]]]}},)"
+      R"("z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"__metadata__":{"k":"1","k":"2"},)"
+      R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"e":{"dtype":"F64","shape":[0,3],)"
+      R"("data_offsets":[0,0],"notes":["any",{"thing":null},1.5]}})";
+  const std::string bytes = make_file(header, data);
+  const SafetensorsHeader h =
+      parse_safetensors(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), "f");
+  ASSERT_EQ(h.tensors.size(), 4u);
+  const std::vector<std::string> order = {"e", "z", "a", "b"};  // by offset, then name
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(h.tensors[i].name, order[i]);
+    EXPECT_EQ(h.find(order[i]), &h.tensors[i]);
+  }
+  EXPECT_EQ(h.tensors[3].shape, std::vector<int64_t>{1});
+  EXPECT_EQ(h.metadata.at("k"), "2");
+  // A header changed by hand is searched linearly.
+  SafetensorsHeader changed = h;
+  changed.tensors.push_back(changed.tensors[0]);
+  changed.tensors.back().name = "added";
+  EXPECT_EQ(changed.find("added"), &changed.tensors.back());
+  EXPECT_EQ(changed.find("missing"), nullptr);
+}
+
+// A problem in an entry is reported only once the whole header is known to be JSON: a syntax error
+// later in the header is the error.
+TEST(SafetensorsMalformed, SyntaxErrorAfterABadEntryIsTheError) {
+  const std::string bad = R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,4]},"b":[})";
+  EXPECT_TRUE(contains(parse_error(make_file(bad, std::string(4, '\0'))), "not valid JSON"));
+  const std::string good_json = R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,4]}})";
+  EXPECT_TRUE(contains(parse_error(make_file(good_json, std::string(4, '\0'))), "dtype 'Q8'"));
+}

@@ -36,9 +36,11 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
   uint64_t data_start = 0;  // 8 + N
   uint64_t data_size = 0;
-  // name -> position in `tensors`, built by the reader (a header built by hand without it is
-  // searched linearly).
-  std::unordered_map<std::string, size_t> index;
+  // name -> position in `tensors`, built by the reader: an open-addressing hash table (linear
+  // probing) of positions + 1, 0 marking an empty slot, over the first `indexed` tensors. A header
+  // built or changed by hand (indexed != tensors.size()) is searched linearly.
+  std::vector<uint32_t> index;
+  size_t indexed = 0;
   const TensorInfo* find(const std::string& name) const;
 };
 

@@ -78,7 +78,8 @@ RunConfig default_run_config(const std::string& workload);
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& sets,
                           ConfigSource* source = nullptr);
 
-// Throws wavg::Error naming the key and the value of the first invalid field ("config:
+// Throws wavg::Error naming the key and the value of the first invalid field, or the key of a setting
+// whose memory estimate does not fit in the memory available (resource_check.h) ("config:
 // 'optimizer.lr' must be a finite number > 0, got nan").
 void validate(const RunConfig& c);
 

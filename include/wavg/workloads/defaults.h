@@ -20,9 +20,22 @@ struct WorkloadDefaults {
   double warmup_fraction = 0.05;  // of T
 };
 
+// What a run of the workload holds in memory, estimated from its model's shapes where they are
+// declared (each workload's .cpp), for the resource check of a configuration (train/resource_check.h).
+// Estimates, not measurements: they count every fp32 activation the forward pass keeps for the
+// backward pass, twice (backward makes a gradient of each), and leave allocator slack to the check.
+struct WorkloadFootprint {
+  int64_t averaged_elements = 0;  // parameters and floating buffers: the bank's flat vector
+  int64_t example_bytes = 0;      // one training example: its data, activations and their gradients
+  int64_t data_bytes = 0;         // resident data set (training, validation and test splits)
+  int64_t train_examples = 0;     // examples of a finite training split; 0: an endless stream
+};
+
 // The names of the table, in its order.
 std::vector<std::string> workload_names();
 // Throws wavg::Error for an unknown name, naming the known ones.
 WorkloadDefaults workload_defaults(const std::string& name);
+// Throws wavg::Error for an unknown name, naming the known ones.
+WorkloadFootprint workload_footprint(const std::string& name);
 
 }  // namespace wavg

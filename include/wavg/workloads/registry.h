@@ -9,4 +9,9 @@ std::unique_ptr<Workload> make_fmnist_cnn(const WorkloadOptions& o);
 std::unique_ptr<Workload> make_text_lm(const WorkloadOptions& o);
 std::unique_ptr<Workload> make_synth_ctr(const WorkloadOptions& o);
 
+// Their memory estimates (defaults.h), next to the shapes they are derived from.
+WorkloadFootprint fmnist_cnn_footprint();
+WorkloadFootprint text_lm_footprint();
+WorkloadFootprint synth_ctr_footprint();
+
 }  // namespace wavg

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 
 #include "wavg/cli/commands.h"
+#include "wavg/cli/int_flag.h"
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/io/checkpoint_average.h"
@@ -19,22 +19,6 @@
 namespace wavg::cli {
 
 namespace {
-// CLI11 clamps an out-of-range integer to the type's limit (99999999999999999999 -> INT64_MAX):
-// the flag's text is checked first, and such a value is an error naming the flag and the value.
-// (CLI11 prefixes the message with the flag's name.)
-CLI::Validator int64_in_range() {
-  return CLI::Validator(
-      [](std::string& s) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        std::strtoll(s.c_str(), &end, 10);
-        if (errno == ERANGE)
-          return s + " is out of the range of a 64-bit integer";
-        return "";
-      },
-      "INT64");
-}
-
 struct AverageArgs {
   int64_t last = 0;
   double ema = -1;
@@ -172,16 +156,12 @@ Command register_average(CLI::App& app) {
       "average",
       "Average an ordered list of checkpoints (oldest first; checkpoint i is step i): safetensors "
       "files, sharded checkpoints (*.safetensors.index.json) or directories");
-  sub->add_option("--last", args->last, "Uniform mean of the last K files (fairseq's --num)")
-      ->check(int64_in_range());
+  add_int64_option(sub, "--last", args->last, "Uniform mean of the last K files (fairseq's --num)");
   sub->add_option("--ema", args->ema, "EMA with this beta in [0, 1)");
-  sub->add_option("--lawa", args->lawa, "LAWA: mean of the last L sampled files")
-      ->check(int64_in_range());
+  add_int64_option(sub, "--lawa", args->lawa, "LAWA: mean of the last L sampled files");
   sub->add_flag("--swa", args->swa, "SWA: mean of every sampled file");
-  sub->add_option("--every", args->every, "Sample every NU-th file (default 1)")
-      ->check(int64_in_range());
-  sub->add_option("--start", args->start, "First file index that may be sampled (default 0)")
-      ->check(int64_in_range());
+  add_int64_option(sub, "--every", args->every, "Sample every NU-th file (default 1)");
+  add_int64_option(sub, "--start", args->start, "First file index that may be sampled (default 0)");
   sub->add_option("--dtype", args->dtype, "Output dtype of floating tensors: f32|f64|bf16|f16");
   sub->add_flag("--saturate", args->saturate,
                 "Clamp averages out of --dtype's range to its largest finite value (default: an "

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "wavg/cli/commands.h"
+#include "wavg/cli/int_flag.h"
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/study/report.h"
@@ -116,7 +117,8 @@ Command register_eval(CLI::App& app) {
   sub->add_option("--run", a->run_dir,
                   "Run directory: workload, seed and batch size from its resolved config.toml");
   sub->add_option("--split", a->split, "validation | test | train");
-  CLI::Option* seed = sub->add_option("--seed", a->seed, "Seed of the data stream (synthetic workloads)");
+  CLI::Option* seed =
+      add_int64_option(sub, "--seed", a->seed, "Seed of the data stream (synthetic workloads)");
   sub->add_flag("--force", a->force, "With --run: accept a raw (old) config.toml");
   return {sub, [a, workload, seed] { return run_eval(*a, workload->count() > 0, seed->count() > 0); }};
 }

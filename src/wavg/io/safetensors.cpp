@@ -10,9 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <set>
-#include <unordered_set>
+#include <string_view>
 #include <zlib.h>
 
 #include "wavg/core/error.h"
@@ -38,14 +36,43 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
+namespace {
+size_t name_hash(std::string_view name) { return std::hash<std::string_view>()(name); }
+
+// Fills `table` with an open-addressing hash table (linear probing, load <= 1/2) of positions + 1
+// (0: an empty slot) of the names name_of(0..n-1), and returns the position of the first name that
+// repeats an earlier one, or n. Flat and allocation-free per name: a node-based hash set of a
+// million names cost more than parsing them.
+template <typename NameOf>
+size_t build_name_table(size_t n, NameOf name_of, std::vector<uint32_t>* table) {
+  WAVG_ASSERT(n < UINT32_MAX);  // kMaxHeaderBytes allows a few million entries
+  size_t slots = 2;
+  while (slots < 2 * n) slots *= 2;
+  table->assign(slots, 0);
+  const size_t mask = slots - 1;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string_view name = name_of(i);
+    size_t slot = name_hash(name) & mask;
+    for (; (*table)[slot] != 0; slot = (slot + 1) & mask)
+      if (name_of((*table)[slot] - 1) == name) return i;
+    (*table)[slot] = uint32_t(i + 1);
+  }
+  return n;
+}
+}  // namespace
+
 const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
-  if (index.size() != tensors.size()) {  // built by hand, not by the reader: no index
+  if (indexed != tensors.size() || index.empty()) {  // built by hand, not by the reader: no index
     for (const auto& t : tensors)
       if (t.name == name) return &t;
     return nullptr;
   }
-  const auto it = index.find(name);
-  return it == index.end() ? nullptr : &tensors[it->second];
+  const size_t mask = index.size() - 1;
+  for (size_t slot = name_hash(name) & mask; index[slot] != 0; slot = (slot + 1) & mask) {
+    const TensorInfo& t = tensors[index[slot] - 1];
+    if (t.name == name) return &t;
+  }
+  return nullptr;
 }
 
 namespace {
@@ -53,64 +80,229 @@ namespace {
 // Deepest nesting a header may have: a valid one nests 3 levels (header, entry, shape).
 constexpr int kMaxJsonDepth = 64;
 
-// Builds the DOM through nlohmann's SAX interface (its parser is iterative, not recursive), stops
-// at nesting deeper than kMaxJsonDepth, and counts the top-level keys: fewer members than keys
-// means a duplicate (nlohmann keeps the last silently), which a second pass with `find_duplicate`
-// names (a hash set, only then). The callback parser used before rescanned the parent object after
-// every member (quadratic in the tensor count).
-class HeaderSax {
- public:
-  HeaderSax(json* root, bool find_duplicate) : dom_(*root), find_duplicate_(find_duplicate) {}
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(json::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(json::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(json::number_float_t v, const std::string& s) {
-    return dom_.number_float(v, s);
-  }
-  bool string(std::string& v) { return dom_.string(v); }
-  bool binary(json::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
-  bool start_array(std::size_t n) { return enter() && dom_.start_array(n); }
-  bool end_object() { return --depth_, dom_.end_object(); }
-  bool end_array() { return --depth_, dom_.end_array(); }
-  bool key(std::string& k) {
-    if (depth_ == 1) {
-      ++keys_;
-      if (find_duplicate_ && !seen_.insert(k).second) {
-        duplicate_ = k;
-        return false;
-      }
-    }
-    return dom_.key(k);
-  }
-  template <class Exception>
-  bool parse_error(std::size_t pos, const std::string& token, const Exception& e) {
-    return dom_.parse_error(pos, token, e);  // throws e
-  }
-  bool too_deep() const { return too_deep_; }
-  const std::optional<std::string>& duplicate() const { return duplicate_; }
-  size_t keys() const { return keys_; }
+// A JSON number as an error message shows it, bounded.
+template <typename T>
+std::string shown_number(T v) {
+  return quote_bytes(json(v).dump());
+}
 
- private:
-  bool enter() {
-    too_deep_ = ++depth_ > kMaxJsonDepth;
-    return !too_deep_;
-  }
-  nlohmann::detail::json_sax_dom_parser<json> dom_;
-  bool find_duplicate_;
-  size_t keys_ = 0;
-  std::unordered_set<std::string> seen_;
-  std::optional<std::string> duplicate_;
-  int depth_ = 0;
-  bool too_deep_ = false;
+// A tensor entry {dtype, shape, data_offsets} as read, before validation: what each member was.
+struct RawEntry {
+  enum class Kind { kAbsent, kString, kArray, kOther };
+  Kind dtype = Kind::kAbsent, shape = Kind::kAbsent, offsets = Kind::kAbsent;
+  std::string dtype_text;
+  std::vector<int64_t> dims;
+  std::string shape_problem;    // the first bad shape element's message ("" when none)
+  uint64_t offset_values[2] = {0, 0};
+  size_t offset_count = 0;      // elements of data_offsets
+  std::string offsets_problem;  // the first bad offset, as shown ("" when none)
 };
 
-// The header's JSON. Messages quote the file's bytes (quote_bytes): the parser's excerpt may hold
-// any.
-json parse_header_json(const unsigned char* begin, uint64_t n, const std::string& what) {
-  json header;
-  HeaderSax sax(&header, false);
+// Validates one entry (known dtype, shape without overflow, offsets that span exactly the bytes the
+// dtype and shape need) into `info`; returns the first problem ("" when none), checked in this order.
+std::string entry_problem(RawEntry& e, TensorInfo* info) {
+  using Kind = RawEntry::Kind;
+  if (e.dtype != Kind::kString) return "missing string 'dtype'";
+  if (e.shape != Kind::kArray) return "missing array 'shape'";
+  if (e.offsets != Kind::kArray || e.offset_count != 2)
+    return "'data_offsets' must be an array [begin, end]";
+  bool upper = !e.dtype_text.empty();
+  for (char c : e.dtype_text) upper &= !(c >= 'a' && c <= 'z');
+  if (!upper || !try_parse_dtype(e.dtype_text, &info->dtype))
+    return "unsupported dtype '" + quote_bytes(e.dtype_text) + "'";
+  if (!e.shape_problem.empty()) return e.shape_problem;
+  info->shape = std::move(e.dims);
+  uint64_t nbytes = 0;
+  if (!shape_nbytes(info->shape, info->dtype, &nbytes))
+    return "element count or size overflows 64 bits";
+  if (!e.offsets_problem.empty())
+    return "data_offsets must be non-negative integers, got " + e.offsets_problem;
+  info->begin = e.offset_values[0];
+  info->end = e.offset_values[1];
+  if (info->end < info->begin)
+    return "data_offsets end " + std::to_string(info->end) + " < begin " +
+           std::to_string(info->begin);
+  if (info->end - info->begin != nbytes)
+    return "data_offsets span " + std::to_string(info->end - info->begin) + " bytes, but dtype " +
+           e.dtype_text + " and shape need " + std::to_string(nbytes);
+  return "";
+}
+
+// Reads the header straight into TensorInfos and metadata through nlohmann's SAX interface (an
+// iterative parser): no DOM, no recursion, one pass linear in the header's size (the DOM of a
+// million entries cost seconds to build and free). Nesting deeper than kMaxJsonDepth stops the
+// parse. The first problem is kept and reported after the parse, so that a JSON syntax error
+// anywhere is reported first, as when the whole header was parsed before it was checked.
+// A value's parent depth: 1 the header, 2 an entry (or __metadata__), 3 shape or data_offsets.
+class HeaderSax {
+ public:
+  explicit HeaderSax(SafetensorsHeader* out) : out_(*out) {}
+  bool null() { return scalar("null", nullptr, nullptr); }
+  bool boolean(bool v) { return scalar(v ? "true" : "false", nullptr, nullptr); }
+  bool number_integer(json::number_integer_t v) {
+    if (v >= 0) return number_unsigned(json::number_unsigned_t(v));
+    return skipping() || scalar(shown_number(v), nullptr, nullptr);  // quoted only when read
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return scalar("", &v, nullptr);
+  }
+  bool number_float(json::number_float_t v, const std::string&) {
+    return skipping() || scalar(shown_number(v), nullptr, nullptr);
+  }
+  bool string(std::string& v) { return skipping() || scalar("", nullptr, &v); }
+  bool binary(json::binary_t&) { return scalar("binary", nullptr, nullptr); }
+  bool start_object(std::size_t) { return start(/*array=*/false); }
+  bool start_array(std::size_t) { return start(/*array=*/true); }
+  bool end_object() { return end(); }
+  bool end_array() { return end(); }
+  bool key(std::string& k);
+  template <class Exception>
+  bool parse_error(std::size_t, const std::string&, const Exception& e) {
+    throw e;
+  }
+  bool too_deep() const { return too_deep_; }
+  const std::string& problem() const { return problem_; }
+  int metadata_count() const { return metadata_count_; }
+
+ private:
+  enum class Field { kNone, kDtype, kShape, kOffsets };
+  bool skipping() const { return skip_ > 0 && depth_ >= skip_; }
+  void note(const std::string& p) {
+    if (problem_.empty()) problem_ = p;
+  }
+  std::string entry_prefix() const { return "tensor '" + quote_bytes(name_) + "': "; }
+  bool start(bool array);
+  bool end();
+  bool scalar(const std::string& shown, const uint64_t* unsigned_value, std::string* text);
+  void element(const std::string& shown, const uint64_t* value);
+  void finish_entry();
+
+  SafetensorsHeader& out_;
+  int depth_ = 0;             // open containers
+  int skip_ = 0;              // > 0: the depth of a container whose contents are not read
+  bool too_deep_ = false;
+  bool in_metadata_ = false;  // the header member being read is __metadata__
+  bool in_entry_ = false;     // ... is a tensor entry object
+  int metadata_count_ = 0;
+  std::string name_;          // the header member's key
+  std::string meta_key_;      // a key inside __metadata__
+  Field field_ = Field::kNone;
+  RawEntry entry_;
+  std::string problem_;       // the first problem (the message after "what: ")
+};
+
+bool HeaderSax::key(std::string& k) {
+  if (skipping()) return true;
+  if (depth_ == 1) {
+    name_ = std::move(k);
+    in_metadata_ = name_ == "__metadata__";
+    metadata_count_ += in_metadata_;
+    in_entry_ = false;
+  } else if (depth_ == 2 && in_metadata_) {
+    meta_key_ = std::move(k);
+  } else if (depth_ == 2) {
+    field_ = k == "dtype" ? Field::kDtype
+             : k == "shape" ? Field::kShape
+             : k == "data_offsets" ? Field::kOffsets
+                                   : Field::kNone;
+  }
+  return true;
+}
+
+// A container opens at depth_ + 1: read its contents, or skip them (skip_).
+bool HeaderSax::start(bool array) {
+  if (++depth_ > kMaxJsonDepth) {
+    too_deep_ = true;
+    return false;
+  }
+  if (skipping() && depth_ > skip_) return true;
+  const int parent = depth_ - 1;
+  bool read = parent == 0;
+  if (parent == 1 && in_metadata_) {
+    read = !array;
+    if (array) note("__metadata__ is not an object of strings");
+  } else if (parent == 1) {
+    read = in_entry_ = !array;
+    if (array) note(entry_prefix() + "entry is not an object");
+    if (!array) entry_ = RawEntry(), field_ = Field::kNone;
+  } else if (parent == 2 && in_metadata_) {
+    note("__metadata__ value for '" + quote_bytes(meta_key_) + "' is not a string");
+  } else if (parent == 2 && field_ != Field::kNone) {
+    const bool list = array && field_ != Field::kDtype;
+    RawEntry::Kind& kind = field_ == Field::kDtype ? entry_.dtype
+                           : field_ == Field::kShape ? entry_.shape
+                                                     : entry_.offsets;
+    kind = list ? RawEntry::Kind::kArray : RawEntry::Kind::kOther;
+    if (list && field_ == Field::kShape) entry_.dims.clear(), entry_.shape_problem.clear();
+    if (list && field_ == Field::kOffsets) entry_.offset_count = 0, entry_.offsets_problem.clear();
+    read = list;
+  } else if (parent == 3) {
+    element(array ? "an array" : "an object", nullptr);
+  }
+  if (!read) skip_ = depth_;
+  return true;
+}
+
+bool HeaderSax::end() {
+  if (skip_ == depth_) skip_ = 0;
+  if (skip_ == 0 && depth_ == 2 && in_entry_) finish_entry();
+  --depth_;
+  return true;
+}
+
+// A scalar value at depth_ (its parent container's depth): `shown` as a message quotes it,
+// `unsigned_value` for a non-negative integer, `text` for a string.
+bool HeaderSax::scalar(const std::string& shown, const uint64_t* unsigned_value, std::string* text) {
+  if (skipping()) return true;
+  if (depth_ == 1 && in_metadata_) {
+    note("__metadata__ is not an object of strings");
+  } else if (depth_ == 1) {
+    note(entry_prefix() + "entry is not an object");
+  } else if (depth_ == 2 && in_metadata_) {
+    if (text && problem_.empty()) out_.metadata[meta_key_] = std::move(*text);
+    if (!text) note("__metadata__ value for '" + quote_bytes(meta_key_) + "' is not a string");
+  } else if (depth_ == 2 && field_ == Field::kDtype) {
+    entry_.dtype = text ? RawEntry::Kind::kString : RawEntry::Kind::kOther;
+    if (text) entry_.dtype_text = std::move(*text);
+  } else if (depth_ == 2 && field_ != Field::kNone) {
+    (field_ == Field::kShape ? entry_.shape : entry_.offsets) = RawEntry::Kind::kOther;
+  } else if (depth_ == 3) {
+    element(text ? "\"" + quote_bytes(*text) + "\"" : shown, unsigned_value);
+  }
+  return true;
+}
+
+// An element of shape or data_offsets: `value` when it is a non-negative integer.
+void HeaderSax::element(const std::string& shown, const uint64_t* value) {
+  if (field_ == Field::kShape && entry_.shape_problem.empty()) {
+    if (!value)
+      entry_.shape_problem = "shape entries must be non-negative integers, got " + shown;
+    else if (*value > uint64_t(INT64_MAX))
+      entry_.shape_problem = "dimension " + std::to_string(*value) + " is too large";
+    else
+      entry_.dims.push_back(int64_t(*value));
+  } else if (field_ == Field::kOffsets) {
+    if (value && entry_.offset_count < 2) entry_.offset_values[entry_.offset_count] = *value;
+    if (!value && entry_.offsets_problem.empty()) entry_.offsets_problem = shown;
+    ++entry_.offset_count;
+  }
+}
+
+void HeaderSax::finish_entry() {
+  in_entry_ = false;
+  if (!problem_.empty()) return;
+  TensorInfo info;
+  const std::string problem = entry_problem(entry_, &info);
+  if (!problem.empty()) return note(entry_prefix() + problem);
+  info.name = std::move(name_);
+  out_.tensors.push_back(std::move(info));
+}
+
+// Reads the header's JSON into `out`. Messages quote the file's bytes (quote_bytes): the parser's
+// excerpt may hold any.
+void read_header_json(const unsigned char* begin, uint64_t n, const std::string& what,
+                      SafetensorsHeader* out) {
+  HeaderSax sax(out);
   try {
     json::sax_parse(begin, begin + n, &sax);
   } catch (const json::exception& e) {
@@ -119,95 +311,28 @@ json parse_header_json(const unsigned char* begin, uint64_t n, const std::string
   }
   if (sax.too_deep())
     fail(what, "header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  if (!header.is_object()) fail(what, "header is not a JSON object");
-  if (sax.keys() != header.size()) {
-    json again;
-    HeaderSax names(&again, true);
-    json::sax_parse(begin, begin + n, &names);
-    WAVG_ASSERT(names.duplicate().has_value());
-    fail(what, "duplicate tensor name '" + quote_bytes(*names.duplicate()) + "' in header");
-  }
-  return header;
+  if (sax.metadata_count() > 1) fail(what, "duplicate tensor name '__metadata__' in header");
+  if (!sax.problem().empty()) fail(what, sax.problem());
 }
 
-// A bounded description of an untrusted JSON value for a message: never the whole value (dump()
-// of a large or deep value is as large, and recursive).
-std::string describe_value(const json& v) {
-  if (v.is_string()) return "\"" + quote_bytes(v.get_ref<const std::string&>()) + "\"";
-  if (v.is_structured()) return std::string(v.is_array() ? "an array" : "an object");
-  return quote_bytes(v.dump());
-}
-
-// Keeps the values by moving them out of the parsed header (a metadata value may be ~100 MB).
-void parse_metadata(json& v, const std::string& what, SafetensorsHeader* out) {
-  if (!v.is_object()) fail(what, "__metadata__ is not an object of strings");
-  for (auto m = v.begin(); m != v.end(); ++m) {
-    if (!m.value().is_string())
-      fail(what, "__metadata__ value for '" + quote_bytes(m.key()) + "' is not a string");
-    out->metadata[m.key()] = std::move(m.value().get_ref<std::string&>());
-  }
-}
-
-bool non_negative_integer(const json& d) {
-  return d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0);
-}
-
-// One tensor entry {dtype, shape, data_offsets}: known dtype, shape without overflow, and offsets
-// that span exactly the bytes the dtype and shape need.
-TensorInfo parse_tensor_entry(const std::string& name, const json& v, const std::string& what) {
-  // The prefix is built only on failure (quoting every name cost more than the checks).
-  const auto bad = [&](const std::string& msg) {
-    fail(what, "tensor '" + quote_bytes(name) + "': " + msg);
-  };
-  if (!v.is_object()) bad("entry is not an object");
-  // Each key looked up once (a header may hold a million entries).
-  const auto member = [&v](const char* key) -> const json* {
-    const auto it = v.find(key);
-    return it == v.end() ? nullptr : &*it;
-  };
-  const json *dtype_v = member("dtype"), *shape = member("shape"), *offsets = member("data_offsets");
-  if (!dtype_v || !dtype_v->is_string()) bad("missing string 'dtype'");
-  if (!shape || !shape->is_array()) bad("missing array 'shape'");
-  if (!offsets || !offsets->is_array() || offsets->size() != 2)
-    bad("'data_offsets' must be an array [begin, end]");
-  TensorInfo info;
-  info.name = name;
-  const std::string& dtype = dtype_v->get_ref<const std::string&>();
-  bool upper = !dtype.empty();
-  for (char c : dtype) upper &= !(c >= 'a' && c <= 'z');
-  if (!upper || !try_parse_dtype(dtype, &info.dtype))
-    bad("unsupported dtype '" + quote_bytes(dtype) + "'");
-  info.shape.reserve(shape->size());
-  for (const json& d : *shape) {
-    if (!non_negative_integer(d))
-      bad("shape entries must be non-negative integers, got " + describe_value(d));
-    const uint64_t dim = d.get<uint64_t>();
-    if (dim > uint64_t(INT64_MAX)) bad("dimension " + d.dump() + " is too large");
-    info.shape.push_back(int64_t(dim));
-  }
-  uint64_t nbytes = 0;
-  if (!shape_nbytes(info.shape, info.dtype, &nbytes))
-    bad("element count or size overflows 64 bits");
-  for (const json& o : *offsets)
-    if (!non_negative_integer(o))
-      bad("data_offsets must be non-negative integers, got " + describe_value(o));
-  info.begin = (*offsets)[0].get<uint64_t>();
-  info.end = (*offsets)[1].get<uint64_t>();
-  if (info.end < info.begin)
-    bad("data_offsets end " + std::to_string(info.end) + " < begin " +
-                   std::to_string(info.begin));
-  if (info.end - info.begin != nbytes)
-    bad("data_offsets span " + std::to_string(info.end - info.begin) +
-                   " bytes, but dtype " + dtype + " and shape need " + std::to_string(nbytes));
-  return info;
-}
-
-// Sorts the tensors by offset and checks that they tile [0, data_size) exactly: no gap, no
-// overlap, nothing left over.
-void check_tiling(SafetensorsHeader* out, const std::string& what) {
+// Sorts the tensors by offset (names break ties: empty tensors share offsets) and indexes them by
+// name, refusing a duplicate.
+void sort_and_index(SafetensorsHeader* out, const std::string& what) {
   std::sort(out->tensors.begin(), out->tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+    if (a.begin != b.begin) return a.begin < b.begin;
+    return a.end != b.end ? a.end < b.end : a.name < b.name;
   });
+  const size_t n = out->tensors.size();
+  const auto name_of = [out](size_t i) -> std::string_view { return out->tensors[i].name; };
+  const size_t repeated = build_name_table(n, name_of, &out->index);
+  if (repeated < n)
+    fail(what, "duplicate tensor name '" + quote_bytes(out->tensors[repeated].name) + "' in header");
+  out->indexed = n;
+}
+
+// Checks that the sorted tensors tile [0, data_size) exactly: no gap, no overlap, nothing left
+// over.
+void check_tiling(SafetensorsHeader* out, const std::string& what) {
   uint64_t cursor = 0;
   for (const TensorInfo& t : out->tensors) {
     if (t.begin > cursor)
@@ -240,21 +365,12 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
                    std::to_string(size) + " bytes)");
   WAVG_ASSERT(head_size >= 8 + n);
   if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
-  json header = parse_header_json(file + 8, n, what);
-
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
-  out.tensors.reserve(header.size());
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__")
-      parse_metadata(it.value(), what, &out);
-    else
-      out.tensors.push_back(parse_tensor_entry(it.key(), it.value(), what));
-  }
+  read_header_json(file + 8, n, what, &out);
+  sort_and_index(&out, what);
   check_tiling(&out, what);
-  out.index.reserve(out.tensors.size());
-  for (size_t i = 0; i < out.tensors.size(); ++i) out.index.emplace(out.tensors[i].name, i);
   return out;
 }
 
@@ -348,8 +464,20 @@ void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t offset, size_t si
 }
 
 namespace {
-// A JSON string literal (escaped); throws json::type_error 316 on invalid UTF-8.
-std::string json_string(const std::string& s) { return nlohmann::json(s).dump(); }
+// Appends `s` as a JSON string literal: as it is when it is printable ASCII without quotes or
+// backslashes (names usually are), else escaped by nlohmann, which throws json::type_error 316 on
+// invalid UTF-8.
+void append_json_string(std::string& out, const std::string& s) {
+  bool plain = true;
+  for (unsigned char c : s) plain &= c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  if (!plain) {
+    out += nlohmann::json(s).dump();
+    return;
+  }
+  out += '"';
+  out += s;
+  out += '"';
+}
 
 // Bytes of a tensor to write, checked once here (the writers below rely on it).
 uint64_t out_nbytes(const TensorOut& t) {
@@ -367,23 +495,37 @@ std::string header_text(const std::vector<TensorOut>& tensors,
   std::string text = "{";
   if (!metadata.empty()) {
     text += "\"__metadata__\":{";
-    for (const auto& [k, v] : metadata)
-      text += (text.back() == '{' ? "" : ",") + json_string(k) + ":" + json_string(v);
+    for (const auto& [k, v] : metadata) {
+      if (text.back() != '{') text += ',';
+      append_json_string(text, k);
+      text += ':';
+      append_json_string(text, v);
+    }
     text += "}";
   }
+  std::vector<uint32_t> table;
+  const size_t repeated = build_name_table(
+      tensors.size(), [&](size_t i) -> std::string_view { return tensors[i].name; }, &table);
+  WAVG_CHECK(repeated == tensors.size(), "safetensors: duplicate tensor name '",
+             quote_bytes(tensors[std::min(repeated, tensors.size() - 1)].name), "'");
   uint64_t offset = 0;
-  std::unordered_set<std::string> names;
   for (const TensorOut& t : tensors) {
     WAVG_CHECK(t.name != "__metadata__", "safetensors: '__metadata__' is not a tensor name");
-    WAVG_CHECK(names.insert(t.name).second, "safetensors: duplicate tensor name '",
-               quote_bytes(t.name), "'");
     const uint64_t nbytes = out_nbytes(t);
-    text += (text.size() > 1 ? "," : "") + json_string(t.name) + ":{\"dtype\":\"" +
-            dtype_name(t.dtype) + "\",\"shape\":[";
-    for (size_t i = 0; i < t.shape.size(); ++i)
-      text += (i ? "," : "") + std::to_string(t.shape[i]);
-    text += "],\"data_offsets\":[" + std::to_string(offset) + "," +
-            std::to_string(offset + nbytes) + "]}";
+    if (text.size() > 1) text += ',';
+    append_json_string(text, t.name);
+    text += ":{\"dtype\":\"";
+    text += dtype_name(t.dtype);
+    text += "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i) {
+      if (i) text += ',';
+      text += std::to_string(t.shape[i]);
+    }
+    text += "],\"data_offsets\":[";
+    text += std::to_string(offset);
+    text += ',';
+    text += std::to_string(offset + nbytes);
+    text += "]}";
     offset += nbytes;
   }
   return text + "}";

@@ -113,7 +113,8 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
         for (double beta : values["beta"]) {
           for (auto [key, v] : {std::pair{"every", every}, std::pair{"start", start},
                                 std::pair{"window", window}})
-            WAVG_CHECK(v == std::floor(v), "sweep: ", key, " must be an integer, got ", v);
+            WAVG_CHECK(v == std::floor(v) && std::fabs(v) < 0x1p63, "sweep: ", key,
+                       " must be a 64-bit integer, got ", v);
           AveragerOptions o;
           o.scheme = scheme;
           o.every = int64_t(every);

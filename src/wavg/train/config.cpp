@@ -11,6 +11,7 @@
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/torch/device.h"
+#include "wavg/train/resource_check.h"
 #include "wavg/workloads/defaults.h"
 
 namespace wavg {
@@ -496,6 +497,7 @@ void validate(const RunConfig& c) {
     const Scheme s = e->averager.scheme;
     check_averager(*e, std::string(scheme_name(s)) + "[" + std::to_string(index[s]++) + "]", names);
   }
+  check_resources(c, available_memory_bytes());  // before anything trains or allocates
 }
 
 RunConfig default_run_config(const std::string& workload) {

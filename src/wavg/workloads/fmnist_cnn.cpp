@@ -193,6 +193,21 @@ class FmnistCnn : public Workload {
 
 }  // namespace
 
+// Memory of a run, from CnnImpl's shapes (per example, fp32 unless said).
+WorkloadFootprint fmnist_cnn_footprint() {
+  constexpr int64_t c1 = 16 * 28 * 28, p1 = 16 * 14 * 14, c2 = 32 * 14 * 14, p2 = 32 * 7 * 7;
+  WorkloadFootprint f;
+  f.averaged_elements = (16 * 9 + 2 * 16) + (32 * 16 * 9 + 2 * 32) + (p2 * 64 + 64) + (64 * 10 + 10) +
+                        2 * (16 + 32);  // + BatchNorm running means and variances
+  // Kept for backward: the image, conv/bn/relu outputs, pooled outputs with their int64 indices
+  // (3 floats' worth each), fc1 and its relu, the logits and their softmax.
+  const int64_t kept = kPixels + 3 * c1 + 3 * p1 + 3 * c2 + 3 * p2 + 2 * 64 + 2 * 10;
+  f.example_bytes = 2 * 4 * kept + 8;  // and a gradient of each; the int64 label
+  f.data_bytes = (60000 + 10000) * (kPixels + 1);  // u8 images and labels
+  f.train_examples = kTrain;
+  return f;
+}
+
 std::unique_ptr<Workload> make_fmnist_cnn(const WorkloadOptions& o) {
   return std::make_unique<FmnistCnn>(o);
 }

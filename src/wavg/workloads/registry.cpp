@@ -11,6 +11,7 @@ namespace {
 struct WorkloadRow {
   const char* name;
   WorkloadDefaults defaults;
+  WorkloadFootprint (*footprint)();
   std::unique_ptr<Workload> (*make)(const WorkloadOptions&);
 };
 
@@ -31,16 +32,16 @@ const std::vector<WorkloadRow>& table() {
       // target: validation error rate.
       {"fmnist_cnn", defaults(/*steps=*/1500, /*batch_size=*/128, /*eval_every=*/50,
                               /*target=*/0.087, /*lr=*/2e-3, /*weight_decay=*/0.05),
-       make_fmnist_cnn},
+       fmnist_cnn_footprint, make_fmnist_cnn},
       // target: validation cross-entropy, nats per byte.
       {"text_lm", defaults(/*steps=*/1500, /*batch_size=*/32, /*eval_every=*/50,
                            /*target=*/1.645, /*lr=*/3e-3, /*weight_decay=*/0.1),
-       make_text_lm},
+       text_lm_footprint, make_text_lm},
       // target: validation log-loss, reached at step 2400 of 3000 at the default lr (study grid);
       // lr: the default study found 3.2e-2 best; its 0.5x-16x grid around this brackets it.
       {"synth_ctr", defaults(/*steps=*/3000, /*batch_size=*/256, /*eval_every=*/100,
                              /*target=*/0.50, /*lr=*/1.6e-2, /*weight_decay=*/0.0),
-       make_synth_ctr},
+       synth_ctr_footprint, make_synth_ctr},
   };
   return rows;
 }
@@ -69,6 +70,8 @@ std::vector<std::string> workload_names() {
 }
 
 WorkloadDefaults workload_defaults(const std::string& name) { return row(name).defaults; }
+
+WorkloadFootprint workload_footprint(const std::string& name) { return row(name).footprint(); }
 
 std::unique_ptr<Workload> make_workload(const std::string& name, const WorkloadOptions& o) {
   return row(name).make(o);

@@ -180,6 +180,23 @@ class SynthCtr : public Workload {
 
 }  // namespace
 
+// Memory of a run, from DlrmImpl's shapes and Samples (per example, fp32 unless said).
+WorkloadFootprint synth_ctr_footprint() {
+  constexpr int64_t pairs = (kFields + 1) * kFields / 2, sample = kDense + 2 * kFields * kBag + 1;
+  WorkloadFootprint f;
+  f.averaged_elements = (kDense * 64 + 64) + (64 * kEmbed + kEmbed) + kFields * kVocab * kEmbed +
+                        ((kEmbed + pairs) * 64 + 64) + (64 + 1);
+  // Kept for backward: the sample (int64 ids as 2 floats), bottom MLP outputs and relus, the bags
+  // (with their int64 offsets), the stacked vectors, their products, the pairs, the concatenation,
+  // top MLP outputs and relu, the logit.
+  const int64_t kept = sample + 2 * (64 + kEmbed) + kFields * (kEmbed + 4) + (kFields + 1) * kEmbed +
+                       (kFields + 1) * (kFields + 1) + pairs + (kEmbed + pairs) + 2 * 64 + 2;
+  f.example_bytes = 2 * 4 * kept;  // and a gradient of each
+  f.data_bytes = 2 * kEvalSamples * 4 * sample;  // the validation and test sets
+  f.train_examples = 0;                          // an endless seeded stream
+  return f;
+}
+
 std::unique_ptr<Workload> make_synth_ctr(const WorkloadOptions& o) {
   return std::make_unique<SynthCtr>(o);
 }

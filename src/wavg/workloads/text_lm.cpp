@@ -212,6 +212,24 @@ class TextLm : public Workload {
 
 }  // namespace
 
+// Memory of a run, from GptImpl's shapes (per sequence of kContext bytes, fp32 unless said).
+WorkloadFootprint text_lm_footprint() {
+  constexpr int64_t T = kContext, TC = kContext * kDim;
+  WorkloadFootprint f;
+  const int64_t block = 2 * kDim + 4 * kDim * kDim + 3 * kDim * kHidden;  // norms, qkv+proj, gate+down
+  f.averaged_elements = kVocab * kDim + kLayers * block + kDim + kDim * kVocab;
+  // Kept per block: 23 (T, C) tensors (two RMSNorms of 3 each, qkv 3, rotary q and k 4 each,
+  // attention output, its copy, projection, residuals, down), 4 (T, hidden) ones (gate's two halves,
+  // silu, product) and 4 (H, T, T) attention maps (scores, scaled, masked, softmax).
+  const int64_t per_block = 23 * TC + 4 * kHidden * T + 4 * kHeads * T * T;
+  // Around the blocks: the embedding, the final RMSNorm, logits and log-softmax.
+  const int64_t kept = kLayers * per_block + TC + 3 * TC + 2 * T * kVocab;
+  f.example_bytes = 2 * 4 * kept + 2 * 8 * (kContext + 1);  // and a gradient of each; int64 bytes
+  f.data_bytes = 32 << 20;  // WordNet's glosses: about 14 MB of text, once as three split strings
+  f.train_examples = 0;     // windows drawn at random, with replacement
+  return f;
+}
+
 std::unique_ptr<Workload> make_text_lm(const WorkloadOptions& o) {
   return std::make_unique<TextLm>(o);
 }
