@@ -117,7 +117,7 @@ void check_offload(c10::Device device) {
                                   torch::randn({5}, on.dtype(torch::kDouble))};
   std::vector<torch::Tensor> b = {torch::randn({3, 4}, on), torch::randn({4, 2}, on).t(),
                                   torch::randn({5}, on.dtype(torch::kDouble))};
-  detail::DeviceOffload offload(device, torch::kFloat, 12 + 8 + 5);
+  wavg::detail::DeviceOffload offload(device, torch::kFloat, 12 + 8 + 5);
   EXPECT_EQ(offload.pinned(), device.is_cuda());
   offload.stage(0, a);
   offload.stage(1, b);
@@ -141,7 +141,7 @@ TEST(DeviceOffload, FlatLayoutAndConversionsOnAGpu) {
 
 TEST(DeviceOffload, CudaRefusedWithoutCuda) {
   if (built_with_cuda()) GTEST_SKIP() << "this wavg has CUDA";
-  EXPECT_NE(error_text([] { detail::DeviceOffload(c10::Device(c10::kCUDA, 0), torch::kFloat, 4); })
+  EXPECT_NE(error_text([] { wavg::detail::DeviceOffload(c10::Device(c10::kCUDA, 0), torch::kFloat, 4); })
                 .find("built without CUDA"),
             std::string::npos);
 }
