@@ -173,7 +173,7 @@ def test_sharded_same_layout(d):
 def test_reshard(d, models, dirs):
     out = os.path.join(d, "resharded")
     # emb.w 96 B, l0.w 64, l0.b 16, l1.w 48, l1.b 12, step 8: at most 112 bytes a shard.
-    r = run("average", "--last", "2", "--max-shard-size", "112B", "-o", out, *dirs)
+    r = run("average", "--last", "2", "--max-shard-size", "112B", "-o", out + "/", *dirs)
     check(r.returncode == 0, f"--max-shard-size runs ({r.stderr.strip()})")
     got, index, _ = read_checkpoint(out)
     close(got, mean64(models[1:]), "re-sharded")

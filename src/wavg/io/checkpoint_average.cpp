@@ -285,9 +285,12 @@ void record_average(const CheckpointSet& newest, const nlohmann::ordered_json& r
 }  // namespace
 
 CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inputs,
-                                            const std::string& out,
+                                            const std::string& out_arg,
                                             const CheckpointAverageOptions& options) {
   WAVG_CHECK(!inputs.empty(), "average: no input files");
+  // "out/" names the directory out: its temporary goes beside it, not into it.
+  std::string out = out_arg;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
   if (options.out_dtype)
     WAVG_CHECK(is_floating(*options.out_dtype), "average: --dtype must be floating, got ",
                dtype_name(*options.out_dtype));
