@@ -629,6 +629,117 @@ TEST(Bank, StateRestoresForBitIdenticalContinuation) {
   EXPECT_THROW(other.restore_meta(first->state_meta()), Error);
 }
 
+// ---- LAWA ring of samples ---------------------------------------------------------------------------
+
+// Windows shorter than the ring's L_max, and windows that have seen fewer than L samples, on samples
+// whose means are known by hand: sample k is the constant k, so the mean of the last m of n samples
+// (0 … n−1) is n − 1 − (m − 1)/2, exactly.
+TEST(LawaRing, ShortWindowsAndPartialWindowsOnHandCheckedMeans) {
+  AveragerBank bank(5, DType::kF32);
+  const int l3 = bank.add(LawaOptions(3)), l8 = bank.add(LawaOptions(8));
+  const int l1 = bank.add(LawaOptions(1)), l2 = bank.add(LawaOptions(2).every(2));
+  for (int64_t n = 1; n <= 30; ++n) {
+    const std::vector<float> x(5, float(n - 1));
+    bank.observe(n - 1, x.data());
+    for (auto [a, window] : {std::pair{l3, 3}, std::pair{l8, 8}, std::pair{l1, 1}}) {
+      const int64_t m = std::min<int64_t>(n, window);
+      const double want = double(n - 1) - double(m - 1) / 2.0;
+      for (double v : bank_value(bank, a)) ASSERT_EQ(v, want) << "L=" << window << " n=" << n;
+      ASSERT_EQ(bank.full(a), n >= window);
+    }
+    // ν = 2 samples steps 0, 2, 4, …: its last two are the newest even steps.
+    const int64_t last_even = (n - 1) / 2 * 2;
+    const double want2 = last_even == 0 ? 0.0 : double(last_even) - 1.0;
+    for (double v : bank_value(bank, l2)) ASSERT_EQ(v, want2) << "nu=2 n=" << n;
+  }
+}
+
+// State: one ring of L_max + 1 samples of the sample dtype per ν (L = 20 over fp32: 84 B/param,
+// under the ~90 B/param target), fp32 per EMA and fp64 per SWA.
+TEST(LawaRing, StateBytesPerParameter) {
+  AveragerBank one(1000, DType::kF32);
+  one.add(LawaOptions(20));
+  EXPECT_EQ(one.state_bytes_per_element(), 84.0);
+  const float x[1000] = {};
+  one.observe(0, x);
+  EXPECT_EQ(one.state_bytes(), 84 * 1000);
+  AveragerBank mixed(10, DType::kBF16);
+  for (int64_t w : {2, 5, 20}) mixed.add(LawaOptions(w));  // one ring: L_max = 20
+  mixed.add(LawaOptions(4).every(3));                      // another: L_max = 4
+  mixed.add(EmaOptions(0.9));
+  mixed.add(SwaOptions());
+  EXPECT_EQ(mixed.state_bytes_per_element(), 21 * 2 + 5 * 2 + 4 + 8);
+}
+
+// A refused sample leaves full, wrapped rings as they were (the check rides the copy into the spare
+// slot), also when two rings of different ν sample at that step; the next good sample continues
+// exactly as if the bad one had never come.
+TEST(LawaRing, RefusedSampleLeavesWrappedRingsUnchanged) {
+  const int64_t n = 100000;  // above the parallel grain
+  AveragerBank bank(n, DType::kF32), clean(n, DType::kF32);
+  bank.set_layout({{"w", 0, n}});
+  for (AveragerBank* b : {&bank, &clean}) {
+    b->add(LawaOptions(3));
+    b->add(LawaOptions(2).every(2));
+  }
+  std::mt19937_64 rng(3);
+  std::vector<unsigned char> bytes;
+  for (int64_t step = 0; step < 11; ++step) {
+    random_sample(DType::kF32, n, rng, &bytes);
+    bank.observe(step, bytes.data());
+    clean.observe(step, bytes.data());
+  }
+  const auto before0 = bank_value(bank, 0), before1 = bank_value(bank, 1);
+  random_sample(DType::kF32, n, rng, &bytes);
+  reinterpret_cast<float*>(bytes.data())[n - 7] = -INFINITY;
+  try {
+    bank.observe(12, bytes.data());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "non-finite sample (inf) in tensor 'w' element " +
+                                         std::to_string(n - 7) + " at step 12: refused");
+  }
+  EXPECT_EQ(bank_value(bank, 0), before0);
+  EXPECT_EQ(bank_value(bank, 1), before1);
+  EXPECT_EQ(bank.samples(0), 11);
+  random_sample(DType::kF32, n, rng, &bytes);
+  bank.observe(14, bytes.data());
+  clean.observe(14, bytes.data());
+  EXPECT_EQ(bank_value(bank, 0), bank_value(clean, 0));
+  EXPECT_EQ(bank_value(bank, 1), bank_value(clean, 1));
+}
+
+// copy_find_non_finite against a naive scan and a plain copy, for every floating dtype, with NaN
+// and Inf planted anywhere in large arrays (both threads' halves).
+TEST(NonFinite, CopyWithTheCheckEqualsACopyAndANaiveScan) {
+  std::mt19937_64 rng(21);
+  for (DType t : {DType::kF32, DType::kF64, DType::kF16, DType::kBF16}) {
+    for (int64_t n : {int64_t(1), int64_t(4097), int64_t(300000)}) {
+      for (int trial = 0; trial < 4; ++trial) {
+        std::vector<unsigned char> src;
+        random_sample(t, size_t(n), rng, &src);
+        std::vector<int64_t> planted;
+        for (int k = 0; k < trial; ++k) planted.push_back(int64_t(rng() % uint64_t(n)));
+        dispatch_floating(t, [&](auto tag) {
+          using T = decltype(tag);
+          for (size_t k = 0; k < planted.size(); ++k)
+            reinterpret_cast<T*>(src.data())[planted[k]] =
+                store_as<T>(k % 2 ? -HUGE_VAL : std::nan(""));
+        });
+        int64_t want = -1;
+        for (int64_t i : planted) want = want < 0 ? i : std::min(want, i);
+        std::vector<unsigned char> dst(src.size(), 0xab);
+        EXPECT_EQ(copy_find_non_finite(t, src.data(), dst.data(), n), want)
+            << dtype_name(t) << " n=" << n;
+        EXPECT_EQ(find_non_finite(t, src.data(), n), want);
+        if (want < 0) {  // a refused copy's contents are unspecified
+          EXPECT_EQ(0, std::memcmp(src.data(), dst.data(), src.size())) << dtype_name(t);
+        }
+      }
+    }
+  }
+}
+
 TEST(Parallel, CoversTheRangeOnce) {
   for (int threads : {1, 2, 3}) {
     detail::set_averaging_threads(threads);

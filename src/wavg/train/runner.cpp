@@ -22,10 +22,12 @@ namespace {
 using detail::RunContext;
 using detail::StopReason;
 
-int scheme_rank(Scheme s) { return s == Scheme::kLawa ? 0 : s == Scheme::kEma ? 1 : 2; }
+int scheme_rank(Scheme s) {
+  return s == Scheme::kLawa ? 0 : s == Scheme::kEma ? 1 : s == Scheme::kSwa ? 2 : 3;
+}
 
 // The run as it is recorded and trained: threads in force, the bank in its canonical order
-// (lawa, ema, swa), the schedule's peak equal to optimizer.lr, every averager named.
+// (lawa, ema, swa, phema), the schedule's peak equal to optimizer.lr, every averager named.
 RunConfig resolve_for_run(const RunConfig& config) {
   validate(config);
   RunConfig c = config;
