@@ -12,6 +12,7 @@
 #include "wavg/core/dtype.h"
 #include "wavg/core/error.h"
 #include "wavg/core/parallel.h"  // internal: the thread pool
+#include "wavg/core/phema.h"
 
 using namespace wavg;
 
@@ -738,6 +739,124 @@ TEST(NonFinite, CopyWithTheCheckEqualsACopyAndANaiveScan) {
       }
     }
   }
+}
+
+// ---- post-hoc EMA (EDM2) --------------------------------------------------------------------------
+
+// γ for σ_rel against EDM2's std_to_exp (numpy: np.roots([1, 7, 16 - t, 12 - t]).real.max() with
+// t = σ_rel⁻², values printed by numpy 1.24), and σ_rel(γ) against Eq. 123 by hand (γ = 0: 1/√12).
+TEST(Phema, GammaOfSigmaRelMatchesEdm2) {
+  for (auto [sigma, gamma] : {std::pair{0.05, 16.9721986}, std::pair{0.07, 11.24493945},
+                              std::pair{0.10, 6.93720394}, std::pair{0.20, 1.82621378}}) {
+    EXPECT_NEAR(phema_gamma(sigma), gamma, 1e-7) << sigma;
+    EXPECT_NEAR(phema_sigma_rel(phema_gamma(sigma)), sigma, 1e-13) << sigma;
+  }
+  EXPECT_DOUBLE_EQ(phema_sigma_rel(0.0), 1.0 / std::sqrt(12.0));
+  EXPECT_NEAR(phema_max_sigma_rel(), 0.30028, 1e-5);
+  for (double bad : {0.0, -0.1, 0.31, double(NAN)})
+    EXPECT_THROW(phema_gamma(bad), Error) << bad;
+  EXPECT_THROW(PhemaOptions({0.05, 0.05}), Error);
+  EXPECT_THROW(PhemaOptions(std::vector<double>{}), Error);
+  EXPECT_EQ(default_name(PhemaOptions({0.05, 0.1})), "phema_0.05_0.1_nu1");
+}
+
+// The bank's phema profiles against a naive fp64 power-function EMA: e = x at the first sample,
+// then e ← β_t e + (1 − β_t) x with β_t = (1 − ν/t)^(γ+1) (EDM2 Eq. 127 with t_delta = ν); and the
+// offline weights against the same recursion.
+TEST(Phema, BankProfilesEqualTheNaivePowerFunctionEma) {
+  const int64_t n = 70000, steps = 60;  // above the parallel grain
+  for (int64_t every : {int64_t(1), int64_t(3)}) {
+    AveragerBank bank(n, DType::kBF16);
+    const std::vector<double> sigmas = {0.05, 0.10, 0.2};
+    bank.add(PhemaOptions(sigmas).every(every).start(2));
+    EXPECT_EQ(bank.profiles(0), 3);
+    std::mt19937_64 rng(5);
+    std::vector<std::vector<double>> naive(3);
+    std::vector<unsigned char> bytes;
+    bool first = true;
+    for (int64_t step = 0; step < steps; ++step) {
+      const auto x = random_sample(DType::kBF16, size_t(n), rng, &bytes, 1.0 + 0.1 * double(step));
+      bank.observe(step, bytes.data());
+      if (step < 2 || step % every != 0) continue;
+      for (size_t p = 0; p < 3; ++p) {
+        if (first) {
+          naive[p] = x;
+          continue;
+        }
+        const double g = phema_gamma(sigmas[p]);
+        const double beta = step <= every ? 0.0 : std::pow(1.0 - double(every) / double(step), g + 1);
+        for (int64_t i = 0; i < n; ++i) naive[p][i] = beta * naive[p][i] + (1 - beta) * x[i];
+      }
+      first = false;
+    }
+    for (int p = 0; p < 3; ++p) {
+      std::vector<double> got(n);
+      bank.average(0, DType::kF64, got.data(), p);
+      EXPECT_LT(max_rel_err(got, naive[p], 1.0 + 0.1 * steps), 1e-6) << "profile " << p;
+    }
+    EXPECT_EQ(bank.state_bytes_per_element(), 12.0);
+  }
+  // Offline weights: β_t of each sample's step, the first profile's.
+  const AveragerOptions o = PhemaOptions({0.1}).every(2);
+  const auto w = offline_weights(o, 7);  // samples at 0, 2, 4, 6
+  const double g = phema_gamma(0.1), b4 = std::pow(0.5, g + 1), b6 = std::pow(2.0 / 3.0, g + 1);
+  // Sample 0 is overwritten at step 2 (β = 0); step 2 keeps b4·b6 of its weight.
+  const std::vector<double> expect = {0, 0, b4 * b6, 0, (1 - b4) * b6, 0, 1 - b6};
+  ASSERT_EQ(w.size(), expect.size());
+  for (size_t i = 0; i < w.size(); ++i) EXPECT_NEAR(w[i], expect[i], 1e-15) << i;
+}
+
+// A tracked profile at a snapshot step is reconstructed by itself alone (coefficient 1); an output
+// between two profiles takes weight from both; identical inputs are a singular system.
+TEST(Phema, CoefficientsReproduceATrackedProfile) {
+  std::vector<PhemaProfile> in;
+  for (int64_t t : {100, 200, 300})
+    for (double s : {0.05, 0.10}) in.push_back({t, s});
+  const auto c = phema_coefficients(in, {200, 0.10});
+  for (size_t i = 0; i < in.size(); ++i)
+    EXPECT_NEAR(c[i], in[i].step == 200 && in[i].sigma_rel == 0.10 ? 1.0 : 0.0, 1e-9) << i;
+  const auto mid = phema_coefficients(in, {300, 0.07});
+  double sum = 0;
+  for (double v : mid) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  EXPECT_GT(mid[4], 0.1);
+  EXPECT_GT(mid[5], 0.1);
+  EXPECT_THROW(phema_coefficients({{100, 0.05}, {100, 0.05}}, {100, 0.05}), Error);
+  EXPECT_THROW(phema_coefficients({}, {100, 0.05}), Error);
+}
+
+// phema state (one fp32 EMA per profile) and its spec restore bit-identically; another σ_rel list
+// is refused.
+TEST(Phema, StateRestoresAndSpecsCompareTheProfiles) {
+  const int64_t n = 500;
+  auto make = [&](std::vector<double> sigmas) {
+    auto b = std::make_unique<AveragerBank>(n, DType::kF32);
+    b->add(PhemaOptions(sigmas).name("ph"));
+    b->add(LawaOptions(3));
+    return b;
+  };
+  auto straight = make({0.05, 0.1}), first = make({0.05, 0.1}), second = make({0.05, 0.1});
+  std::mt19937_64 rng(2);
+  std::vector<std::vector<unsigned char>> xs(30);
+  for (auto& x : xs) random_sample(DType::kF32, n, rng, &x);
+  for (int64_t s = 0; s < 30; ++s) straight->observe(s, xs[s].data());
+  for (int64_t s = 0; s < 13; ++s) first->observe(s, xs[s].data());
+  second->restore_meta(first->state_meta());
+  auto src = first->state_arrays(), dst = second->state_arrays();
+  ASSERT_EQ(src.size(), dst.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    ASSERT_EQ(src[i].numel, dst[i].numel);
+    std::memcpy(dst[i].data, src[i].data, size_t(src[i].numel) * dtype_size(src[i].dtype));
+  }
+  for (int64_t s = 13; s < 30; ++s) second->observe(s, xs[s].data());
+  for (int p = 0; p < 2; ++p) {
+    std::vector<double> a(n), b(n);
+    straight->average(0, DType::kF64, a.data(), p);
+    second->average(0, DType::kF64, b.data(), p);
+    EXPECT_EQ(a, b) << "profile " << p;
+  }
+  EXPECT_THROW(make({0.05, 0.2})->restore_meta(first->state_meta()), Error);
+  EXPECT_THROW(straight->average(0, DType::kF64, nullptr, 2), Error);
 }
 
 TEST(Parallel, CoversTheRangeOnce) {

@@ -164,6 +164,7 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   RunContext run(c, config_hash(c), *workload, model, optimizer, averager,
                  [&](int64_t i) { workload->forward_train_batch(i); });
   run.summary = summary_skeleton(c, *workload, run.hash);
+  run.summary.averager_state_bytes_per_param = averager.bank().state_bytes_per_element();
   run.curves.resize(run.summary.models.size());
   run.latest.assign(run.summary.models.size(), NAN);
   const std::string metrics_path = c.out + "/metrics.jsonl";
