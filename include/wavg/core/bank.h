@@ -12,9 +12,9 @@
 // x_{n−1} in the sample dtype, plus one spare slot that receives the incoming sample (so that the
 // non-finite check rides the copy and a refused sample leaves the ring unchanged): (L_max + 1)·s
 // bytes per parameter, 84 B for L = 20 over fp32. A step writes one sample (s bytes per parameter)
-// whatever the number of windows and their L. A window's mean is computed when it is read
-// (average(): evaluation, swap, save) by summing its last L samples exactly in fp64, oldest first,
-// tile by tile: O(N·L) per readout, no running sum and so no drift.
+// whatever the number of windows and their L. A window's mean is computed when read (average():
+// evaluation, swap, save) by summing its last L samples in fp64, oldest first, tile by tile: O(N·L)
+// per readout, no running sum, no drift (exact unless an element's samples differ by ~2^25 in size).
 #pragma once
 
 #include <cstdint>
