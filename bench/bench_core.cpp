@@ -1,8 +1,11 @@
-// Averaging-kernel benchmark: EMA and LAWA update throughput against plain fused loops that move the
-// same bytes (the machine's memory-bandwidth reference), and LAWA update time against the window L.
+// Averaging-kernel benchmark: EMA update throughput against a plain fused loop that moves the same
+// bytes (the machine's memory-bandwidth reference), LAWA's ring of samples against the previous
+// ring of fp64 cumulative sums (side by side), LAWA readout cost, and LAWA update time against L.
 // Prints ratios measured side by side in one run. Usage: bench_core [numel]
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -48,10 +51,12 @@ int main(int argc, char** argv) {
                 t[0] / t[2]);
   }
 
-  // LAWA: one ring of cumulative sums serves all windows: reads x (4 B) and C_n (8 B), writes
-  // C_{n+1} (8 B) per parameter.
+  // LAWA: one ring per ν serves all windows. Today's ring holds the samples themselves: a step
+  // copies x into the ring (reads 4 B, writes 4 B per parameter), with the non-finite check riding
+  // that copy. The previous design kept L_max + 1 fp64 cumulative sums: C_{n+1} = C_n + x (reads
+  // 4 + 8 B, writes 8 B) — run here side by side as the reference.
   {
-    const int64_t window = 10;
+    const int64_t window = 20;
     AveragerBank checked(n, DType::kF32), unchecked(n, DType::kF32);
     checked.add(LawaOptions(window));
     unchecked.add(LawaOptions(window));
@@ -76,10 +81,26 @@ int main(int argc, char** argv) {
          },
          [&] { unchecked.observe(s2++, x.data()); }, [&] { checked.observe(s1++, x.data()); }},
         rounds);
-    std::printf("LAWA update: reference %.2f Gparam/s (%.1f GB/s) | wavg %.2f Gparam/s, ratio %.2f"
-                " | with non-finite check %.2f Gparam/s, ratio %.2f   (target >= 0.8)\n",
-                n / t[0] / 1e9, 20.0 * n / t[0] / 1e9, n / t[1] / 1e9, t[0] / t[1], n / t[2] / 1e9,
-                t[0] / t[2]);
+    std::printf("LAWA update (L = %lld): previous design, fp64 cumulative-sum ring, %.2f Gparam/s, "
+                "%.0f B/param | ring of samples %.2f Gparam/s, %.2fx | with non-finite check "
+                "%.2f Gparam/s, %.2fx, %.0f B/param   (target: >= 1x, <= ~90 B/param)\n",
+                (long long)window, n / t[0] / 1e9, double(window + 1) * 8, n / t[1] / 1e9,
+                t[0] / t[1], n / t[2] / 1e9, t[0] / t[2], checked.state_bytes_per_element());
+
+    // Reading a window (evaluation, swap, save): an exact fp64 sum of its L samples, O(N·L),
+    // against copying one fp32 average out (what an EMA readout costs).
+    std::vector<float> out(n);
+    const auto r = interleaved(
+        {[&] {
+           detail::parallel_for(n, [&](int64_t b, int64_t e) {
+             std::copy(x.data() + b, x.data() + e, out.data() + b);
+           });
+         },
+         [&] { unchecked.average(0, DType::kF32, out.data()); }},
+        5);
+    std::printf("LAWA readout (L = %lld): %.1f ms = %.1f x an fp32 copy of the model (%.1f ms), "
+                "paid per evaluation, not per step\n",
+                (long long)window, r[1] * 1e3, r[1] / r[0], r[0] * 1e3);
   }
 
   // LAWA update time against L at fixed N: O(N) whatever L is.

@@ -121,9 +121,10 @@ int main(int argc, char** argv) {
     const auto t = bench::interleaved(
         {train(nullptr), train(&async1), train(&sync1), train(&async8)}, 9);
     const double base = t[0] / double(steps) * 1e3;
-    std::printf("%-10s no averaging %.1f ms/step | 20 averagers (%.1f MB of state): nu=1 async "
-                "%+.1f%%, nu=1 sync %+.1f%%, nu=8 async %+.1f%%   (target <= +5%%)\n",
-                name.c_str(), base, async1.bank().state_bytes() / 1e6, 100 * (t[1] / t[0] - 1),
+    std::printf("%-10s no averaging %.1f ms/step | 20 averagers (%.1f MB of state, %.0f B/param): "
+                "nu=1 async %+.1f%%, nu=1 sync %+.1f%%, nu=8 async %+.1f%%   (target <= +5%%)\n",
+                name.c_str(), base, async1.bank().state_bytes() / 1e6,
+                async1.bank().state_bytes_per_element(), 100 * (t[1] / t[0] - 1),
                 100 * (t[2] / t[0] - 1), 100 * (t[3] / t[0] - 1));
   }
   return 0;

@@ -12,6 +12,7 @@
 #include "wavg/core/dtype.h"
 #include "wavg/core/error.h"
 #include "wavg/core/parallel.h"  // internal: the thread pool
+#include "wavg/core/phema.h"
 
 using namespace wavg;
 
@@ -627,6 +628,235 @@ TEST(Bank, StateRestoresForBitIdenticalContinuation) {
   AveragerBank other(n, DType::kF16);
   other.add(LawaOptions(6).every(2));
   EXPECT_THROW(other.restore_meta(first->state_meta()), Error);
+}
+
+// ---- LAWA ring of samples ---------------------------------------------------------------------------
+
+// Windows shorter than the ring's L_max, and windows that have seen fewer than L samples, on samples
+// whose means are known by hand: sample k is the constant k, so the mean of the last m of n samples
+// (0 … n−1) is n − 1 − (m − 1)/2, exactly.
+TEST(LawaRing, ShortWindowsAndPartialWindowsOnHandCheckedMeans) {
+  AveragerBank bank(5, DType::kF32);
+  const int l3 = bank.add(LawaOptions(3)), l8 = bank.add(LawaOptions(8));
+  const int l1 = bank.add(LawaOptions(1)), l2 = bank.add(LawaOptions(2).every(2));
+  for (int64_t n = 1; n <= 30; ++n) {
+    const std::vector<float> x(5, float(n - 1));
+    bank.observe(n - 1, x.data());
+    for (auto [a, window] : {std::pair{l3, 3}, std::pair{l8, 8}, std::pair{l1, 1}}) {
+      const int64_t m = std::min<int64_t>(n, window);
+      const double want = double(n - 1) - double(m - 1) / 2.0;
+      for (double v : bank_value(bank, a)) ASSERT_EQ(v, want) << "L=" << window << " n=" << n;
+      ASSERT_EQ(bank.full(a), n >= window);
+    }
+    // ν = 2 samples steps 0, 2, 4, …: its last two are the newest even steps.
+    const int64_t last_even = (n - 1) / 2 * 2;
+    const double want2 = last_even == 0 ? 0.0 : double(last_even) - 1.0;
+    for (double v : bank_value(bank, l2)) ASSERT_EQ(v, want2) << "nu=2 n=" << n;
+  }
+}
+
+// State: one ring of L_max + 1 samples of the sample dtype per ν (L = 20 over fp32: 84 B/param,
+// under the ~90 B/param target), fp32 per EMA and fp64 per SWA.
+TEST(LawaRing, StateBytesPerParameter) {
+  AveragerBank one(1000, DType::kF32);
+  one.add(LawaOptions(20));
+  EXPECT_EQ(one.state_bytes_per_element(), 84.0);
+  const float x[1000] = {};
+  one.observe(0, x);
+  EXPECT_EQ(one.state_bytes(), 84 * 1000);
+  AveragerBank mixed(10, DType::kBF16);
+  for (int64_t w : {2, 5, 20}) mixed.add(LawaOptions(w));  // one ring: L_max = 20
+  mixed.add(LawaOptions(4).every(3));                      // another: L_max = 4
+  mixed.add(EmaOptions(0.9));
+  mixed.add(SwaOptions());
+  EXPECT_EQ(mixed.state_bytes_per_element(), 21 * 2 + 5 * 2 + 4 + 8);
+}
+
+// A refused sample leaves full, wrapped rings as they were (the check rides the copy into the spare
+// slot), also when two rings of different ν sample at that step; the next good sample continues
+// exactly as if the bad one had never come.
+TEST(LawaRing, RefusedSampleLeavesWrappedRingsUnchanged) {
+  const int64_t n = 100000;  // above the parallel grain
+  AveragerBank bank(n, DType::kF32), clean(n, DType::kF32);
+  bank.set_layout({{"w", 0, n}});
+  for (AveragerBank* b : {&bank, &clean}) {
+    b->add(LawaOptions(3));
+    b->add(LawaOptions(2).every(2));
+  }
+  std::mt19937_64 rng(3);
+  std::vector<unsigned char> bytes;
+  for (int64_t step = 0; step < 11; ++step) {
+    random_sample(DType::kF32, n, rng, &bytes);
+    bank.observe(step, bytes.data());
+    clean.observe(step, bytes.data());
+  }
+  const auto before0 = bank_value(bank, 0), before1 = bank_value(bank, 1);
+  random_sample(DType::kF32, n, rng, &bytes);
+  reinterpret_cast<float*>(bytes.data())[n - 7] = -INFINITY;
+  try {
+    bank.observe(12, bytes.data());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "non-finite sample (inf) in tensor 'w' element " +
+                                         std::to_string(n - 7) + " at step 12: refused");
+  }
+  EXPECT_EQ(bank_value(bank, 0), before0);
+  EXPECT_EQ(bank_value(bank, 1), before1);
+  EXPECT_EQ(bank.samples(0), 11);
+  random_sample(DType::kF32, n, rng, &bytes);
+  bank.observe(14, bytes.data());
+  clean.observe(14, bytes.data());
+  EXPECT_EQ(bank_value(bank, 0), bank_value(clean, 0));
+  EXPECT_EQ(bank_value(bank, 1), bank_value(clean, 1));
+}
+
+// copy_find_non_finite against a naive scan and a plain copy, for every floating dtype, with NaN
+// and Inf planted anywhere in large arrays (both threads' halves).
+TEST(NonFinite, CopyWithTheCheckEqualsACopyAndANaiveScan) {
+  std::mt19937_64 rng(21);
+  for (DType t : {DType::kF32, DType::kF64, DType::kF16, DType::kBF16}) {
+    for (int64_t n : {int64_t(1), int64_t(4097), int64_t(300000)}) {
+      for (int trial = 0; trial < 4; ++trial) {
+        std::vector<unsigned char> src;
+        random_sample(t, size_t(n), rng, &src);
+        std::vector<int64_t> planted;
+        for (int k = 0; k < trial; ++k) planted.push_back(int64_t(rng() % uint64_t(n)));
+        dispatch_floating(t, [&](auto tag) {
+          using T = decltype(tag);
+          for (size_t k = 0; k < planted.size(); ++k)
+            reinterpret_cast<T*>(src.data())[planted[k]] =
+                store_as<T>(k % 2 ? -HUGE_VAL : std::nan(""));
+        });
+        int64_t want = -1;
+        for (int64_t i : planted) want = want < 0 ? i : std::min(want, i);
+        std::vector<unsigned char> dst(src.size(), 0xab);
+        EXPECT_EQ(copy_find_non_finite(t, src.data(), dst.data(), n), want)
+            << dtype_name(t) << " n=" << n;
+        EXPECT_EQ(find_non_finite(t, src.data(), n), want);
+        if (want < 0) {  // a refused copy's contents are unspecified
+          EXPECT_EQ(0, std::memcmp(src.data(), dst.data(), src.size())) << dtype_name(t);
+        }
+      }
+    }
+  }
+}
+
+// ---- post-hoc EMA (EDM2) --------------------------------------------------------------------------
+
+// γ for σ_rel against EDM2's std_to_exp (numpy: np.roots([1, 7, 16 - t, 12 - t]).real.max() with
+// t = σ_rel⁻², values printed by numpy 1.24), and σ_rel(γ) against Eq. 123 by hand (γ = 0: 1/√12).
+TEST(Phema, GammaOfSigmaRelMatchesEdm2) {
+  for (auto [sigma, gamma] : {std::pair{0.05, 16.9721986}, std::pair{0.07, 11.24493945},
+                              std::pair{0.10, 6.93720394}, std::pair{0.20, 1.82621378}}) {
+    EXPECT_NEAR(phema_gamma(sigma), gamma, 1e-7) << sigma;
+    EXPECT_NEAR(phema_sigma_rel(phema_gamma(sigma)), sigma, 1e-13) << sigma;
+  }
+  EXPECT_DOUBLE_EQ(phema_sigma_rel(0.0), 1.0 / std::sqrt(12.0));
+  EXPECT_NEAR(phema_max_sigma_rel(), 0.30028, 1e-5);
+  for (double bad : {0.0, -0.1, 0.31, double(NAN)})
+    EXPECT_THROW(phema_gamma(bad), Error) << bad;
+  EXPECT_THROW(PhemaOptions({0.05, 0.05}), Error);
+  EXPECT_THROW(PhemaOptions(std::vector<double>{}), Error);
+  EXPECT_EQ(default_name(PhemaOptions({0.05, 0.1})), "phema_0.05_0.1_nu1");
+}
+
+// The bank's phema profiles against a naive fp64 power-function EMA: e = x at the first sample,
+// then e ← β_t e + (1 − β_t) x with β_t = (1 − ν/t)^(γ+1) (EDM2 Eq. 127 with t_delta = ν); and the
+// offline weights against the same recursion.
+TEST(Phema, BankProfilesEqualTheNaivePowerFunctionEma) {
+  const int64_t n = 70000, steps = 60;  // above the parallel grain
+  for (int64_t every : {int64_t(1), int64_t(3)}) {
+    AveragerBank bank(n, DType::kBF16);
+    const std::vector<double> sigmas = {0.05, 0.10, 0.2};
+    bank.add(PhemaOptions(sigmas).every(every).start(2));
+    EXPECT_EQ(bank.profiles(0), 3);
+    std::mt19937_64 rng(5);
+    std::vector<std::vector<double>> naive(3);
+    std::vector<unsigned char> bytes;
+    bool first = true;
+    for (int64_t step = 0; step < steps; ++step) {
+      const auto x = random_sample(DType::kBF16, size_t(n), rng, &bytes, 1.0 + 0.1 * double(step));
+      bank.observe(step, bytes.data());
+      if (step < 2 || step % every != 0) continue;
+      for (size_t p = 0; p < 3; ++p) {
+        if (first) {
+          naive[p] = x;
+          continue;
+        }
+        const double g = phema_gamma(sigmas[p]);
+        const double beta = step <= every ? 0.0 : std::pow(1.0 - double(every) / double(step), g + 1);
+        for (int64_t i = 0; i < n; ++i) naive[p][i] = beta * naive[p][i] + (1 - beta) * x[i];
+      }
+      first = false;
+    }
+    for (int p = 0; p < 3; ++p) {
+      std::vector<double> got(n);
+      bank.average(0, DType::kF64, got.data(), p);
+      EXPECT_LT(max_rel_err(got, naive[p], 1.0 + 0.1 * steps), 1e-6) << "profile " << p;
+    }
+    EXPECT_EQ(bank.state_bytes_per_element(), 12.0);
+  }
+  // Offline weights: β_t of each sample's step, the first profile's.
+  const AveragerOptions o = PhemaOptions({0.1}).every(2);
+  const auto w = offline_weights(o, 7);  // samples at 0, 2, 4, 6
+  const double g = phema_gamma(0.1), b4 = std::pow(0.5, g + 1), b6 = std::pow(2.0 / 3.0, g + 1);
+  // Sample 0 is overwritten at step 2 (β = 0); step 2 keeps b4·b6 of its weight.
+  const std::vector<double> expect = {0, 0, b4 * b6, 0, (1 - b4) * b6, 0, 1 - b6};
+  ASSERT_EQ(w.size(), expect.size());
+  for (size_t i = 0; i < w.size(); ++i) EXPECT_NEAR(w[i], expect[i], 1e-15) << i;
+}
+
+// A tracked profile at a snapshot step is reconstructed by itself alone (coefficient 1); an output
+// between two profiles takes weight from both; identical inputs are a singular system.
+TEST(Phema, CoefficientsReproduceATrackedProfile) {
+  std::vector<PhemaProfile> in;
+  for (int64_t t : {100, 200, 300})
+    for (double s : {0.05, 0.10}) in.push_back({t, s});
+  const auto c = phema_coefficients(in, {200, 0.10});
+  for (size_t i = 0; i < in.size(); ++i)
+    EXPECT_NEAR(c[i], in[i].step == 200 && in[i].sigma_rel == 0.10 ? 1.0 : 0.0, 1e-9) << i;
+  const auto mid = phema_coefficients(in, {300, 0.07});
+  double sum = 0;
+  for (double v : mid) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  EXPECT_GT(mid[4], 0.1);
+  EXPECT_GT(mid[5], 0.1);
+  EXPECT_THROW(phema_coefficients({{100, 0.05}, {100, 0.05}}, {100, 0.05}), Error);
+  EXPECT_THROW(phema_coefficients({}, {100, 0.05}), Error);
+}
+
+// phema state (one fp32 EMA per profile) and its spec restore bit-identically; another σ_rel list
+// is refused.
+TEST(Phema, StateRestoresAndSpecsCompareTheProfiles) {
+  const int64_t n = 500;
+  auto make = [&](std::vector<double> sigmas) {
+    auto b = std::make_unique<AveragerBank>(n, DType::kF32);
+    b->add(PhemaOptions(sigmas).name("ph"));
+    b->add(LawaOptions(3));
+    return b;
+  };
+  auto straight = make({0.05, 0.1}), first = make({0.05, 0.1}), second = make({0.05, 0.1});
+  std::mt19937_64 rng(2);
+  std::vector<std::vector<unsigned char>> xs(30);
+  for (auto& x : xs) random_sample(DType::kF32, n, rng, &x);
+  for (int64_t s = 0; s < 30; ++s) straight->observe(s, xs[s].data());
+  for (int64_t s = 0; s < 13; ++s) first->observe(s, xs[s].data());
+  second->restore_meta(first->state_meta());
+  auto src = first->state_arrays(), dst = second->state_arrays();
+  ASSERT_EQ(src.size(), dst.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    ASSERT_EQ(src[i].numel, dst[i].numel);
+    std::memcpy(dst[i].data, src[i].data, size_t(src[i].numel) * dtype_size(src[i].dtype));
+  }
+  for (int64_t s = 13; s < 30; ++s) second->observe(s, xs[s].data());
+  for (int p = 0; p < 2; ++p) {
+    std::vector<double> a(n), b(n);
+    straight->average(0, DType::kF64, a.data(), p);
+    second->average(0, DType::kF64, b.data(), p);
+    EXPECT_EQ(a, b) << "profile " << p;
+  }
+  EXPECT_THROW(make({0.05, 0.2})->restore_meta(first->state_meta()), Error);
+  EXPECT_THROW(straight->average(0, DType::kF64, nullptr, 2), Error);
 }
 
 TEST(Parallel, CoversTheRangeOnce) {

@@ -455,6 +455,96 @@ TEST(BankState, SaveLoadContinuesBitIdentically) {
   EXPECT_THROW(load_bank_state(dir / "bank.safetensors", wrong), Error);
 }
 
+// Resume mid-ring: a state saved after every number of samples from 0 to 2·(L_max + 1) (so at every
+// position of the ring, before and after it wraps) continues bit-identically, through a file.
+TEST(BankState, ResumesBitExactlyAtEveryRingPosition) {
+  TempDir dir;
+  const int64_t n = 300, steps = 20;
+  auto make = [&] {
+    auto b = std::make_unique<AveragerBank>(n, DType::kF16);
+    b->add(LawaOptions(5));
+    b->add(LawaOptions(2));
+    b->add(LawaOptions(3).every(2).start(3));
+    return b;
+  };
+  std::mt19937 rng(4);
+  std::vector<std::vector<Half>> xs(steps, std::vector<Half>(n));
+  for (auto& x : xs)
+    for (auto& v : x) v = to_half(float(int(rng() % 2001) - 1000) / 64.0f);
+  auto straight = make();
+  for (int s = 0; s < steps; ++s) straight->observe(s, xs[s].data());
+  for (int cut = 0; cut <= 13; ++cut) {
+    auto first = make(), resumed = make();
+    for (int s = 0; s < cut; ++s) first->observe(s, xs[s].data());
+    save_bank_state(dir / "bank.safetensors", *first);
+    load_bank_state(dir / "bank.safetensors", *resumed);
+    for (int s = cut; s < steps; ++s) resumed->observe(s, xs[s].data());
+    for (int a = 0; a < 3; ++a) {
+      std::vector<double> p(n), q(n);
+      straight->average(a, DType::kF64, p.data());
+      resumed->average(a, DType::kF64, q.data());
+      ASSERT_EQ(p, q) << "averager " << a << " resumed after " << cut << " samples";
+    }
+  }
+}
+
+// States of format 1 (before rings held samples) stored each LAWA ring as L_max + 1 fp64 cumulative
+// sums C_k = x_0 + … + x_{k−1} in slot k mod (L_max + 1). Such a file, built here by hand from the
+// samples, is converted on load and continues exactly like the samples' naive means; a state of an
+// unknown format is refused naming the format.
+TEST(BankState, ConvertsFormat1CumulativeSumRingsAndRefusesUnknownFormats) {
+  TempDir dir;
+  const int64_t n = 50, window = 4, slots = window + 1, cut = 11, steps = 17;
+  std::mt19937 rng(8);
+  std::vector<std::vector<float>> xs(steps, std::vector<float>(n));
+  for (auto& x : xs)
+    for (auto& v : x) v = float(int(rng() % 2001) - 1000) / 8.0f;
+  std::vector<double> ring(size_t(slots * n), 0.0), c(n, 0.0);  // C_0 = 0
+  for (int64_t k = 0; k <= cut; ++k) {
+    for (int64_t i = 0; i < n; ++i) ring[size_t((k % slots) * n + i)] = c[i];
+    if (k < cut)
+      for (int64_t i = 0; i < n; ++i) c[i] += xs[k][i];
+  }
+  const std::map<std::string, std::string> meta = {
+      {"bank.numel", "50"}, {"bank.dtype", "F32"}, {"bank.shard_offset", "0"},
+      {"bank.shard_length", "50"}, {"bank.last_step", std::to_string(cut - 1)},
+      {"bank.averagers", "2"}, {"averager.0.spec", "lawa_L4_nu1|lawa|4|0|1|0"},
+      {"averager.0.samples", std::to_string(cut)}, {"averager.1.spec", "lawa_L2_nu1|lawa|2|0|1|0"},
+      {"averager.1.samples", std::to_string(cut)}, {"ring.0.count", std::to_string(cut)}};
+  write_safetensors(dir / "old.safetensors", {{"ring.0", DType::kF64, {slots * n}, ring.data()}},
+                    meta);
+  AveragerBank bank(n, DType::kF32);
+  bank.add(LawaOptions(4));
+  bank.add(LawaOptions(2));
+  load_bank_state(dir / "old.safetensors", bank);
+  for (int64_t last = cut - 1; last < steps; ++last) {  // the newest sample's step
+    if (last >= cut) bank.observe(last, xs[last].data());
+    for (auto [a, w] : {std::pair{0, int64_t(4)}, std::pair{1, int64_t(2)}}) {
+      std::vector<double> want(n, 0.0), got(n);
+      for (int64_t k = last - w + 1; k <= last; ++k)
+        for (int64_t i = 0; i < n; ++i) want[i] += xs[k][i];
+      for (double& v : want) v /= double(w);
+      bank.average(a, DType::kF64, got.data());
+      ASSERT_EQ(got, want) << "averager " << a << " at step " << last;
+    }
+  }
+  auto future = meta;
+  future["bank.format"] = "3";
+  write_safetensors(dir / "future.safetensors", {{"ring.0", DType::kF64, {slots * n}, ring.data()}},
+                    future);
+  AveragerBank other(n, DType::kF32);
+  other.add(LawaOptions(4));
+  other.add(LawaOptions(2));
+  try {
+    load_bank_state(dir / "future.safetensors", other);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "bank state: format 3 is unknown to this wavg, which reads formats 1 and 2 "
+              "(written by a newer wavg?)");
+  }
+}
+
 // A state file is a file from disk: values quoted in messages; specs compared as values, so a beta
 // written with 17 significant digits (older files) is still the same averager.
 TEST(BankState, ComparesSpecsAsValuesAndQuotesTheFilesValues) {

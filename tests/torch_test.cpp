@@ -416,10 +416,43 @@ TEST(ModelAverager, RefusesNonFiniteSamplesAndEmptyAverages) {
     avg.observe(5);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor 'fc.weight' element 6 at step 5"),
-              std::string::npos)
-        << e.what();
+    EXPECT_EQ(std::string(e.what()),
+              "non-finite value in tensor 'fc.weight' element 6 at step 5: sample refused "
+              "(training has diverged?)");
   }
+  EXPECT_TRUE(avg.empty(0));  // the refused sample did not reach the bank
+  // The first non-finite element in flat order is named, also in a buffer (staged after the
+  // parameters) and in a non-contiguous tensor (staged by a torch copy, then checked).
+  {
+    torch::NoGradGuard g;
+    model->fc->weight[1][2] = 0.5;
+    model->bn->running_var[3] = INFINITY;
+  }
+  try {
+    avg.observe(6);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "non-finite value in tensor 'bn.running_var' element 3 at step 6: sample refused "
+              "(training has diverged?)");
+  }
+  {
+    torch::NoGradGuard g;
+    model->bn->running_var[3] = 1.0;
+    model->fc->weight.set_data(model->fc->weight.t().contiguous().t());  // column-major view
+    model->fc->weight[2][1] = -INFINITY;
+    model->fc->bias[0] = NAN;  // later in flat order: not the one named
+  }
+  ASSERT_FALSE(model->fc->weight.is_contiguous());
+  try {
+    avg.observe(7);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "non-finite value in tensor 'fc.weight' element 9 at step 7: sample refused "
+              "(training has diverged?)");
+  }
+  EXPECT_TRUE(avg.empty(0));
 }
 
 TEST(ModelAverager, SavesAverageWithStateDictNamesAndLoadsBack) {

@@ -3,7 +3,7 @@
 //
 // Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA; Ajroldi, Orvieto, Geiping, "When, Where
 // and Why to Average Weights?" (ICML 2025), Algorithms 1-2, for LAWA and EMA with period ν; Izmailov
-// et al. (2018) for SWA.
+// et al. (2018) for SWA; Karras et al. (2024, EDM2) for post-hoc EMA profiles (phema.h).
 #pragma once
 
 #include <cstdint>
@@ -13,9 +13,9 @@
 
 namespace wavg {
 
-enum class Scheme { kLawa, kEma, kSwa };
+enum class Scheme { kLawa, kEma, kSwa, kPhema };
 
-const char* scheme_name(Scheme s);  // "lawa", "ema", "swa"
+const char* scheme_name(Scheme s);  // "lawa", "ema", "swa", "phema"
 
 // What an averager does with the module's buffers (BatchNorm running statistics) when swapped in.
 enum class BufferPolicy {
@@ -37,6 +37,9 @@ struct AveragerOptions {
   Scheme scheme = Scheme::kLawa;
   int64_t window = 0;  // LAWA only: L, samples in the window (>= 1)
   double beta = 0.0;   // EMA only: e_n = beta * e_{n-1} + (1 - beta) * x_n, in [0, 1)
+  // phema only: σ_rel of each tracked power-function EMA profile (EDM2: 0.05 and 0.10), each in
+  // (0, phema_max_sigma_rel()], distinct. The averager's value is its first profile's.
+  std::vector<double> sigma_rels;
   int64_t every = 1;   // ν, steps between samples (>= 1)
   int64_t start = 0;   // s, first step that may be sampled (>= 0)
   std::string name;    // empty: default_name()
@@ -52,6 +55,7 @@ void check_every(Scheme s, int64_t every);
 void check_start(Scheme s, int64_t start);
 void check_window(int64_t window);
 void check_beta(double beta);
+void check_sigma_rels(const std::vector<double>& sigma_rels);
 
 // ν, s and the name, common to the three schemes' options. Setters validate at once and return the
 // scheme's own options, so calls chain in LibTorch's style.
@@ -143,7 +147,34 @@ class SwaOptions : public detail::SampledOptions<SwaOptions, Scheme::kSwa> {
   operator AveragerOptions() const { return generic(); }  // NOLINT: implicit
 };
 
-// "lawa_L20_nu16", "ema_b0.9_nu64", "swa_nu1_s500" (start shown only when non-zero).
+// Post-hoc EMA (Karras et al. 2024, EDM2): power-function EMA profiles, e_1 = x_1 and
+// e ← β_t·e + (1 − β_t)·x with β_t = (1 − ν/t)^(γ+1) at the sample's step t, γ from σ_rel
+// (phema.h); every profile is updated in the bank's one pass per step. Snapshots of the profiles
+// let any other σ_rel be reconstructed after training (phema_coefficients).
+//   wavg::PhemaOptions({0.05, 0.10}).every(1)
+class PhemaOptions : public detail::SampledOptions<PhemaOptions, Scheme::kPhema> {
+ public:
+  explicit PhemaOptions(std::vector<double> sigma_rels = {0.05, 0.10}) {
+    this->sigma_rels(std::move(sigma_rels));
+  }
+  PhemaOptions& sigma_rels(std::vector<double> sigma_rels) {
+    detail::check_sigma_rels(sigma_rels);
+    sigma_rels_ = std::move(sigma_rels);
+    return *this;
+  }
+  const std::vector<double>& sigma_rels() const { return sigma_rels_; }
+  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
+    AveragerOptions o = generic();
+    o.sigma_rels = sigma_rels_;
+    return o;
+  }
+
+ private:
+  std::vector<double> sigma_rels_;
+};
+
+// "lawa_L20_nu16", "ema_b0.9_nu64", "swa_nu1_s500", "phema_0.05_0.1_nu1" (start shown only when
+// non-zero).
 std::string default_name(const AveragerOptions& o);
 inline const std::string& display_name(const AveragerOptions& o, std::string* scratch) {
   if (!o.name.empty()) return o.name;
@@ -179,7 +210,8 @@ namespace wavg {
 // Offline form of an averager over a known, finite sequence x_0..x_{count-1} (sample i taken at
 // step i): the weight of each element in the averager's value after the last one, so that
 // value = Σ w_i x_i (Σ w_i = 1). Elements that are never sampled, or have left a LAWA window, get
-// weight 0. EMA: w = β^(n-1) for the first sample, (1-β)·β^(n-k) for sample k >= 2.
+// weight 0. EMA: w = β^(n-1) for the first sample, (1-β)·β^(n-k) for sample k >= 2. phema: the
+// first profile's weights, with β_t of each sample's step t = i.
 // Throws wavg::Error if no element is sampled.
 std::vector<double> offline_weights(const AveragerOptions& o, int64_t count);
 

@@ -6,11 +6,15 @@
 // updates every averager that samples at that step:
 //   EMA   e ← β·e + (1−β)·x                        (e₁ = x₁; fp32 state and arithmetic)
 //   SWA   S ← S + x                                (fp64 running sum of all samples)
-//   LAWA  C_{n+1} ← C_n + x in a shared ring        (fp64 cumulative sums)
-// LAWA averagers with the same ν share one ring holding the cumulative sums C_{n−L_max} … C_n of
-// the ring's samples; a window of L is (C_n − C_{n−L}) / L. A step costs one O(N) pass for all the
-// windows of a ring together, whatever their number and L. Every kRebase samples the ring is rebased
-// (C_{n−L_max} subtracted from every entry) so magnitudes, and rounding, stay bounded.
+//   LAWA  ring[n mod (L_max+1)] ← x                (the sample itself, in its own dtype)
+//   phema e_p ← β_t,p·e_p + (1−β_t,p)·x per profile (β_t,p = (1 − ν/t)^(γ_p+1); fp32, as EMA)
+// LAWA averagers with the same ν share one ring holding their last L_max samples x_{n−L_max} …
+// x_{n−1} in the sample dtype, plus one spare slot that receives the incoming sample (so that the
+// non-finite check rides the copy and a refused sample leaves the ring unchanged): (L_max + 1)·s
+// bytes per parameter, 84 B for L = 20 over fp32. A step writes one sample (s bytes per parameter)
+// whatever the number of windows and their L. A window's mean is computed when read (average():
+// evaluation, swap, save) by summing its last L samples in fp64, oldest first, tile by tile: O(N·L)
+// per readout, no running sum, no drift (exact unless an element's samples differ by ~2^25 in size).
 #pragma once
 
 #include <cstdint>
@@ -40,6 +44,10 @@ struct StateArray {
 
 // Index of the first NaN/Inf among n elements of a floating dtype, or -1 (both cores on large data).
 int64_t find_non_finite(DType dtype, const void* data, int64_t n);
+// Copies n elements of a floating dtype from src to dst (not overlapping) and returns the index of
+// the first NaN/Inf among them, or -1: the check rides the copy, one read of the data. After a
+// refusal (>= 0), dst's contents are unspecified.
+int64_t copy_find_non_finite(DType dtype, const void* src, void* dst, int64_t n);
 
 class AveragerBank {
  public:
@@ -52,7 +60,8 @@ class AveragerBank {
 
   // Names tensors in error messages (optional).
   void set_layout(std::vector<TensorSpan> layout) { layout_ = std::move(layout); }
-  // Refuse non-finite samples (default true). The check reads the shard once before updating.
+  // Refuse non-finite samples (default true). With a LAWA ring the check rides the copy of the
+  // sample into the ring's spare slot; without one it reads the shard once before updating.
   void set_check_finite(bool on) { check_finite_ = on; }
 
   // True when at least one averager samples at `step`: callers skip staging a sample otherwise.
@@ -69,47 +78,64 @@ class AveragerBank {
   const std::string& name(int i) const { return slots_.at(i).options.name; }
   int64_t samples(int i) const { return slots_.at(i).state.samples; }
   bool empty(int i) const { return slots_.at(i).state.samples == 0; }
-  // LAWA: the window holds L samples; EMA, SWA: at least one sample.
+  // LAWA: the window holds L samples; EMA, SWA, phema: at least one sample.
   bool full(int i) const;
+  // Values an averager holds: its profiles for phema, 1 for the others.
+  int profiles(int i) const;
   int64_t last_step() const { return last_step_; }
 
   int64_t numel() const { return numel_; }
   int64_t shard_offset() const { return offset_; }
   int64_t shard_length() const { return length_; }
   DType sample_dtype() const { return dtype_; }
-  // Bytes of state held (averages, sums and rings).
+  // Bytes of state held (averages, sums and rings), once allocated (at the first observe()).
   int64_t state_bytes() const;
+  // The same, computed from the averagers whether or not allocated, per element of the shard.
+  double state_bytes_per_element() const;
 
   // Writes the current average of averager i over the shard (shard_length elements of out_dtype,
-  // a floating dtype). Throws wavg::Error if the averager is still empty.
-  void average(int i, DType out_dtype, void* out) const;
+  // a floating dtype): for phema, that of profile `profile` (0: the first). Throws wavg::Error if
+  // the averager is still empty.
+  void average(int i, DType out_dtype, void* out, int profile = 0) const;
 
   // Exact state for save/resume: counters as strings, arrays pointing into the bank. Restoring
-  // requires a bank built with the same averagers, numel, dtype and shard (checked).
+  // requires a bank built with the same averagers, numel, dtype and shard (checked). The metadata
+  // records kStateFormat as "bank.format"; states without it are format 1, written before LAWA
+  // rings held samples (rings of L_max + 1 fp64 cumulative sums): restore_meta accepts them and
+  // the caller converts each ring with restore_ring_from_cumulative_sums.
+  static constexpr int kStateFormat = 2;
   std::map<std::string, std::string> state_meta() const;
-  void restore_meta(const std::map<std::string, std::string>& meta);
+  // Returns the state's format (1 or 2); throws wavg::Error naming any other.
+  int restore_meta(const std::map<std::string, std::string>& meta);
   std::vector<StateArray> state_arrays();
+  // Format 1 ring j: (L_max + 1)·shard_length fp64 cumulative sums C_k in slot k mod (L_max + 1),
+  // C_k = x_0 + … + x_{k−1} up to a common offset. Its samples x_k = C_{k+1} − C_k are rounded to
+  // the sample dtype into the ring (exact when the old sums were exact, as they are unless samples
+  // differ in magnitude by about 2^29). Call after restore_meta.
+  void restore_ring_from_cumulative_sums(int j, const double* cumsum);
+  int64_t ring_count() const { return int64_t(rings_.size()); }
 
  private:
-  // A LAWA ring: its settings are derived from the windows that share it; count and cumsum are
+  // A LAWA ring: its settings are derived from the windows that share it; count and samples are
   // state.
   struct Ring {
     int64_t every = 1;
     int64_t window_max = 0;  // L_max of its windows
     int64_t start = 0;       // smallest start among its windows
     int64_t count = 0;       // n, samples pushed so far
-    std::vector<double> cumsum;  // (L_max + 1) × length: C_k in slot k mod (L_max + 1)
+    size_t slot_bytes = 0;   // length × sample size
+    std::vector<unsigned char> samples;  // (L_max + 1) × length samples: x_k in slot k mod (L_max+1)
     int64_t slots() const { return window_max + 1; }
-    double* at(int64_t k, int64_t length) { return cumsum.data() + (k % slots()) * length; }
-    const double* at(int64_t k, int64_t length) const {
-      return cumsum.data() + (k % slots()) * length;
+    unsigned char* at(int64_t k) { return samples.data() + size_t(k % slots()) * slot_bytes; }
+    const unsigned char* at(int64_t k) const {
+      return samples.data() + size_t(k % slots()) * slot_bytes;
     }
   };
   // What one averager has accumulated: saved and restored (state_meta, state_arrays) next to the
   // options that produced it. A LAWA window's values live in its ring.
   struct AveragerState {
     int64_t samples = 0;      // n, samples taken
-    std::vector<float> ema;   // EMA: the average e_n (fp32), shard_length elements
+    std::vector<float> ema;   // EMA: e_n (fp32), shard_length elements; phema: one per profile
     std::vector<double> sum;  // SWA: Σ x_k (fp64), shard_length elements
   };
   struct Slot {
@@ -119,8 +145,10 @@ class AveragerBank {
   };
 
   void allocate();
-  void rebase(Ring& r);
+  // Throws the non-finite error for element i of the shard (at step).
+  [[noreturn]] void refuse(int64_t step, const void* shard, int64_t i) const;
   void check_finite(int64_t step, const void* shard) const;
+  void lawa_mean(const Ring& r, int64_t k, DType out_dtype, void* out) const;
   std::string where(int64_t index) const;
 
   int64_t numel_, offset_, length_;

@@ -53,6 +53,9 @@ struct AveragerSpec {
   AveragerSpec(const SwaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
                int64_t batches = 20)
       : AveragerSpec(AveragerOptions(o), b, batches) {}
+  AveragerSpec(const PhemaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+               int64_t batches = 20)
+      : AveragerSpec(AveragerOptions(o), b, batches) {}
   AveragerOptions averager;
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // kRecompute: forward passes used
@@ -112,16 +115,16 @@ class ModelAverager {
   const std::vector<TensorSpan>& layout() const { return layout_; }
 
   // Puts averager i into the module until the returned object dies. kRecompute needs `forward`.
-  // Refused while another swap is alive (swaps do not nest).
-  EvalSwap swap_in(int i, const ForwardBatch& forward = nullptr);
+  // Refused while another swap is alive (swaps do not nest). phema: `profile` picks the profile.
+  EvalSwap swap_in(int i, const ForwardBatch& forward = nullptr, int profile = 0);
   EvalSwap swap_in(const std::string& name, const ForwardBatch& forward = nullptr) {
     return swap_in(find(name), forward);
   }
   // Writes averager i as a safetensors file with the module's state-dict names. During a swap of
   // averager i, writes the module as it is (it holds that average); during a swap of another
-  // averager, refused.
+  // averager, refused. phema: `profile` picks the profile written.
   void save(int i, const std::string& path, const ForwardBatch& forward = nullptr,
-            const std::map<std::string, std::string>& metadata = {});
+            const std::map<std::string, std::string>& metadata = {}, int profile = 0);
   void save(const std::string& name, const std::string& path,
             const ForwardBatch& forward = nullptr,
             const std::map<std::string, std::string>& metadata = {}) {

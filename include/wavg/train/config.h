@@ -13,6 +13,7 @@
 //   lawa = [{window = 20, every = 16}, {horizon = 0.01}]          # horizon = ν·L/T
 //   ema  = [{beta = 0.9, every = 64}, {half_life = 200}]          # β = 0.5^(ν/h)
 //   swa  = [{start = 0.5}]                                         # float start: fraction of T
+//   phema = [{sigma_rel = [0.05, 0.10], snapshot_every = 500}]    # post-hoc EMA (EDM2)
 // Each averager may also set `name`, `buffers` ("copy", "average", "recompute") and
 // `recompute_batches`. Keys left out take the workload's defaults (workloads/defaults.h).
 //
@@ -36,6 +37,7 @@ struct AveragerEntry {
   AveragerOptions averager;  // name empty: default_name()
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // BufferPolicy::kRecompute: forward passes
+  int64_t snapshot_every = 0;      // phema: steps between snapshots of its profiles
 };
 
 struct RunConfig {

@@ -38,6 +38,7 @@ struct RunSummary {
   std::vector<ModelSummary> models;  // raw first
   std::string stop_reason;  // "budget", "early_stop"; "" when interrupted
   std::string config_hash;  // config_hash() of the run
+  double averager_state_bytes_per_param = 0;  // the bank's state (averages, sums, rings) / numel
   int interrupted_by = 0;   // signal that stopped the run after writing a state (SIGINT, SIGTERM)
   bool already_finished = false;  // resume found a finished run and changed nothing
 };

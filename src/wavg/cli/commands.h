@@ -19,6 +19,7 @@ Command register_sweep(CLI::App& app);
 Command register_eval(CLI::App& app);
 Command register_report(CLI::App& app);
 Command register_study(CLI::App& app);
+Command register_phema(CLI::App& app);
 std::vector<Command> register_commands(CLI::App& app);
 // The light binary forwards some subcommands to wavg-torch with the original arguments.
 void set_forward_argv(int argc, char** argv);

@@ -55,7 +55,7 @@ std::vector<Command> register_commands(CLI::App& app) {
           forwarded(app, "eval", "Evaluate a safetensors checkpoint of a workload"),
           forwarded(app, "study",
                     "Run the AlgoPerf-style study (resumable) and write results.json and report.html"),
-          register_report(app)};
+          register_report(app), register_phema(app)};
 }
 
 }  // namespace wavg::cli

@@ -7,6 +7,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
+#include "wavg/core/phema.h"
 
 namespace wavg {
 
@@ -31,6 +32,7 @@ const char* scheme_name(Scheme s) {
     case Scheme::kLawa: return "lawa";
     case Scheme::kEma: return "ema";
     case Scheme::kSwa: return "swa";
+    case Scheme::kPhema: return "phema";
   }
   return "?";
 }
@@ -54,6 +56,16 @@ void check_beta(double beta) {
              format_exact(beta));
 }
 
+void check_sigma_rels(const std::vector<double>& sigma_rels) {
+  WAVG_CHECK(!sigma_rels.empty(), "phema: sigma_rel needs at least one profile, got none");
+  for (size_t i = 0; i < sigma_rels.size(); ++i) {
+    phema_gamma(sigma_rels[i]);  // throws naming the value when out of range
+    for (size_t j = 0; j < i; ++j)
+      WAVG_CHECK(sigma_rels[j] != sigma_rels[i], "phema: sigma_rel ",
+                 format_exact(sigma_rels[i]), " is listed twice");
+  }
+}
+
 }  // namespace detail
 
 void validate(const AveragerOptions& o) {
@@ -61,6 +73,7 @@ void validate(const AveragerOptions& o) {
   detail::check_start(o.scheme, o.start);
   if (o.scheme == Scheme::kLawa) detail::check_window(o.window);
   if (o.scheme == Scheme::kEma) detail::check_beta(o.beta);
+  if (o.scheme == Scheme::kPhema) detail::check_sigma_rels(o.sigma_rels);
 }
 
 std::string default_name(const AveragerOptions& o) {
@@ -73,6 +86,12 @@ std::string default_name(const AveragerOptions& o) {
       std::snprintf(buf, sizeof buf, "ema_b%.10g_nu%lld", o.beta, (long long)o.every);
       break;
     case Scheme::kSwa: std::snprintf(buf, sizeof buf, "swa_nu%lld", (long long)o.every); break;
+    case Scheme::kPhema: {
+      std::string s = "phema";
+      for (double v : o.sigma_rels) s += "_" + format_number(v, 6);
+      std::snprintf(buf, sizeof buf, "%s_nu%lld", s.c_str(), (long long)o.every);
+      break;
+    }
   }
   std::string name = buf;
   if (o.start != 0) name += "_s" + std::to_string(o.start);
@@ -125,9 +144,19 @@ std::string describe(const AveragerOptions& o, int64_t total_steps) {
       std::snprintf(buf, sizeof buf, "SWA every=%lld start=%lld", (long long)o.every,
                     (long long)o.start);
       break;
+    case Scheme::kPhema: {
+      std::string sig, gam;
+      for (double v : o.sigma_rels) {
+        sig += (sig.empty() ? "" : ",") + format_number(v, 6);
+        gam += (gam.empty() ? "" : ",") + format_number(phema_gamma(v), 6);
+      }
+      std::snprintf(buf, sizeof buf, "post-hoc EMA sigma_rel=%s (gamma=%s) every=%lld start=%lld",
+                    sig.c_str(), gam.c_str(), (long long)o.every, (long long)o.start);
+      break;
+    }
   }
   std::string out = name + ": " + buf;
-  if (total_steps > 0 && o.scheme != Scheme::kSwa) {
+  if (total_steps > 0 && (o.scheme == Scheme::kLawa || o.scheme == Scheme::kEma)) {
     const double h = o.scheme == Scheme::kLawa ? lawa_horizon(o.window, o.every, total_steps)
                                                : ema_horizon(o.beta, o.every, total_steps);
     std::snprintf(buf, sizeof buf, ", horizon %.3g%% of T=%lld", 100.0 * h, (long long)total_steps);
@@ -164,6 +193,16 @@ std::vector<double> offline_weights(const AveragerOptions& o, int64_t count) {
         w[sampled[j]] = (j == 0 ? 1.0 : 1.0 - o.beta) * std::pow(o.beta, age);
       }
       break;
+    case Scheme::kPhema: {
+      // e_n = Σ_j w_j x_j: each later update scales what came before by its β and adds (1−β)·x.
+      const double gamma = phema_gamma(o.sigma_rels.at(0));
+      for (int64_t j = 0; j < n; ++j) {
+        const double beta = j == 0 ? 0.0 : phema_beta(gamma, sampled[j], o.every);
+        for (int64_t k = 0; k < j; ++k) w[sampled[k]] *= beta;
+        w[sampled[j]] = 1.0 - beta;
+      }
+      break;
+    }
   }
   return w;
 }

@@ -10,6 +10,7 @@
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/core/parallel.h"
+#include "wavg/core/phema.h"
 
 namespace wavg {
 
@@ -20,8 +21,6 @@ namespace {
 // Elements per inner chunk: the sample chunk stays in L1/L2 while every averager consumes it, so
 // the sample is read from memory once per step whatever the number of averagers.
 constexpr int64_t kChunk = 4096;
-// Ring samples between rebases (see bank.h).
-constexpr int64_t kRebase = 1024;
 
 // Non-finite test on bit patterns: the exponent field is all ones. `flag` returns a value with the
 // top bit set exactly when the element is non-finite, so a block test is an OR-reduction that the
@@ -34,6 +33,25 @@ inline uint32_t flag(double x) {
 }
 inline uint32_t flag(Half x) { return uint32_t((x.bits & 0x7c00u) + 0x0400u) << 16; }
 inline uint32_t flag(BFloat16 x) { return uint32_t((x.bits & 0x7f80u) + 0x0080u) << 16; }
+
+// Copies x into y while testing it: the flags of a block are OR-ed as its elements are copied, so
+// the data are read once. Returns the first non-finite index, or -1 once y holds all of x; after a
+// refusal y's contents are unspecified (callers copy into space that a refusal leaves unused).
+template <typename T>
+int64_t copy_first_non_finite(const T* __restrict x, T* __restrict y, int64_t n) {
+  for (int64_t b = 0; b < n; b += kChunk) {
+    const int64_t e = std::min(n, b + kChunk);
+    uint32_t any = 0;
+    for (int64_t i = b; i < e; ++i) {
+      any |= flag(x[i]);
+      y[i] = x[i];
+    }
+    if (any & 0x80000000u)
+      for (int64_t i = b; i < e; ++i)
+        if (flag(x[i]) & 0x80000000u) return i;
+  }
+  return -1;
+}
 
 template <typename T>
 int64_t first_non_finite(const T* x, int64_t n) {
@@ -48,10 +66,20 @@ int64_t first_non_finite(const T* x, int64_t n) {
   return -1;
 }
 
-// "name|scheme|window|beta|every|start": an averager as recorded in a state file.
+// "name|scheme|window|beta|every|start": an averager as recorded in a state file; phema adds
+// "|σ_1,σ_2,…".
+std::string sigma_list(const std::vector<double>& sigma_rels) {
+  std::string out;
+  for (double v : sigma_rels) out += (out.empty() ? "" : ",") + format_exact(v);
+  return out;
+}
+
 std::string spec_string(const AveragerOptions& o) {
-  return o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
-         format_exact(o.beta) + "|" + std::to_string(o.every) + "|" + std::to_string(o.start);
+  std::string s = o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
+                  format_exact(o.beta) + "|" + std::to_string(o.every) + "|" +
+                  std::to_string(o.start);
+  if (o.scheme == Scheme::kPhema) s += "|" + sigma_list(o.sigma_rels);
+  return s;
 }
 
 // Whether a recorded spec is the averager `o`. Fields are compared as values, not text, so that a
@@ -66,7 +94,9 @@ bool same_spec(const std::string& recorded, const AveragerOptions& o) {
     if (bar == std::string::npos) break;
     from = bar + 1;
   }
-  if (f.size() != 5) return false;
+  const bool phema = o.scheme == Scheme::kPhema;
+  if (f.size() != (phema ? 6u : 5u)) return false;
+  if (phema && f[5] != sigma_list(o.sigma_rels)) return false;
   auto int_is = [](const std::string& t, int64_t want) {
     char* stop = nullptr;
     const long long v = std::strtoll(t.c_str(), &stop, 10);
@@ -130,6 +160,11 @@ bool AveragerBank::full(int i) const {
                                            : s.state.samples > 0;
 }
 
+int AveragerBank::profiles(int i) const {
+  const AveragerOptions& o = slots_.at(i).options;
+  return o.scheme == Scheme::kPhema ? int(o.sigma_rels.size()) : 1;
+}
+
 bool AveragerBank::wants(int64_t step) const {
   for (const Slot& s : slots_)
     if (samples_at(s.options, step)) return true;
@@ -141,6 +176,8 @@ void AveragerBank::allocate() {
   allocated_ = true;
   for (Slot& s : slots_) {
     if (s.options.scheme == Scheme::kEma) s.state.ema.assign(size_t(length_), 0.0f);
+    if (s.options.scheme == Scheme::kPhema)  // one fp32 EMA per profile, profile-major
+      s.state.ema.assign(s.options.sigma_rels.size() * size_t(length_), 0.0f);
     if (s.options.scheme == Scheme::kSwa) s.state.sum.assign(size_t(length_), 0.0);
     if (s.options.scheme != Scheme::kLawa) continue;
     auto it = std::find_if(rings_.begin(), rings_.end(),
@@ -156,14 +193,35 @@ void AveragerBank::allocate() {
     it->start = std::min(it->start, s.options.start);
     s.ring = int(it - rings_.begin());
   }
-  for (Ring& r : rings_) r.cumsum.assign(size_t(r.slots() * length_), 0.0);  // C_0 = 0
+  for (Ring& r : rings_) {
+    r.slot_bytes = size_t(length_) * dtype_size(dtype_);
+    r.samples.assign(size_t(r.slots()) * r.slot_bytes, 0);
+  }
 }
 
 int64_t AveragerBank::state_bytes() const {
   int64_t bytes = 0;
   for (const Slot& s : slots_)
     bytes += int64_t(s.state.ema.size() * sizeof(float) + s.state.sum.size() * sizeof(double));
-  for (const Ring& r : rings_) bytes += int64_t(r.cumsum.size() * sizeof(double));
+  for (const Ring& r : rings_) bytes += int64_t(r.samples.size());
+  return bytes;
+}
+
+double AveragerBank::state_bytes_per_element() const {
+  // EMA: fp32 average; SWA: fp64 sum; phema: fp32 per profile; LAWA: one ring per ν of L_max + 1
+  // samples.
+  double bytes = 0;
+  std::map<int64_t, int64_t> ring_window;  // ν -> L_max
+  for (const Slot& s : slots_) {
+    if (s.options.scheme == Scheme::kEma) bytes += sizeof(float);
+    if (s.options.scheme == Scheme::kSwa) bytes += sizeof(double);
+    if (s.options.scheme == Scheme::kPhema) bytes += sizeof(float) * s.options.sigma_rels.size();
+    if (s.options.scheme != Scheme::kLawa) continue;
+    int64_t& w = ring_window[s.options.every];
+    w = std::max(w, s.options.window);
+  }
+  for (const auto& [every, window] : ring_window)
+    bytes += double(window + 1) * double(dtype_size(dtype_));
   return bytes;
 }
 
@@ -191,9 +249,24 @@ int64_t find_non_finite(DType dtype, const void* data, int64_t n) {
   return first;
 }
 
-void AveragerBank::check_finite(int64_t step, const void* shard) const {
-  const int64_t i = find_non_finite(dtype_, shard, length_);
-  if (i < 0) return;
+int64_t copy_find_non_finite(DType dtype, const void* src, void* dst, int64_t n) {
+  int64_t first = -1;
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(src);
+    T* y = static_cast<T*>(dst);
+    std::mutex mu;
+    parallel_for(n, [&](int64_t b, int64_t e) {
+      const int64_t f = copy_first_non_finite(x + b, y + b, e - b);
+      if (f < 0) return;
+      std::lock_guard<std::mutex> lock(mu);
+      if (first < 0 || b + f < first) first = b + f;
+    });
+  });
+  return first;
+}
+
+void AveragerBank::refuse(int64_t step, const void* shard, int64_t i) const {
   const double v = dispatch_floating(dtype_, [&](auto tag) {
     using T = decltype(tag);
     return load_f64(static_cast<const T*>(shard)[i]);
@@ -202,43 +275,30 @@ void AveragerBank::check_finite(int64_t step, const void* shard) const {
               where(i) + " at step " + std::to_string(step) + ": refused");
 }
 
-void AveragerBank::observe(int64_t step, const void* sample) {
-  WAVG_CHECK(step > last_step_, "bank: steps must increase, got step ", step, " after step ",
-             last_step_);
-  allocate();
-  struct Op {
-    Scheme scheme;
-    float* ema;
-    double* sum;
-    double beta;
-    bool first;
-  };
-  struct Push {
-    const double* from;  // C_n
-    double* to;          // C_{n+1}
-  };
-  std::vector<Op> ops;
-  std::vector<Push> pushes;
-  for (Slot& s : slots_) {
-    if (!samples_at(s.options, step) || s.options.scheme == Scheme::kLawa) continue;
-    ops.push_back({s.options.scheme, s.state.ema.data(), s.state.sum.data(), s.options.beta,
-                   s.state.samples == 0});
-  }
-  for (Ring& r : rings_)
-    if (samples_at(r.every, r.start, step))
-      pushes.push_back({r.at(r.count, length_), r.at(r.count + 1, length_)});
-  if (ops.empty() && pushes.empty()) {
-    last_step_ = step;
-    return;
-  }
-  const size_t esize = dtype_size(dtype_);
-  const unsigned char* shard = static_cast<const unsigned char*>(sample) + size_t(offset_) * esize;
-  if (check_finite_) check_finite(step, shard);
+void AveragerBank::check_finite(int64_t step, const void* shard) const {
+  const int64_t i = find_non_finite(dtype_, shard, length_);
+  if (i >= 0) refuse(step, shard, i);
+}
 
-  dispatch_floating(dtype_, [&](auto tag) {
+namespace {
+
+// One EMA or SWA update of a step.
+struct Op {
+  Scheme scheme;
+  float* ema;
+  double* sum;
+  double beta;
+  bool first;
+};
+
+// The fused pass of a step over a shard of `length` samples x: every op, then the copy of x into
+// each ring slot in `pushes`, chunk by chunk, so that x is read from memory once.
+void fused_update(DType dtype, const void* shard, int64_t length, const std::vector<Op>& ops,
+                  const std::vector<unsigned char*>& pushes) {
+  dispatch_floating(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const T* x = reinterpret_cast<const T*>(shard);
-    parallel_for(length_, [&](int64_t begin, int64_t end) {
+    const T* x = static_cast<const T*>(shard);
+    parallel_for(length, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; b += kChunk) {
         const int64_t e = std::min(end, b + kChunk);
         for (const Op& op : ops) {
@@ -257,75 +317,121 @@ void AveragerBank::observe(int64_t step, const void* sample) {
             for (int64_t i = b; i < e; ++i) sum[i] += load_f64(x[i]);
           }
         }
-        for (const Push& p : pushes) {
-          const double* __restrict from = p.from;
-          double* __restrict to = p.to;
-          for (int64_t i = b; i < e; ++i) to[i] = from[i] + load_f64(x[i]);
-        }
+        for (unsigned char* slot : pushes)
+          std::memcpy(reinterpret_cast<T*>(slot) + b, x + b, size_t(e - b) * sizeof(T));
       }
     });
   });
+}
+
+}  // namespace
+
+void AveragerBank::observe(int64_t step, const void* sample) {
+  WAVG_CHECK(step > last_step_, "bank: steps must increase, got step ", step, " after step ",
+             last_step_);
+  allocate();
+  std::vector<Op> ops;
+  std::vector<unsigned char*> pushes;  // the spare slot of each sampling ring: x_n goes there
+  for (Slot& s : slots_) {
+    if (!samples_at(s.options, step) || s.options.scheme == Scheme::kLawa) continue;
+    if (s.options.scheme != Scheme::kPhema) {
+      ops.push_back({s.options.scheme, s.state.ema.data(), s.state.sum.data(), s.options.beta,
+                     s.state.samples == 0});
+      continue;
+    }
+    // Each profile is an EMA whose β depends on the step: (1 − ν/t)^(γ+1).
+    for (size_t p = 0; p < s.options.sigma_rels.size(); ++p)
+      ops.push_back({Scheme::kEma, s.state.ema.data() + p * size_t(length_), nullptr,
+                     phema_beta(phema_gamma(s.options.sigma_rels[p]), step, s.options.every),
+                     s.state.samples == 0});
+  }
+  for (Ring& r : rings_)
+    if (samples_at(r.every, r.start, step)) pushes.push_back(r.at(r.count));
+  if (ops.empty() && pushes.empty()) {
+    last_step_ = step;
+    return;
+  }
+  const size_t esize = dtype_size(dtype_);
+  const unsigned char* shard = static_cast<const unsigned char*>(sample) + size_t(offset_) * esize;
+  if (check_finite_ && !pushes.empty()) {
+    // The check rides the copy into a spare slot, which no window reads until the step commits:
+    // a refused sample leaves every ring as it was.
+    const int64_t bad = copy_find_non_finite(dtype_, shard, pushes[0], length_);
+    if (bad >= 0) refuse(step, shard, bad);
+    pushes.erase(pushes.begin());
+  } else if (check_finite_) {
+    check_finite(step, shard);
+  }
+  if (!ops.empty() || !pushes.empty()) fused_update(dtype_, shard, length_, ops, pushes);
 
   for (Slot& s : slots_)
     if (samples_at(s.options, step)) ++s.state.samples;
-  for (Ring& r : rings_) {
-    if (!samples_at(r.every, r.start, step)) continue;
-    ++r.count;
-    if (r.count % kRebase == 0) rebase(r);
-  }
+  for (Ring& r : rings_)
+    if (samples_at(r.every, r.start, step)) ++r.count;
   last_step_ = step;
 }
 
-void AveragerBank::rebase(Ring& r) {
-  // Subtract the oldest kept sum C_{n-L_max} from all kept sums: differences are unchanged (up to
-  // one rounding each), magnitudes return to at most L_max samples' worth.
-  const int64_t oldest = std::max<int64_t>(0, r.count - r.window_max);
-  std::vector<double> base(r.at(oldest, length_), r.at(oldest, length_) + length_);
-  for (int64_t k = oldest; k <= r.count; ++k) {
-    double* c = r.at(k, length_);
-    parallel_for(length_, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) c[i] -= base[size_t(i)];
+void AveragerBank::lawa_mean(const Ring& r, int64_t k, DType out_dtype, void* out) const {
+  // (x_{n−k} + … + x_{n−1}) / k in fp64, oldest first, as a naive mean sums them. Tiles of kChunk
+  // elements: the tile's fp64 accumulator stays in L1 while the k samples stream through it.
+  std::vector<const unsigned char*> window;
+  for (int64_t m = r.count - k; m < r.count; ++m) window.push_back(r.at(m));
+  const double count = double(k);
+  dispatch_floating(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_floating(out_dtype, [&](auto out_tag) {
+      using O = decltype(out_tag);
+      O* y = static_cast<O*>(out);
+      parallel_for(length_, [&](int64_t begin, int64_t end) {
+        std::vector<double> acc(static_cast<size_t>(kChunk));
+        for (int64_t b = begin; b < end; b += kChunk) {
+          const int64_t n = std::min(end, b + kChunk) - b;
+          double* __restrict a = acc.data();
+          std::fill(a, a + n, 0.0);
+          for (const unsigned char* slot : window) {
+            const T* __restrict x = reinterpret_cast<const T*>(slot) + b;
+            for (int64_t i = 0; i < n; ++i) a[i] += load_f64(x[i]);
+          }
+          for (int64_t i = 0; i < n; ++i) y[b + i] = store_as<O>(a[i] / count);
+        }
+      });
     });
-  }
+  });
 }
 
-void AveragerBank::average(int i, DType out_dtype, void* out) const {
+void AveragerBank::average(int i, DType out_dtype, void* out, int profile) const {
   const Slot& s = slots_.at(i);
+  WAVG_CHECK(profile >= 0 && profile < profiles(i), "averager '", s.options.name, "' has no profile ",
+             profile, " (it has ", profiles(i), ")");
   WAVG_CHECK(s.state.samples > 0, "averager '", s.options.name,
              "' is empty: it has taken no sample yet (first sample at step >= ",
              s.options.start, ", every ", s.options.every, ")");
+  if (s.options.scheme == Scheme::kLawa) {
+    // The window holds this averager's last k samples, the ring's last k.
+    lawa_mean(rings_[size_t(s.ring)], std::min(s.state.samples, s.options.window), out_dtype, out);
+    return;
+  }
   dispatch_floating(out_dtype, [&](auto tag) {
     using O = decltype(tag);
     O* y = static_cast<O*>(out);
-    if (s.options.scheme == Scheme::kEma) {
-      const float* m = s.state.ema.data();
+    if (s.options.scheme == Scheme::kEma || s.options.scheme == Scheme::kPhema) {
+      const float* m = s.state.ema.data() + size_t(profile) * size_t(length_);
       parallel_for(length_, [&](int64_t b, int64_t e) {
         for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(m[k]);
       });
       return;
     }
-    if (s.options.scheme == Scheme::kSwa) {
-      const double count = double(s.state.samples);
-      const double* sum = s.state.sum.data();
-      parallel_for(length_, [&](int64_t b, int64_t e) {
-        for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
-      });
-      return;
-    }
-    // LAWA: the window holds this averager's last k samples, the ring's last k.
-    const Ring& r = rings_[size_t(s.ring)];
-    const int64_t k = std::min(s.state.samples, s.options.window);
-    const double* hi = r.at(r.count, length_);
-    const double* lo = r.at(r.count - k, length_);
-    const double count = double(k);
+    const double count = double(s.state.samples);
+    const double* sum = s.state.sum.data();
     parallel_for(length_, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j) y[j] = store_as<O>((hi[j] - lo[j]) / count);
+      for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
     });
   });
 }
 
 std::map<std::string, std::string> AveragerBank::state_meta() const {
   std::map<std::string, std::string> m;
+  m["bank.format"] = std::to_string(kStateFormat);
   m["bank.numel"] = std::to_string(numel_);
   m["bank.dtype"] = dtype_name(dtype_);
   m["bank.shard_offset"] = std::to_string(offset_);
@@ -345,8 +451,12 @@ std::map<std::string, std::string> AveragerBank::state_meta() const {
   return m;
 }
 
-void AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
+int AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
   allocate();
+  const int64_t format = meta.count("bank.format") ? parse_int(meta, "bank.format") : 1;
+  WAVG_CHECK(format == 1 || format == kStateFormat, "bank state: format ", format,
+             " is unknown to this wavg, which reads formats 1 and ", kStateFormat,
+             " (written by a newer wavg?)");
   const int64_t numel = parse_int(meta, "bank.numel");
   WAVG_CHECK(numel == numel_, "bank state: numel ", numel, " does not match the model's ", numel_);
   WAVG_CHECK(meta.count("bank.dtype") && meta.at("bank.dtype") == dtype_name(dtype_),
@@ -369,6 +479,22 @@ void AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) 
   for (size_t j = 0; j < rings_.size(); ++j)
     rings_[j].count = parse_int(meta, "ring." + std::to_string(j) + ".count");
   last_step_ = parse_int(meta, "bank.last_step");
+  return int(format);
+}
+
+void AveragerBank::restore_ring_from_cumulative_sums(int j, const double* cumsum) {
+  allocate();
+  Ring& r = rings_.at(size_t(j));
+  const int64_t slots = r.slots();
+  dispatch_floating(dtype_, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t k = std::max<int64_t>(0, r.count - r.window_max); k < r.count; ++k) {
+      const double* lo = cumsum + (k % slots) * length_;        // C_k
+      const double* hi = cumsum + ((k + 1) % slots) * length_;  // C_{k+1}
+      T* x = reinterpret_cast<T*>(r.at(k));
+      for (int64_t i = 0; i < length_; ++i) x[i] = store_as<T>(hi[i] - lo[i]);
+    }
+  });
 }
 
 std::vector<StateArray> AveragerBank::state_arrays() {
@@ -378,13 +504,13 @@ std::vector<StateArray> AveragerBank::state_arrays() {
     Slot& s = slots_[i];
     const std::string p = "averager." + std::to_string(i);
     if (!s.state.ema.empty())
-      out.push_back({p + ".ema", DType::kF32, length_, s.state.ema.data()});
+      out.push_back({p + ".ema", DType::kF32, int64_t(s.state.ema.size()), s.state.ema.data()});
     if (!s.state.sum.empty())
       out.push_back({p + ".sum", DType::kF64, length_, s.state.sum.data()});
   }
   for (size_t j = 0; j < rings_.size(); ++j)
-    out.push_back({"ring." + std::to_string(j), DType::kF64, rings_[j].slots() * length_,
-                   rings_[j].cumsum.data()});
+    out.push_back({"ring." + std::to_string(j), dtype_, rings_[j].slots() * length_,
+                   rings_[j].samples.data()});
   return out;
 }
 

@@ -11,7 +11,9 @@ namespace wavg {
 
 void save_bank_state(const std::string& path, AveragerBank& bank,
                      const std::map<std::string, std::string>& extra_metadata = {});
-// The bank must have been built with the same averagers, size, dtype and shard (checked).
+// The bank must have been built with the same averagers, size, dtype and shard (checked). States of
+// format 1 (LAWA rings of fp64 cumulative sums, before rings held samples) are converted; states of
+// an unknown format are refused with an error naming it.
 // Returns the file's metadata (including the extra entries given at save time).
 std::map<std::string, std::string> load_bank_state(const std::string& path, AveragerBank& bank);
 

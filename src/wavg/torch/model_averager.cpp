@@ -116,25 +116,27 @@ void ModelAverager::observe(int64_t step) {
   const size_t esize = dtype_size(dtype_);
   const auto scalar = to_scalar_type(dtype_);
   int64_t offset = 0;
-  auto stage_tensor = [&](const torch::Tensor& t) {
+  // Copies each tensor into the staging buffer; the non-finite check rides that copy (one read of
+  // the sample). Tensors are staged in flat order, so the first one refused holds the sample's
+  // first non-finite element.
+  auto stage_tensor = [&](const torch::Tensor& t, const TensorSpan& span) {
     unsigned char* dst = stage.data() + size_t(offset) * esize;
+    int64_t bad = -1;
     if (t.device().is_cpu() && t.scalar_type() == scalar && t.is_contiguous()) {
-      std::memcpy(dst, t.data_ptr(), size_t(t.numel()) * esize);
+      bad = copy_find_non_finite(dtype_, t.data_ptr(), dst, t.numel());
     } else {
       torch::from_blob(dst, t.sizes(), torch::TensorOptions().dtype(scalar)).copy_(t);
+      bad = find_non_finite(dtype_, dst, t.numel());
     }
+    if (bad >= 0)
+      throw Error("non-finite value in tensor '" + span.name + "' element " +
+                  std::to_string(bad) + " at step " + std::to_string(step) +
+                  ": sample refused (training has diverged?)");
     offset += t.numel();
   };
-  for (const auto& p : params_) stage_tensor(p);
-  for (const auto& b : buffers_) stage_tensor(b);
-  const int64_t bad = find_non_finite(dtype_, stage.data(), bank_.numel());
-  if (bad >= 0) {
-    for (const TensorSpan& t : layout_)
-      if (bad >= t.offset && bad < t.offset + t.numel)
-        throw Error("non-finite value in tensor '" + t.name + "' element " +
-                    std::to_string(bad - t.offset) + " at step " + std::to_string(step) +
-                    ": sample refused (training has diverged?)");
-  }
+  size_t k = 0;  // layout_ lists params_ then buffers_, in this order
+  for (const auto& p : params_) stage_tensor(p, layout_[k++]);
+  for (const auto& b : buffers_) stage_tensor(b, layout_[k++]);
   wait();  // the bank updates one sample at a time
   const void* sample = stage.data();
   if (async_) {
@@ -150,7 +152,7 @@ void ModelAverager::check_no_swap(const std::string& what, const std::string& wh
              "' is swapped into the model", why, "; end that swap first");
 }
 
-EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
+EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile) {
   WAVG_CHECK(i >= 0 && i < size(), "averager index ", i, " out of range [0, ", size(), ")");
   // Before anything is written: the live swap's module tensors view eval_.
   check_no_swap("swap_in(averager '" + bank_.name(i) + "')", " and swaps do not nest");
@@ -160,7 +162,7 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward) {
              bank_.name(i), "': buffers = recompute needs training batches to run forward passes");
   const size_t esize = dtype_size(dtype_);
   eval_.resize(size_t(bank_.numel()) * esize);
-  bank_.average(i, dtype_, eval_.data());  // throws if empty
+  bank_.average(i, dtype_, eval_.data(), profile);  // throws if empty
   torch::NoGradGuard no_grad;
   EvalSwap swap;
   swap.active_ = true;
@@ -247,18 +249,18 @@ void EvalSwap::restore() noexcept {
 }
 
 void ModelAverager::save(int i, const std::string& path, const ForwardBatch& forward,
-                         const std::map<std::string, std::string>& metadata) {
+                         const std::map<std::string, std::string>& metadata, int profile) {
   WAVG_CHECK(i >= 0 && i < size(), "averager index ", i, " out of range [0, ", size(), ")");
   auto meta = metadata;
   meta["wavg.averager"] = describe(specs_.at(size_t(i)).averager);
   meta["wavg.buffers"] = buffer_policy_name(specs_.at(size_t(i)).buffers);
   meta["wavg.samples"] = std::to_string(bank().samples(i));
-  if (*swapped_ == i) {  // the module holds averager i already
+  if (*swapped_ == i && profile == 0) {  // the module holds averager i already
     save_module(*module_, path, meta);
     return;
   }
   check_no_swap("save(averager '" + bank_.name(i) + "')");
-  EvalSwap swap = swap_in(i, forward);
+  EvalSwap swap = swap_in(i, forward, profile);
   save_module(*module_, path, meta);
 }
 

@@ -145,9 +145,39 @@ class CheckpointCallback : public TrainCallback {
   }
   void on_step(RunContext& run) override {
     if (run.config.ckpt_every > 0 && run.step % run.config.ckpt_every == 0) save(run);
+    save_phema_snapshots(run);
   }
 
  private:
+  // Post-hoc EMA (EDM2): every snapshot_every steps, each profile of each phema averager as a
+  // model file RUN_DIR/phema/NAME/NAME-STEP-SIGMA.safetensors (written atomically), its step and
+  // σ_rel in the metadata, for `wavg phema`.
+  static void save_phema_snapshots(RunContext& run) {
+    for (int i = 0; i < run.averager.size(); ++i) {
+      const AveragerEntry& e = run.config.averagers.at(size_t(i));
+      const AveragerOptions& o = e.averager;
+      if (o.scheme != Scheme::kPhema || run.step % e.snapshot_every != 0 || run.averager.empty(i))
+        continue;
+      const std::string dir = run.config.out + "/phema/" + run.averager.name(i);
+      std::filesystem::create_directories(dir);
+      for (size_t p = 0; p < o.sigma_rels.size(); ++p) {
+        char step[32];
+        std::snprintf(step, sizeof step, "%08lld", (long long)run.step);
+        const std::string sigma = format_number(o.sigma_rels[p], 6);
+        run.averager.save(i, dir + "/" + run.averager.name(i) + "-" + step + "-" + sigma +
+                                 ".safetensors",
+                          run.forward,
+                          {{"workload", run.config.workload},
+                           {"config_hash", run.hash},
+                           {"step", std::to_string(run.step)},
+                           {"wavg.phema.averager", run.averager.name(i)},
+                           {"wavg.phema.sigma_rel", format_exact(o.sigma_rels[p])},
+                           {"wavg.phema.every", std::to_string(o.every)}},
+                          int(p));
+      }
+    }
+  }
+
   static void save(RunContext& run) {
     std::filesystem::create_directories(run.config.out + "/checkpoints");
     save_module(*run.model, model_checkpoint_path(run.config.out, run.step),

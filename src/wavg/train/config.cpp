@@ -331,8 +331,34 @@ void read_ema(const Reader& r, const std::string& prefix, AveragerOptions& o) {
   }
 }
 
+// phema: sigma_rel = [0.05, 0.10] (EDM2's two profiles by default), snapshot_every = K steps
+// (default: ckpt_every, else a twentieth of the run).
+void read_phema(const Reader& r, const RunConfig& c, AveragerEntry& e) {
+  r.allow({"name", "buffers", "recompute_batches", "start", "every", "sigma_rel",
+           "snapshot_every"});
+  AveragerOptions& o = e.averager;
+  o.every = r.get<int64_t>("every", 1);
+  WAVG_CHECK(o.every >= 1, "config: '", r.full("every"), "' must be >= 1, got ", o.every);
+  if (const toml::node* n = r.node("sigma_rel")) {
+    WAVG_CHECK(n->is_array(), "config: '", r.full("sigma_rel"),
+               "' must be an array of numbers like [0.05, 0.10], got ", type_name(*n), " ", show(*n));
+    for (const toml::node& v : *n->as_array()) {
+      const auto x = v.value<double>();
+      WAVG_CHECK(x.has_value(), "config: '", r.full("sigma_rel"), "' must hold numbers, got ",
+                 type_name(v), " ", show(v));
+      o.sigma_rels.push_back(*x);
+    }
+  } else {
+    o.sigma_rels = {0.05, 0.10};
+    r.note("sigma_rel", "[0.05, 0.1]");
+  }
+  e.snapshot_every = r.get<int64_t>(
+      "snapshot_every", c.ckpt_every > 0 ? c.ckpt_every : std::max<int64_t>(1, c.steps / 20));
+}
+
 AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme scheme, size_t index,
-                            int64_t total) {
+                            const RunConfig& c) {
+  const int64_t total = c.steps;
   const std::string prefix = std::string(scheme_name(scheme)) + "[" + std::to_string(index) + "]";
   WAVG_CHECK(node.is_table(), "config: '", prefix,
              "' must be a table like {window = 20, every = 16}, got ", type_name(node));
@@ -351,6 +377,7 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
       r.allow({"name", "buffers", "recompute_batches", "start", "every"});
       o.every = r.get<int64_t>("every", 1);
       break;
+    case Scheme::kPhema: read_phema(r, c, e); break;
   }
   if (o.name.empty()) o.name = default_name(o);
   return e;
@@ -358,14 +385,14 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
 
 void read_averagers(const Reader& r, RunConfig& c) {
   for (auto [key, scheme] : {std::pair{"lawa", Scheme::kLawa}, std::pair{"ema", Scheme::kEma},
-                             std::pair{"swa", Scheme::kSwa}}) {
+                             std::pair{"swa", Scheme::kSwa}, std::pair{"phema", Scheme::kPhema}}) {
     const toml::node* n = r.node(key);
     if (!n) continue;
     WAVG_CHECK(n->is_array(), "config: '", key, "' must be an array of tables, like ", key,
                " = [{...}], got ", type_name(*n));
     const toml::array& arr = *n->as_array();
     for (size_t i = 0; i < arr.size(); ++i)
-      c.averagers.push_back(read_averager(r, arr[i], scheme, i, c.steps));
+      c.averagers.push_back(read_averager(r, arr[i], scheme, i, c));
   }
 }
 
@@ -373,7 +400,7 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   Reader r(root, "", source ? &source->defaulted : nullptr);
   r.allow({"wavg", "workload", "seed", "steps", "eval_every", "target", "out", "threads",
            "batch_size", "early_stop", "async_averaging", "optimizer", "schedule", "lawa", "ema",
-           "swa", "ckpt_every", "state_every", "keep_states", "device"});
+           "swa", "phema", "ckpt_every", "state_every", "keep_states", "device"});
   read_marker(r, source);
   RunConfig c;
   std::string known;
@@ -390,10 +417,10 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   return c;
 }
 
-// The bank in its canonical order: lawa, ema, swa, each in its listed order.
+// The bank in its canonical order: lawa, ema, swa, phema, each in its listed order.
 std::vector<const AveragerEntry*> bank_order(const RunConfig& c) {
   std::vector<const AveragerEntry*> out;
-  for (Scheme s : {Scheme::kLawa, Scheme::kEma, Scheme::kSwa})
+  for (Scheme s : {Scheme::kLawa, Scheme::kEma, Scheme::kSwa, Scheme::kPhema})
     for (const AveragerEntry& e : c.averagers)
       if (e.averager.scheme == s) out.push_back(&e);
   return out;
@@ -417,7 +444,14 @@ void check_averager(const AveragerEntry& e, const std::string& key, std::set<std
                ".beta' must be in [0, 1), got ", format_exact(o.beta));
   WAVG_CHECK(e.recompute_batches >= 1, "config: '", key, ".recompute_batches' must be >= 1, got ",
              e.recompute_batches);
-  validate(o);
+  if (o.scheme == Scheme::kPhema)
+    WAVG_CHECK(e.snapshot_every >= 1, "config: '", key, ".snapshot_every' must be >= 1 steps, got ",
+               e.snapshot_every);
+  try {
+    validate(o);
+  } catch (const Error& err) {
+    throw Error("config: '" + key + "': " + err.what());
+  }
 }
 
 void check_range(const char* key, double v, double lo, double hi, bool hi_open, const char* shown_range) {
@@ -454,6 +488,12 @@ void write_averager(std::string& out, const AveragerEntry& e) {
   out += "name = " + toml_string(o.name.empty() ? default_name(o) : o.name) + "\n";
   if (o.scheme == Scheme::kLawa) out += "window = " + std::to_string(o.window) + "\n";
   if (o.scheme == Scheme::kEma) out += "beta = " + toml_float(o.beta) + "\n";
+  if (o.scheme == Scheme::kPhema) {
+    std::string list;
+    for (double v : o.sigma_rels) list += (list.empty() ? "" : ", ") + toml_float(v);
+    out += "sigma_rel = [" + list + "]\nsnapshot_every = " + std::to_string(e.snapshot_every) +
+           "  # steps\n";
+  }
   out += "every = " + std::to_string(o.every) + "\n";
   out += "start = " + std::to_string(o.start) + "  # steps\n";
   out += "buffers = " + toml_string(buffer_policy_name(e.buffers)) + "\n";

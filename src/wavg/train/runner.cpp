@@ -23,10 +23,12 @@ namespace {
 using detail::RunContext;
 using detail::StopReason;
 
-int scheme_rank(Scheme s) { return s == Scheme::kLawa ? 0 : s == Scheme::kEma ? 1 : 2; }
+int scheme_rank(Scheme s) {
+  return s == Scheme::kLawa ? 0 : s == Scheme::kEma ? 1 : s == Scheme::kSwa ? 2 : 3;
+}
 
 // The run as it is recorded and trained: threads in force, the bank in its canonical order
-// (lawa, ema, swa), the schedule's peak equal to optimizer.lr, every averager named.
+// (lawa, ema, swa, phema), the schedule's peak equal to optimizer.lr, every averager named.
 RunConfig resolve_for_run(const RunConfig& config) {
   validate(config);
   RunConfig c = config;
@@ -165,6 +167,7 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   RunContext run(c, config_hash(c), *workload, model, optimizer, averager,
                  [&](int64_t i) { workload->forward_train_batch(i); });
   run.summary = summary_skeleton(c, *workload, run.hash);
+  run.summary.averager_state_bytes_per_param = averager.bank().state_bytes_per_element();
   run.curves.resize(run.summary.models.size());
   run.latest.assign(run.summary.models.size(), NAN);
   const std::string metrics_path = c.out + "/metrics.jsonl";

@@ -26,6 +26,7 @@ void write_summary(const std::string& run_dir, const RunSummary& s) {
   js["config_hash"] = s.config_hash;
   js["train_wall_s"] = s.train_wall_s;
   js["eval_wall_s"] = s.eval_wall_s;
+  js["averager_state_bytes_per_param"] = s.averager_state_bytes_per_param;
   js["models"] = json::array();
   for (const auto& ms : s.models) {
     json m;
@@ -55,6 +56,7 @@ RunSummary read_summary(const std::string& path) {
     s.config_hash = j.value("config_hash", std::string());
     s.train_wall_s = j.value("train_wall_s", 0.0);
     s.eval_wall_s = j.value("eval_wall_s", 0.0);
+    s.averager_state_bytes_per_param = j.value("averager_state_bytes_per_param", 0.0);
     for (const auto& m : j.at("models")) {
       ModelSummary ms;
       ms.model = m.at("model").get<std::string>();
