@@ -4,6 +4,7 @@
 //   workload = "fmnist_cnn"   seed = 0   steps = 1500   eval_every = 50   target = 0.105
 //   out = "runs/demo"   batch_size = 128   early_stop = false   async_averaging = false
 //   ckpt_every = 50 (0 disables)   state_every = 200 (0 disables)   keep_states = 2
+//   dist_timeout = 300 (seconds: data-parallel rendezvous and collectives)
 //   threads = 2  (or [threads] intra_op = 2  blas = 1  averaging = 2; 0: the default)
 //   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8
 //                weight_decay = 0.05  nesterov = true
@@ -50,6 +51,9 @@ struct RunConfig {
   int64_t state_every = 0;  // steps between full training states (for resume); 0 disables
   int64_t keep_states = 2;  // newest full states kept
   bool async_averaging = false;  // update the bank on a worker thread (pays off off-CPU only)
+  // Data parallel: seconds a rank waits for the rendezvous or for a collective before it fails
+  // naming the lost rank (a dead rank is usually noticed at once: its connections close).
+  double dist_timeout = 300;
   ThreadSettings threads;        // 0 fields: default_threads(); the run directory records those in force
   OptimizerConfig optimizer;     // optimizer.lr is the schedule's peak (schedule.lr is not used)
   Schedule schedule;             // total_steps and warmup_steps in steps
