@@ -107,6 +107,11 @@ Distributed::Distributed(const LaunchEnv& env, double timeout_s)
   impl_->where = env.master_addr + ":" + std::to_string(env.master_port);
   const std::string tail = " (rank " + std::to_string(rank_) + " of " + std::to_string(world_) +
                            ", timeout " + std::to_string(int64_t(timeout_s)) + " s)";
+#ifdef C10_USE_GLOG
+  // c10d and Gloo log every failed bind, retry and closed peer to stderr; the one line that
+  // matters is this class's wavg::Error, so their log stays quiet below FATAL.
+  FLAGS_minloglevel = std::max(FLAGS_minloglevel, 3);
+#endif
   c10d::TCPStoreOptions so;
   so.port = uint16_t(env.master_port);
   so.isServer = rank_ == 0;
@@ -116,7 +121,9 @@ Distributed::Distributed(const LaunchEnv& env, double timeout_s)
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   } catch (const std::exception& e) {
-    const std::string why = first_line(e.what());
+    std::string why = e.what();
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    why = first_line(why);
     if (rank_ == 0 && why.find("ait") == std::string::npos)  // not a wait timeout: the server
       throw Error("distributed: cannot serve the rendezvous at " + impl_->where + tail + ": " + why);
     throw Error("distributed: rendezvous at " + impl_->where + " failed" + tail +
