@@ -7,7 +7,8 @@ killed while writing a state makes the other fail within the timeout naming the 
 --resume finishes bit-identical to an uninterrupted 2-rank run; the killed run resumes with 1 rank
 too; two processes launched by hand with the torchrun variables, and two "hosts" in network
 namespaces joined by a veth pair, train exactly like --nproc 2; bad launch variables, a port in use,
-a rank that never arrives and a wrong world size give one clear error within the timeout.
+a rank that never arrives and a wrong world size give one clear error within the timeout; SIGINT
+to the launcher reaches every rank, which write one state together and exit with 130.
 Usage: dist_test.py PATH_TO_WAVG"""
 import json
 import os
@@ -231,6 +232,30 @@ def lost_rank_one(tmp, cfg):
             p.wait()
 
 
+def interrupted(tmp, cfg):
+    """SIGINT to the --nproc launcher reaches every rank: they stop after the same step, write a
+    state together and the launcher exits with 130."""
+    out = os.path.join(tmp, "sigint")
+    p = subprocess.Popen([WAVG, "train", "--config", cfg, "--set", f"out={out}", "--set", "steps=100000",
+                          "--set", "eval_every=100000", "--set", "ckpt_every=0", "--set", "state_every=0",
+                          "--nproc", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and not os.path.exists(f"{out}/metrics.jsonl"):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=TIMEOUT + 30)
+        states = sorted(os.listdir(f"{out}/state")) if os.path.isdir(f"{out}/state") else []
+        world = json.load(open(f"{out}/state/{states[-1]}/manifest.json")).get("world_size") if states else None
+        check(p.returncode == 130 and world == 2 and "error" not in err,
+              f"SIGINT to --nproc: exit 130, a 2-rank state, no error ({p.returncode}, {states}, {err[-200:]})")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
 with tempfile.TemporaryDirectory() as tmp:
     cfg = os.path.join(tmp, "c.toml")
     with open(cfg, "w") as f:
@@ -269,4 +294,5 @@ with tempfile.TemporaryDirectory() as tmp:
     two_hosts(tmp, cfg, two)
     bad_launches(tmp, cfg)
     lost_rank_one(tmp, cfg)
+    interrupted(tmp, cfg)
 finish()

@@ -138,12 +138,14 @@ int spawn_ranks(int n) {
     pids[size_t(r)] = pid;
   }
   int running = n, first_failed = -1, code = 0;
+  bool forwarded = false;  // the ranks were asked to stop: their 130/143 is no failure to report
   std::chrono::steady_clock::time_point deadline{};
   while (running > 0) {
     if (g_forward_signal != 0) {
       for (pid_t p : pids)
         if (p > 0) ::kill(p, g_forward_signal);
       g_forward_signal = 0;
+      forwarded = true;
     }
     int status = 0;
     const pid_t done = ::waitpid(-1, &status, WNOHANG);
@@ -162,7 +164,8 @@ int spawn_ranks(int n) {
         first_failed = r;
         code = exit_code(status);
         deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-        std::fprintf(stderr, "wavg: error: train --nproc %d: rank %d %s %d\n", n, r,
+        if (!forwarded)
+          std::fprintf(stderr, "wavg: error: train --nproc %d: rank %d %s %d\n", n, r,
                      WIFEXITED(status) ? "exited with status" : "was killed by signal",
                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
       }
