@@ -106,6 +106,14 @@ class ModelAverager {
   // Waits for an in-flight background update.
   void wait();
 
+  // Data parallel (ZeRO-1 style, DESIGN.md §8): from now on the bank holds only elements
+  // [offset, offset + length) of the flat sample, and `gather` completes a flat vector (numel
+  // elements of elem_bytes bytes, this shard filled) with every other process's shard (an
+  // all-gather), so that swaps and saves see the whole average. Before the first observe(); every
+  // process must then call swap_in and save for the same averagers in the same order.
+  using GatherShards = std::function<void(void* whole, int64_t numel, size_t elem_bytes)>;
+  void set_shard(int64_t offset, int64_t length, GatherShards gather);
+
   int size() const { return bank_.size(); }
   int find(const std::string& name) const;  // throws wavg::Error if unknown
   const std::string& name(int i) const { return bank_.name(i); }
@@ -153,6 +161,7 @@ class ModelAverager {
   int next_staging_ = 0;
   std::vector<unsigned char> eval_;        // the average being evaluated (flat)
   std::future<void> pending_;
+  GatherShards gather_;  // set_shard: fills the other shards of a flat average
   bool async_ = false;
   // Averager whose swap is alive, -1 if none. Shared with the swap, which clears it on restore (also
   // if this ModelAverager has died first).

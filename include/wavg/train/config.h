@@ -5,6 +5,7 @@
 //   out = "runs/demo"   batch_size = 128   early_stop = false   async_averaging = false
 //   device = "cpu" ("cuda", "cuda:N"; with several ranks "cuda" is cuda:LOCAL_RANK)
 //   ckpt_every = 50 (0 disables)   state_every = 200 (0 disables)   keep_states = 2
+//   dist_timeout = 300 (seconds: data-parallel rendezvous and collectives)
 //   threads = 2  (or [threads] intra_op = 2  blas = 1  averaging = 2; 0: the default)
 //   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8
 //                weight_decay = 0.05  nesterov = true
@@ -55,6 +56,9 @@ struct RunConfig {
   bool async_averaging = false;  // update the bank on a worker thread (pays off off-CPU only);
                                  // default: on when device is a GPU
   std::string device = "cpu";    // "cpu", "cuda", "cuda:N" (torch/device.h); may change on resume
+  // Data parallel: seconds a rank waits for the rendezvous or for a collective before it fails
+  // naming the lost rank (a dead rank is usually noticed at once: its connections close).
+  double dist_timeout = 300;
   ThreadSettings threads;        // 0 fields: default_threads(); the run directory records those in force
   OptimizerConfig optimizer;     // optimizer.lr is the schedule's peak (schedule.lr is not used)
   Schedule schedule;             // total_steps and warmup_steps in steps

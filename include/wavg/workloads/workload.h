@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "wavg/workloads/defaults.h"
@@ -19,13 +20,24 @@ enum class Split { kTrain, kValidation, kTest };
 Split parse_split(const std::string& s);  // "train", "validation", "test"
 
 struct Evaluation {
-  double value = 0;  // the metric
+  double value = 0;  // the metric over this process's rows of the split
   double loss = 0;   // mean loss
+  // Sufficient statistics of those rows, which data-parallel ranks sum (value = metric_sum / count,
+  // loss = loss_sum / count): count rows (or predicted bytes), metric_sum the metric's numerator.
+  double metric_sum = 0, loss_sum = 0, count = 0;
 };
+
+// Rows [first, first + count) of n that data-parallel rank `rank` of `world` takes.
+inline std::pair<int64_t, int64_t> shard_rows(int64_t n, int rank, int world) {
+  return {n * rank / world, n * (rank + 1) / world - n * rank / world};
+}
 
 struct WorkloadOptions {
   int64_t seed = 0;
-  int64_t batch_size = 0;  // 0: the default
+  int64_t batch_size = 0;  // 0: the default; data parallel: the global batch of all ranks
+  // Data parallel: this rank's rows of every training batch (batch_size / world of them) and of
+  // every evaluation set (shard_rows); the batches stay pure functions of (seed, step).
+  int rank = 0, world = 1;
 };
 
 class Workload {

@@ -106,6 +106,17 @@ void ModelAverager::wait() {
   if (pending_.valid()) pending_.get();
 }
 
+void ModelAverager::set_shard(int64_t offset, int64_t length, GatherShards gather) {
+  wait();
+  WAVG_CHECK(bank_.last_step() < 0, "set_shard: the bank has observed samples already");
+  AveragerBank shard(bank_.numel(), dtype_, offset, length);
+  for (const auto& s : specs_) shard.add(s.averager);
+  shard.set_layout(layout_);
+  shard.set_check_finite(false);  // checked once while staging
+  bank_ = std::move(shard);
+  gather_ = std::move(gather);
+}
+
 void ModelAverager::observe(int64_t step) {
   check_no_swap("observe(step " + std::to_string(step) + ")",
                 ", so the sample would be that average, not the trained weights");
@@ -162,7 +173,9 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile)
              bank_.name(i), "': buffers = recompute needs training batches to run forward passes");
   const size_t esize = dtype_size(dtype_);
   eval_.resize(size_t(bank_.numel()) * esize);
-  bank_.average(i, dtype_, eval_.data(), profile);  // throws if empty
+  bank_.average(i, dtype_, eval_.data() + size_t(bank_.shard_offset()) * esize,
+                profile);  // throws if empty
+  if (gather_) gather_(eval_.data(), bank_.numel(), esize);  // the other processes' shards
   torch::NoGradGuard no_grad;
   EvalSwap swap;
   swap.active_ = true;

@@ -29,6 +29,30 @@ bool eval_step(const RunContext& run) {
   return run.step % run.config.eval_every == 0 || run.step == run.config.steps;
 }
 
+// Data parallel: every rank's gradients (and loss) averaged by a bucketed all-reduce over flat
+// buffers, as torch DDP's reducer does; the loss rides in the last bucket.
+double average_gradients(RunContext& run, const torch::Tensor& loss) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : run.model->parameters()) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  torch::Tensor l = loss.detach().to(torch::kFloat).reshape({1}).clone();
+  grads.push_back(l);
+  run.dist->all_reduce(grads, 1.0 / run.dist->world());
+  return l.item<double>();
+}
+
+// Data parallel: BatchNorm normalises with each rank's batch statistics; the running statistics
+// are rank 0's after every step (torch DDP's broadcast_buffers), so that every rank holds the same
+// model and samples the same weights.
+void broadcast_buffers(RunContext& run) {
+  std::vector<torch::Tensor> buffers;
+  for (const auto& b : run.model->buffers())
+    if (b.is_floating_point()) buffers.push_back(b);
+  if (!buffers.empty()) run.dist->broadcast(buffers);
+}
+
 // One optimizer update (step -> step + 1) and the bank's sample of its result.
 void train_step(RunContext& run) {
   const auto t0 = Clock::now();
@@ -36,11 +60,12 @@ void train_step(RunContext& run) {
   run.optimizer.zero_grad();
   torch::Tensor loss = run.workload.train_loss(run.step);
   loss.backward();
+  const double l = run.dist ? average_gradients(run, loss) : loss.item<double>();
   run.optimizer.step(run.lr);
+  if (run.dist) broadcast_buffers(run);
   ++run.step;
   run.averager.observe(run.step);
   run.train_s += since(t0);
-  const double l = loss.item<double>();
   WAVG_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at step ", run.step,
              " (lower the learning rate?)");
   run.loss_avg = std::isnan(run.loss_avg) ? l : 0.95 * run.loss_avg + 0.05 * l;
@@ -57,14 +82,15 @@ class EvaluationCallback : public TrainCallback {
     for (size_t m = 0; m < run.summary.models.size(); ++m) {
       Evaluation ev;
       if (m == 0) {
-        ev = run.workload.evaluate(Split::kValidation);
+        ev = evaluate(run);
       } else {
         const int i = int(m) - 1;
         if (run.averager.empty(i)) continue;
         EvalSwap swap = run.averager.swap_in(i, run.forward);
-        ev = run.workload.evaluate(Split::kValidation);
+        ev = evaluate(run);
       }
       run.latest[m] = ev.value;
+      if (!run.writer()) continue;
       run.curves[m].push_back({run.step, ev.value});
       MetricRecord r;
       r.step = run.step;
@@ -76,8 +102,20 @@ class EvaluationCallback : public TrainCallback {
       r.train_wall_s = run.train_s;
       std::fprintf(run.metrics, "%s\n", metrics_line(r).c_str());
     }
-    std::fflush(run.metrics);
+    if (run.writer()) std::fflush(run.metrics);
     run.eval_s += since(e0);
+  }
+
+ private:
+  // The validation metric; data parallel: each rank's sufficient statistics summed over ranks.
+  static Evaluation evaluate(RunContext& run) {
+    Evaluation ev = run.workload.evaluate(Split::kValidation);
+    if (!run.dist) return ev;
+    std::vector<double> sums = {ev.metric_sum, ev.loss_sum, ev.count};
+    run.dist->all_reduce(sums);
+    WAVG_CHECK(sums[2] > 0, "data parallel: workload '", run.config.workload,
+               "' reports no sufficient statistics for its validation metric");
+    return {sums[0] / sums[2], sums[1] / sums[2], sums[0], sums[1], sums[2]};
   }
 };
 
@@ -141,10 +179,11 @@ class ProgressCallback : public TrainCallback {
 class CheckpointCallback : public TrainCallback {
  public:
   void on_begin(RunContext& run) override {
-    if (!run.resumed && run.config.ckpt_every > 0) save(run);
+    if (!run.resumed && run.config.ckpt_every > 0 && run.writer()) save(run);
   }
   void on_step(RunContext& run) override {
-    if (run.config.ckpt_every > 0 && run.step % run.config.ckpt_every == 0) save(run);
+    if (run.config.ckpt_every > 0 && run.step % run.config.ckpt_every == 0 && run.writer())
+      save(run);
     save_phema_snapshots(run);
   }
 
@@ -159,8 +198,12 @@ class CheckpointCallback : public TrainCallback {
       if (o.scheme != Scheme::kPhema || run.step % e.snapshot_every != 0 || run.averager.empty(i))
         continue;
       const std::string dir = run.config.out + "/phema/" + run.averager.name(i);
-      std::filesystem::create_directories(dir);
+      if (run.writer()) std::filesystem::create_directories(dir);
       for (size_t p = 0; p < o.sigma_rels.size(); ++p) {
+        if (!run.writer()) {  // data parallel: this rank's shard joins rank 0's all-gather
+          run.averager.swap_in(i, run.forward, int(p));
+          continue;
+        }
         char step[32];
         std::snprintf(step, sizeof step, "%08lld", (long long)run.step);
         const std::string sigma = format_number(o.sigma_rels[p], 6);
@@ -204,6 +247,11 @@ class InterruptCallback : public TrainCallback {
   }
   StopReason wants_stop(RunContext& run) override {
     run.signal = g_signal.load();
+    if (run.dist) {  // every rank stops after the same step when any rank got a signal
+      std::vector<double> v = {double(run.signal)};
+      run.dist->all_reduce(v);
+      if (run.signal == 0 && v[0] != 0) run.signal = SIGTERM;
+    }
     return run.signal != 0 ? StopReason::kSignal : StopReason::kNone;
   }
   void on_end(RunContext&) override { restore(); }
@@ -239,18 +287,21 @@ class StateCallback : public TrainCallback {
  private:
   void write(RunContext& run) {
     run.averager.wait();
-    std::fflush(run.metrics);
-    ::fsync(::fileno(run.metrics));
     StateCounters sc;
+    if (run.writer()) {
+      std::fflush(run.metrics);
+      ::fsync(::fileno(run.metrics));
+      sc.metrics_bytes = uint64_t(std::ftell(run.metrics));
+    }
     sc.step = run.step;
     sc.train_wall_s = run.train_s;
     sc.eval_wall_s = run.eval_s;
-    sc.metrics_bytes = uint64_t(std::ftell(run.metrics));
     sc.config_hash = run.hash;
     if (run.stop == StopReason::kBudget || run.stop == StopReason::kEarlyStop)
       sc.stop_reason = stop_reason_name(run.stop);
-    save_state(run.config.out, sc, *run.model, run.optimizer.torch_optimizer(), run.averager);
-    prune_states(run.config.out, run.config.keep_states);
+    save_state(run.config.out, sc, *run.model, run.optimizer.torch_optimizer(), run.averager,
+               run.state_group());
+    if (run.writer()) prune_states(run.config.out, run.config.keep_states);
     written_step_ = run.step;
   }
   int64_t written_step_ = -1;
@@ -285,6 +336,15 @@ StopReason parse_stop_reason(const std::string& s) {
   for (StopReason r : {StopReason::kBudget, StopReason::kEarlyStop, StopReason::kSignal})
     if (s == stop_reason_name(r)) return r;
   return StopReason::kNone;
+}
+
+StateGroup RunContext::state_group() const {
+  StateGroup g;
+  if (dist == nullptr) return g;
+  g.rank = dist->rank();
+  g.world = dist->world();
+  g.barrier = [d = dist] { d->barrier(); };
+  return g;
 }
 
 void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks) {

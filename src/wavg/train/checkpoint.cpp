@@ -21,6 +21,7 @@
 #include "wavg/io/atomic_file.h"
 #include "wavg/io/bank_state.h"
 #include "wavg/torch/device.h"
+#include "wavg/io/safetensors.h"
 
 namespace wavg {
 
@@ -91,36 +92,69 @@ std::vector<std::pair<int64_t, std::string>> list_model_checkpoints(const std::s
   return out;
 }
 
-void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::Module& module,
-                torch::optim::Optimizer& optimizer, ModelAverager& averager) {
-  ensure_dir(run_dir + "/state");
-  const std::string final_dir = run_dir + "/state/" + step_name("step_", c.step, "");
-  const std::string tmp = final_dir + ".tmp";
-  remove_tree(tmp);
-  ensure_dir(tmp);
-  nlohmann::ordered_json files = nlohmann::ordered_json::object();
-  auto add_file = [&](const std::string& name, const std::string& bytes) {
-    write_file_atomic(tmp + "/" + name, bytes);
-    files[name] = {{"bytes", bytes.size()}, {"crc32", crc32_of(bytes)}};
-  };
+namespace {
+
+// A rank's part of a state: its bank shard and its random-number generator.
+std::string bank_file(int rank, int64_t world) {
+  return world == 1 ? "bank.safetensors" : "bank.rank" + std::to_string(rank) + ".safetensors";
+}
+std::string rng_file(int rank, int64_t world) {
+  return world == 1 ? "rng.bin" : "rng.rank" + std::to_string(rank) + ".bin";
+}
+
+void sync(const StateGroup& g) {
+  if (g.world > 1) g.barrier();
+}
+
+void fsync_dir(const std::string& dir) {
+  if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// This rank's part: the bank shard and the generator; rank 0 also the model and the optimizer.
+void write_rank_part(const std::string& tmp, const StateCounters& c, torch::nn::Module& module,
+                     torch::optim::Optimizer& optimizer, ModelAverager& averager,
+                     const StateGroup& g) {
   const std::map<std::string, std::string> meta = {{"step", std::to_string(c.step)},
                                                    {"config_hash", c.config_hash}};
-  save_module(module, tmp + "/model.safetensors", meta);
-  files["model.safetensors"] = nlohmann::ordered_json::object();  // checksummed below
-  maybe_die_mid_write(c.step);
-  {
+  if (g.rank == 0) {
+    save_module(module, tmp + "/model.safetensors", meta);
+    maybe_die_mid_write(c.step);
     std::ostringstream os;
     torch::save(optimizer, os);
-    add_file("optimizer.pt", os.str());
+    write_file_atomic(tmp + "/optimizer.pt", os.str());
   }
-  save_bank_state(tmp + "/bank.safetensors", averager.bank(), meta);
-  files["bank.safetensors"] = nlohmann::ordered_json::object();
-  {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    const at::Tensor rng = gen.get_state();
-    add_file("rng.bin", std::string(static_cast<const char*>(rng.data_ptr()), size_t(rng.nbytes())));
+  save_bank_state(tmp + "/" + bank_file(g.rank, g.world), averager.bank(), meta);
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  const at::Tensor rng = gen.get_state();
+  write_file_atomic(tmp + "/" + rng_file(g.rank, g.world),
+                    std::string(static_cast<const char*>(rng.data_ptr()), size_t(rng.nbytes())));
+}
+
+}  // namespace
+
+void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::Module& module,
+                torch::optim::Optimizer& optimizer, ModelAverager& averager, const StateGroup& g) {
+  const std::string final_dir = run_dir + "/state/" + step_name("step_", c.step, "");
+  const std::string tmp = final_dir + ".tmp";
+  if (g.rank == 0) {
+    ensure_dir(run_dir + "/state");
+    remove_tree(tmp);
+    ensure_dir(tmp);
   }
-  for (const char* name : {"model.safetensors", "bank.safetensors"}) {
+  sync(g);  // the temporary directory exists
+  write_rank_part(tmp, c, module, optimizer, averager, g);
+  sync(g);  // every rank has written its part
+  if (g.rank != 0) return;
+  nlohmann::ordered_json files = nlohmann::ordered_json::object();
+  std::vector<std::string> names = {"model.safetensors", "optimizer.pt"};
+  for (int r = 0; r < g.world; ++r) {
+    names.push_back(bank_file(r, g.world));
+    names.push_back(rng_file(r, g.world));
+  }
+  for (const std::string& name : names) {
     const std::string bytes = read_file(tmp + "/" + name);
     files[name] = {{"bytes", bytes.size()}, {"crc32", crc32_of(bytes)}};
   }
@@ -131,15 +165,13 @@ void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::M
   m["metrics_bytes"] = c.metrics_bytes;
   m["config_hash"] = c.config_hash;
   m["stop_reason"] = c.stop_reason;
+  m["world_size"] = g.world;
   m["files"] = files;
   write_file_atomic(tmp + "/manifest.json", m.dump(2) + "\n");
   remove_tree(final_dir);
   WAVG_CHECK(::rename(tmp.c_str(), final_dir.c_str()) == 0, "cannot move ", tmp, " into place (",
              std::strerror(errno), ")");
-  if (int fd = ::open((run_dir + "/state").c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  fsync_dir(run_dir + "/state");
 }
 
 std::optional<FoundState> find_state(const std::string& run_dir,
@@ -166,6 +198,7 @@ std::optional<FoundState> find_state(const std::string& run_dir,
       s.counters.metrics_bytes = m.at("metrics_bytes").get<uint64_t>();
       s.counters.config_hash = m.at("config_hash").get<std::string>();
       s.counters.stop_reason = m.value("stop_reason", std::string());  // absent before format 1
+      s.counters.world_size = m.value("world_size", int64_t(1));  // absent: one process
       return s;
     } catch (const std::exception& e) {
       warn("state " + dir + " is damaged (" + e.what() + "); falling back to an older one");
@@ -174,15 +207,56 @@ std::optional<FoundState> find_state(const std::string& run_dir,
   return std::nullopt;
 }
 
+namespace {
+
+// Resharding: this bank's shard cut from the shards of a state written by `world` processes. Every
+// state array of a bank holds k rows of its shard's length (slot-major: an average, a sum, a ring
+// of k slots), so row s of the new shard is stitched from row s of the old shards it overlaps.
+void load_resharded_bank(const std::string& dir, int64_t world, AveragerBank& bank) {
+  std::vector<SafetensorsFile> files;
+  for (int r = 0; r < world; ++r) files.emplace_back(dir + "/" + bank_file(r, world));
+  std::map<std::string, std::string> meta = files[0].metadata();
+  meta["bank.shard_offset"] = std::to_string(bank.shard_offset());
+  meta["bank.shard_length"] = std::to_string(bank.shard_length());
+  bank.restore_meta(meta);
+  const int64_t off = bank.shard_offset(), len = bank.shard_length();
+  for (const StateArray& a : bank.state_arrays()) {
+    if (len == 0) continue;
+    WAVG_CHECK(a.numel % len == 0, "resharding: bank state '", a.name, "' has ", a.numel,
+               " elements, not rows of the shard's ", len);
+    const int64_t rows = a.numel / len;
+    const size_t esize = dtype_size(a.dtype);
+    auto* dst = static_cast<unsigned char*>(a.data);
+    for (const SafetensorsFile& f : files) {
+      const int64_t of = std::stoll(f.metadata().at("bank.shard_offset"));
+      const int64_t ol = std::stoll(f.metadata().at("bank.shard_length"));
+      const TensorInfo* t = f.find(a.name);
+      WAVG_CHECK(t != nullptr && t->dtype == a.dtype && int64_t(t->numel()) == rows * ol,
+                 "resharding: bank state '", a.name, "' is missing or differs in ", dir);
+      const int64_t lo = std::max(off, of), hi = std::min(off + len, of + ol);
+      for (int64_t row = 0; row < rows && lo < hi; ++row)
+        f.read_bytes(*t, uint64_t(row * ol + lo - of) * esize, size_t(hi - lo) * esize,
+                     dst + size_t(row * len + lo - off) * esize);
+    }
+  }
+}
+
+}  // namespace
+
 void load_state(const FoundState& s, torch::nn::Module& module,
-                torch::optim::Optimizer& optimizer, ModelAverager& averager) {
+                torch::optim::Optimizer& optimizer, ModelAverager& averager, const StateGroup& g) {
+  const int64_t world = s.counters.world_size;
   load_module(module, s.dir + "/model.safetensors");
   {
     std::istringstream is(read_file(s.dir + "/optimizer.pt"));
     torch::load(optimizer, is, module_device(module));  // the state follows the model's device
   }
-  load_bank_state(s.dir + "/bank.safetensors", averager.bank());
-  const std::string rng = read_file(s.dir + "/rng.bin");
+  if (world == g.world)
+    load_bank_state(s.dir + "/" + bank_file(g.rank, world), averager.bank());
+  else
+    load_resharded_bank(s.dir, world, averager.bank());
+  // A rank the state had keeps its generator; a new one takes rank 0's.
+  const std::string rng = read_file(s.dir + "/" + rng_file(g.rank < world ? g.rank : 0, world));
   at::Tensor t = torch::empty({int64_t(rng.size())}, torch::kUInt8);
   std::memcpy(t.data_ptr(), rng.data(), rng.size());
   at::Generator gen = at::detail::getDefaultCPUGenerator();

@@ -250,6 +250,7 @@ void read_top(const Reader& r, const WorkloadDefaults& d, RunConfig& c) {
   c.keep_states = r.get<int64_t>("keep_states", 2);
   c.device = r.get<std::string>("device", "cpu");
   c.async_averaging = r.get<bool>("async_averaging", c.device != "cpu");
+  c.dist_timeout = r.get<double>("dist_timeout", 300.0);
   read_threads(r, c);
 }
 
@@ -400,7 +401,8 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   Reader r(root, "", source ? &source->defaulted : nullptr);
   r.allow({"wavg", "workload", "seed", "steps", "eval_every", "target", "out", "threads",
            "batch_size", "early_stop", "async_averaging", "optimizer", "schedule", "lawa", "ema",
-           "swa", "phema", "ckpt_every", "state_every", "keep_states", "device"});
+           "swa", "phema", "ckpt_every", "state_every", "keep_states", "device",
+           "dist_timeout"});
   read_marker(r, source);
   RunConfig c;
   std::string known;
@@ -526,6 +528,8 @@ void validate(const RunConfig& c) {
              c.state_every);
   WAVG_CHECK(c.keep_states >= 1, "config: 'keep_states' must be >= 1, got ", c.keep_states);
   check_device_spec(c.device);  // syntax only: resolve_device() checks the device is there
+  WAVG_CHECK(std::isfinite(c.dist_timeout) && c.dist_timeout >= 1 && c.dist_timeout <= 86400,
+             "config: 'dist_timeout' must be in [1, 86400] seconds, got ", c.dist_timeout);
   for (auto [key, v] : {std::pair{"threads.intra_op", c.threads.intra_op},
                         std::pair{"threads.blas", c.threads.blas},
                         std::pair{"threads.averaging", c.threads.averaging}})
@@ -566,7 +570,8 @@ std::string resolved_toml(const RunConfig& c) {
          "\nbatch_size = " + i(c.batch_size) + "\nearly_stop = " + b(c.early_stop) +
          "\nckpt_every = " + i(c.ckpt_every) + "\nstate_every = " + i(c.state_every) +
          "\nkeep_states = " + i(c.keep_states) + "\nasync_averaging = " + b(c.async_averaging) +
-         "\ndevice = " + toml_string(c.device) + "\n";
+         "\ndevice = " + toml_string(c.device) +
+         "\ndist_timeout = " + toml_float(c.dist_timeout) + "  # seconds\n";
   out += "\n[threads]\nintra_op = " + i(c.threads.intra_op) + "\nblas = " + i(c.threads.blas) +
          "\naveraging = " + i(c.threads.averaging) + "\n";
   const OptimizerConfig& o = c.optimizer;
@@ -588,6 +593,7 @@ std::string config_hash(const RunConfig& c) {
   h.threads = {};
   h.device = "cpu";
   h.out = "-";
+  h.dist_timeout = RunConfig().dist_timeout;  // how long to wait, not what is computed
   const std::string text = resolved_toml(h);
   uint64_t x = 14695981039346656037ull;  // FNV-1a 64: offset basis, then xor and multiply per byte
   for (unsigned char ch : text) {
@@ -625,7 +631,8 @@ std::vector<std::string> config_differences(const RunConfig& run, const RunConfi
 }
 
 bool may_change_on_resume(const std::string& difference) {
-  return difference.rfind("threads.", 0) == 0 || difference.rfind("device ", 0) == 0;
+  return difference.rfind("threads.", 0) == 0 || difference.rfind("device ", 0) == 0 ||
+         difference.rfind("dist_timeout ", 0) == 0;
 }
 
 }  // namespace wavg

@@ -13,6 +13,8 @@
 #include "wavg/core/target.h"
 #include "wavg/torch/model_averager.h"
 #include "wavg/torch/optim.h"
+#include "wavg/train/checkpoint.h"
+#include "wavg/train/distributed.h"
 #include "wavg/train/runner.h"
 #include "wavg/workloads/workload.h"
 
@@ -47,6 +49,11 @@ struct RunContext {
   bool evaluated = false;                       // this step was evaluated
   StopReason stop = StopReason::kNone;
   int signal = 0;                               // the signal that stopped the run
+  // Data parallel (null: one process): every rank trains on its rows of the global batch and
+  // evaluates its rows of the split; only rank 0 prints and writes the run's shared files.
+  Distributed* dist = nullptr;
+  bool writer() const { return dist == nullptr || dist->rank() == 0; }
+  StateGroup state_group() const;
 };
 
 class TrainCallback {

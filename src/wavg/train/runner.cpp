@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
@@ -29,10 +30,21 @@ int scheme_rank(Scheme s) {
 
 // The run as it is recorded and trained: threads in force, the bank in its canonical order
 // (lawa, ema, swa, phema), the schedule's peak equal to optimizer.lr, every averager named.
-RunConfig resolve_for_run(const RunConfig& config) {
+RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env) {
   validate(config);
+  WAVG_CHECK(config.batch_size % env.world == 0, "data parallel: batch_size ", config.batch_size,
+             " (the global batch) does not split evenly across WORLD_SIZE=", env.world,
+             " ranks; give a multiple of ", env.world);
   RunConfig c = config;
-  c.threads = apply_threads(config.threads);
+  ThreadSettings t = config.threads;
+  if (env.world > 1) {  // several ranks on one host share its cores: by default 1 thread each
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    const int each = std::max(1, cores / env.local_world);
+    if (t.intra_op <= 0) t.intra_op = each;
+    if (t.blas <= 0) t.blas = 1;
+    if (t.averaging <= 0) t.averaging = each;
+  }
+  c.threads = apply_threads(t);
   std::stable_sort(c.averagers.begin(), c.averagers.end(),
                    [](const AveragerEntry& a, const AveragerEntry& b) {
                      return scheme_rank(a.averager.scheme) < scheme_rank(b.averager.scheme);
@@ -74,13 +86,13 @@ RunSummary summary_skeleton(const RunConfig& c, const Workload& w, const std::st
 // curves from it (io/metrics_log). No state: the run starts again from step 0.
 std::optional<FoundState> restore(RunContext& run, const std::string& metrics_path, bool quiet) {
   const std::string& out = run.config.out;
-  std::optional<FoundState> state = find_state(out, [](const std::string& w) {
-    std::fprintf(stderr, "wavg: warning: %s\n", w.c_str());
+  std::optional<FoundState> state = find_state(out, [&](const std::string& w) {
+    if (run.writer()) std::fprintf(stderr, "wavg: warning: %s\n", w.c_str());
   });
   if (!state) {
     // Killed before its first state was written (or every state is damaged): the only intact
     // point to continue from is the start, and a deterministic rerun reproduces what was lost.
-    if (file_exists(metrics_path))
+    if (file_exists(metrics_path) && run.writer())
       std::fprintf(stderr, "wavg: warning: resume: no intact state in %s/state: starting the run "
                    "again from step 0\n", out.c_str());
     return state;
@@ -88,15 +100,19 @@ std::optional<FoundState> restore(RunContext& run, const std::string& metrics_pa
   if (state->counters.config_hash != run.hash && !quiet)
     std::fprintf(stderr, "wavg: warning: resume: the configuration differs from the one the state "
                  "was written with (forced)\n");
-  load_state(*state, *run.model, run.optimizer.torch_optimizer(), run.averager);
+  load_state(*state, *run.model, run.optimizer.torch_optimizer(), run.averager,
+             run.state_group());
   run.step = state->counters.step;
   run.train_s = state->counters.train_wall_s;
   run.eval_s = state->counters.eval_wall_s;
   run.resumed = true;
   WAVG_CHECK(file_exists(metrics_path), "resume: ", metrics_path, " is missing");
-  std::error_code ec;
-  std::filesystem::resize_file(metrics_path, state->counters.metrics_bytes, ec);
-  WAVG_CHECK(!ec, "resume: cannot cut ", metrics_path, " back to its state (", ec.message(), ")");
+  if (run.writer()) {
+    std::error_code ec;
+    std::filesystem::resize_file(metrics_path, state->counters.metrics_bytes, ec);
+    WAVG_CHECK(!ec, "resume: cannot cut ", metrics_path, " back to its state (", ec.message(), ")");
+  }
+  if (run.dist) run.dist->barrier();  // metrics.jsonl is cut before any rank reads it
   for (const MetricRecord& r : read_metrics(metrics_path))
     for (size_t m = 0; m < run.summary.models.size(); ++m)
       if (run.summary.models[m].model == r.model) {
@@ -112,12 +128,17 @@ void finish(RunContext& run) {
   const RunConfig& c = run.config;
   const std::map<std::string, std::string> meta = {
       {"workload", c.workload}, {"step", std::to_string(run.step)}, {"config_hash", run.hash}};
-  save_module(*run.model, c.out + "/final_raw.safetensors", meta);
-  for (int i = 0; i < run.averager.size(); ++i)
-    if (!run.averager.empty(i))
+  if (run.writer()) save_module(*run.model, c.out + "/final_raw.safetensors", meta);
+  for (int i = 0; i < run.averager.size(); ++i) {
+    if (run.averager.empty(i)) continue;
+    if (run.writer())
       run.averager.save(i, c.out + "/final_" + run.averager.name(i) + ".safetensors", run.forward,
                         meta);
-  detail::write_summary(c.out, run.summary);
+    else
+      run.averager.swap_in(i, run.forward);  // its shard joins rank 0's all-gather
+  }
+  if (run.dist) run.dist->barrier();  // every rank has finished before summary.json marks the run
+  if (run.writer()) detail::write_summary(c.out, run.summary);
 }
 
 void train(RunContext& run, bool quiet) {
@@ -133,12 +154,27 @@ void train(RunContext& run, bool quiet) {
   detail::train_loop(run, ptrs);
 }
 
+
+// Data parallel: the same initial model on every rank (rank 0's), and each rank's bank holding its
+// contiguous shard of the flat sample (DESIGN.md §8).
+void join_group(detail::Distributed& dist, torch::nn::Module& model, ModelAverager& averager) {
+  std::vector<torch::Tensor> state;
+  for (const auto& p : model.parameters()) state.push_back(p);
+  for (const auto& b : model.buffers()) state.push_back(b);
+  dist.broadcast(state);
+  const auto [first, count] = detail::rank_rows(averager.bank().numel(), dist.rank(), dist.world());
+  averager.set_shard(first, count, [&dist](void* whole, int64_t numel, size_t elem_bytes) {
+    dist.all_gather(whole, numel, elem_bytes);
+  });
+}
+
 }  // namespace
 
 std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.toml"; }
 
 RunSummary run_training(const RunConfig& config, const RunOptions& options) {
-  const RunConfig c = resolve_for_run(config);
+  const detail::LaunchEnv env = detail::launch_env_from_environment();
+  const RunConfig c = resolve_for_run(config, env);
   if (options.resume) {
     if (std::optional<RunSummary> done = finished_run(c.out)) {
       done->already_finished = true;  // nothing is written
@@ -146,9 +182,14 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
     }
   }
   const torch::Device device = resolve_device(c.device);  // refused before anything is written
+  std::unique_ptr<detail::Distributed> dist;
+  if (env.world > 1) dist = std::make_unique<detail::Distributed>(env, c.dist_timeout);
+  const bool writer = env.rank == 0;
   WorkloadOptions wo;
   wo.seed = c.seed;
   wo.batch_size = c.batch_size;
+  wo.rank = env.rank;
+  wo.world = env.world;
   std::unique_ptr<Workload> workload = make_workload(c.workload, wo);
   std::shared_ptr<torch::nn::Module> model = workload->model();
   model->to(device);  // initialised on the CPU (same weights on every device); batches follow it
@@ -158,26 +199,35 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
     specs.emplace_back(e.averager, e.buffers, e.recompute_batches);
   ModelAverager averager(model, specs);
   averager.set_async(c.async_averaging);
+  if (dist) join_group(*dist, *model, averager);
   // The workload (its data) is ready: now the run directory. The config comes first in a new run
   // directory, so that a run killed at any later moment can be resumed.
-  detail::prepare_run_dir(c.out, options);
-  if (!options.resume || recorded_config_is_raw(c.out))
-    write_file_atomic(run_config_path(c.out), resolved_toml(c));
+  if (writer) {
+    detail::prepare_run_dir(c.out, options);
+    if (!options.resume || recorded_config_is_raw(c.out))
+      write_file_atomic(run_config_path(c.out), resolved_toml(c));
+  }
+  if (dist) dist->barrier();  // the run directory is ready
 
   RunContext run(c, config_hash(c), *workload, model, optimizer, averager,
                  [&](int64_t i) { workload->forward_train_batch(i); });
+  run.dist = dist.get();
   run.summary = summary_skeleton(c, *workload, run.hash);
   run.summary.averager_state_bytes_per_param = averager.bank().state_bytes_per_element();
   run.curves.resize(run.summary.models.size());
   run.latest.assign(run.summary.models.size(), NAN);
   const std::string metrics_path = c.out + "/metrics.jsonl";
+  const bool quiet = options.quiet || !writer;
   const std::optional<FoundState> state =
-      options.resume ? restore(run, metrics_path, options.quiet) : std::nullopt;
-  std::FILE* metrics = std::fopen(metrics_path.c_str(), state ? "a" : "w");
-  WAVG_CHECK(metrics != nullptr, "cannot write ", metrics_path, " (", std::strerror(errno), ")");
+      options.resume ? restore(run, metrics_path, quiet) : std::nullopt;
+  std::FILE* metrics = writer ? std::fopen(metrics_path.c_str(), state ? "a" : "w") : nullptr;
+  WAVG_CHECK(!writer || metrics != nullptr, "cannot write ", metrics_path, " (",
+             std::strerror(errno), ")");
   struct Closer {
     std::FILE* f;
-    ~Closer() { std::fclose(f); }
+    ~Closer() {
+      if (f) std::fclose(f);
+    }
   } closer{metrics};
   run.metrics = metrics;
 
@@ -186,7 +236,7 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
     run.stop = detail::parse_stop_reason(state->counters.stop_reason);
   } else {
     if (!state) averager.observe(0);  // the initial weights are step 0's sample
-    train(run, options.quiet);
+    train(run, quiet);
   }
   detail::summarize(run);
   if (run.stop != StopReason::kSignal) finish(run);

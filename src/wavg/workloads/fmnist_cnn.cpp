@@ -91,7 +91,8 @@ TORCH_MODULE(Cnn);
 class FmnistCnn : public Workload {
  public:
   explicit FmnistCnn(const WorkloadOptions& o)
-      : seed_(o.seed), batch_(o.batch_size > 0 ? o.batch_size : fmnist_defaults().batch_size) {
+      : seed_(o.seed), batch_(o.batch_size > 0 ? o.batch_size : fmnist_defaults().batch_size),
+        rank_(o.rank), world_(o.world) {
     std::vector<int64_t> dims;
     const std::string dir = data_dir();
     train_images_ = read_idx(dir + "/train-images-idx3-ubyte.gz", &dims);
@@ -110,6 +111,11 @@ class FmnistCnn : public Workload {
 
   torch::Tensor train_loss(int64_t step) override {
     auto [x, y] = batch(step, /*stream=*/0);
+    if (world_ > 1) {  // this rank's rows of the global batch (BatchNorm: per-rank statistics)
+      const auto [first, count] = shard_rows(batch_, rank_, world_);
+      x = x.narrow(0, first, count);
+      y = y.narrow(0, first, count);
+    }
     model_->train();
     return torch::nn::functional::cross_entropy(model_->forward(x), y);
   }
@@ -129,6 +135,9 @@ class FmnistCnn : public Workload {
     int64_t begin = 0, end = kTrain;
     if (split == Split::kValidation) begin = kTrain, end = 60000;
     if (split == Split::kTest) begin = 0, end = 10000;
+    const auto [first, count] = shard_rows(end - begin, rank_, world_);  // this rank's rows
+    begin += first;
+    end = begin + count;
     double loss = 0, errors = 0;
     for (int64_t b = begin; b < end; b += 1000) {
       const int64_t n = std::min<int64_t>(1000, end - b);
@@ -142,7 +151,8 @@ class FmnistCnn : public Workload {
       errors += logits.argmax(1).ne(y).sum().item<double>();
     }
     model_->train(was_training);
-    return {errors / double(end - begin), loss / double(end - begin)};
+    return {errors / double(end - begin), loss / double(end - begin), errors, loss,
+            double(end - begin)};
   }
 
  private:
@@ -185,6 +195,7 @@ class FmnistCnn : public Workload {
   }
 
   int64_t seed_, batch_;
+  int rank_, world_;
   std::vector<uint8_t> train_images_, train_labels_, test_images_, test_labels_;
   Cnn model_{nullptr};
   std::vector<int64_t> perm_[2];

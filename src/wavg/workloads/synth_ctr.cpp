@@ -124,7 +124,8 @@ class SynthCtr : public Workload {
  public:
   explicit SynthCtr(const WorkloadOptions& o)
       : seed_(o.seed),
-        batch_(o.batch_size > 0 ? o.batch_size : workload_defaults("synth_ctr").batch_size) {
+        batch_(o.batch_size > 0 ? o.batch_size : workload_defaults("synth_ctr").batch_size),
+        rank_(o.rank), world_(o.world) {
     std::mt19937_64 vrng(kTeacherSeed + 1), trng(kTeacherSeed + 2);
     val_ = gen_.draw(kEvalSamples, vrng);
     test_ = gen_.draw(kEvalSamples, trng);
@@ -137,7 +138,7 @@ class SynthCtr : public Workload {
 
   torch::Tensor train_loss(int64_t step) override {
     model_->train();
-    const Samples s = batch(step, 0);
+    const Samples s = mine(batch(step, 0));
     return torch::binary_cross_entropy_with_logits(model_->forward(s.dense, s.ids), s.labels);
   }
   void forward_train_batch(int64_t index) override {
@@ -151,6 +152,7 @@ class SynthCtr : public Workload {
     model_->eval();
     Samples s = split == Split::kTest ? test_ : val_;
     if (split == Split::kTrain) s = batch(0, 2);  // a batch of the training stream
+    s = mine(s);
     double loss = 0;
     const int64_t n = s.labels.size(0);
     for (int64_t b = 0; b < n; b += 5000) {
@@ -163,16 +165,24 @@ class SynthCtr : public Workload {
                   .item<double>();
     }
     model_->train(was_training);
-    return {loss / double(n), loss / double(n)};
+    return {loss / double(n), loss / double(n), loss, loss, double(n)};
   }
 
  private:
+  // This rank's rows (data parallel).
+  Samples mine(const Samples& s) const {
+    if (world_ == 1) return s;
+    const auto [first, count] = shard_rows(s.labels.size(0), rank_, world_);
+    return {s.dense.narrow(0, first, count), s.ids.narrow(0, first, count),
+            s.labels.narrow(0, first, count)};
+  }
   Samples batch(int64_t index, int stream) const {
     std::mt19937_64 rng(uint64_t(seed_) * 0x9E3779B97F4A7C15ull ^
                         (uint64_t(index) * 3 + uint64_t(stream)) * 0xBF58476D1CE4E5B9ull);
     return gen_.draw(batch_, rng).to(module_device(*model_));  // made on the CPU, moved
   }
   int64_t seed_, batch_;
+  int rank_, world_;
   Generator gen_;
   Samples val_, test_;
   Dlrm model_{nullptr};

@@ -142,7 +142,8 @@ class TextLm : public Workload {
  public:
   explicit TextLm(const WorkloadOptions& o)
       : seed_(o.seed),
-        batch_(o.batch_size > 0 ? o.batch_size : workload_defaults("text_lm").batch_size) {
+        batch_(o.batch_size > 0 ? o.batch_size : workload_defaults("text_lm").batch_size),
+        rank_(o.rank), world_(o.world) {
     load_glosses(&train_, &val_, &test_);
     torch::manual_seed(uint64_t(seed_));
     model_ = Gpt();
@@ -154,7 +155,13 @@ class TextLm : public Workload {
   torch::Tensor train_loss(int64_t step) override {
     model_->train();
     auto [x, y] = batch(step, 0);
-    return torch::nn::functional::cross_entropy(model_->forward(x).view({-1, kVocab}), y.view(-1));
+    if (world_ > 1) {  // this rank's rows of the global batch
+      const auto [first, count] = shard_rows(batch_, rank_, world_);
+      x = x.narrow(0, first, count);
+      y = y.narrow(0, first, count);
+    }
+    return torch::nn::functional::cross_entropy(model_->forward(x).reshape({-1, kVocab}),
+                                                y.reshape(-1));
   }
   void forward_train_batch(int64_t index) override {
     torch::NoGradGuard no_grad;
@@ -175,8 +182,9 @@ class TextLm : public Workload {
         p[i * (kContext + 1) + t] = uint8_t(text[size_t(i * stride + t)]);
     seq = seq.to(module_device(*model_));
     double loss = 0;
-    for (int64_t b = 0; b < n; b += 64) {
-      const torch::Tensor s = seq.narrow(0, b, 64);
+    const auto [first, count] = shard_rows(n, rank_, world_);  // this rank's windows
+    for (int64_t b = first; b < first + count; b += 64) {
+      const torch::Tensor s = seq.narrow(0, b, std::min<int64_t>(64, first + count - b));
       const torch::Tensor logits = model_->forward(s.narrow(1, 0, kContext));
       loss += torch::nn::functional::cross_entropy(
                   logits.reshape({-1, kVocab}), s.narrow(1, 1, kContext).reshape(-1),
@@ -184,8 +192,8 @@ class TextLm : public Workload {
                   .item<double>();
     }
     model_->train(was_training);
-    const double ce = loss / double(n * kContext);
-    return {ce, ce};
+    const double bytes = double(count * kContext), ce = loss / bytes;
+    return {ce, ce, loss, loss, bytes};
   }
 
  private:
@@ -206,6 +214,7 @@ class TextLm : public Workload {
   }
 
   int64_t seed_, batch_;
+  int rank_, world_;
   std::string train_, val_, test_;
   Gpt model_{nullptr};
 };
