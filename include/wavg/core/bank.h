@@ -49,6 +49,11 @@ int64_t find_non_finite(DType dtype, const void* data, int64_t n);
 // refusal (>= 0), dst's contents are unspecified.
 int64_t copy_find_non_finite(DType dtype, const void* src, void* dst, int64_t n);
 
+// Bytes of averager state per element of a shard for these averagers over samples of
+// sample_dtype (the bank's layout; no allocation): what AveragerBank::state_bytes_per_element()
+// reports once built, and what a run checks against the memory available before it starts.
+double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype);
+
 class AveragerBank {
  public:
   // shard_length < 0: to the end of the vector.

@@ -207,22 +207,28 @@ int64_t AveragerBank::state_bytes() const {
   return bytes;
 }
 
-double AveragerBank::state_bytes_per_element() const {
+double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype) {
   // EMA: fp32 average; SWA: fp64 sum; phema: fp32 per profile; LAWA: one ring per ν of L_max + 1
   // samples.
   double bytes = 0;
   std::map<int64_t, int64_t> ring_window;  // ν -> L_max
-  for (const Slot& s : slots_) {
-    if (s.options.scheme == Scheme::kEma) bytes += sizeof(float);
-    if (s.options.scheme == Scheme::kSwa) bytes += sizeof(double);
-    if (s.options.scheme == Scheme::kPhema) bytes += sizeof(float) * s.options.sigma_rels.size();
-    if (s.options.scheme != Scheme::kLawa) continue;
-    int64_t& w = ring_window[s.options.every];
-    w = std::max(w, s.options.window);
+  for (const AveragerOptions& o : averagers) {
+    if (o.scheme == Scheme::kEma) bytes += sizeof(float);
+    if (o.scheme == Scheme::kSwa) bytes += sizeof(double);
+    if (o.scheme == Scheme::kPhema) bytes += sizeof(float) * double(o.sigma_rels.size());
+    if (o.scheme != Scheme::kLawa) continue;
+    int64_t& w = ring_window[o.every];
+    w = std::max(w, o.window);
   }
   for (const auto& [every, window] : ring_window)
-    bytes += double(window + 1) * double(dtype_size(dtype_));
+    bytes += (double(window) + 1) * double(dtype_size(sample_dtype));
   return bytes;
+}
+
+double AveragerBank::state_bytes_per_element() const {
+  std::vector<AveragerOptions> averagers;
+  for (const Slot& s : slots_) averagers.push_back(s.options);
+  return wavg::state_bytes_per_element(averagers, dtype_);
 }
 
 std::string AveragerBank::where(int64_t index) const {

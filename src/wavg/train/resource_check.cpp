@@ -108,16 +108,7 @@ int64_t cgroup_available() {
 }  // namespace
 
 double bank_bytes_per_element(const std::vector<AveragerOptions>& averagers) {
-  std::map<int64_t, double> ring_window;  // ν -> L_max of the ring the LAWA averagers of ν share
-  double bytes = 0;
-  for (const AveragerOptions& o : averagers) {
-    if (o.scheme == Scheme::kEma) bytes += sizeof(float);
-    if (o.scheme == Scheme::kSwa) bytes += sizeof(double);
-    if (o.scheme == Scheme::kLawa)
-      ring_window[o.every] = std::max(ring_window[o.every], double(o.window));
-  }
-  for (const auto& [every, window] : ring_window) bytes += sizeof(double) * (window + 1);
-  return bytes;
+  return state_bytes_per_element(averagers, DType::kF32);  // samples are the fp32 model's
 }
 
 std::vector<MemoryNeed> memory_needs(const RunConfig& c) {
