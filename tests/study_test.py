@@ -172,8 +172,8 @@ def run(*args):
 
 
 CONFIG = ('workloads = ["synth_ctr"]\nsteps = [1500]\nlm_workload = "text_lm"\nlm_steps = 600\nlm_batch_size = 8\n'
-          '[quick]\nsteps_scale = 0.1\nseeds = 2\ntarget_seeds = 1\neval_fraction = 0.05\nbank_points = 6\n'
-          'lr_scale = [1.0, 2.0]\nlawa_window = [3, 10]\nlawa_every = [1, 5]\nema_beta = [0.9]\nema_every = [1]\n'
+          'threads = 1\n[quick]\nsteps_scale = 0.1\nseeds = 2\ntarget_seeds = 1\neval_fraction = 0.05\nbank_points = 6\n'
+          'lr_scale = [1.0, 2.0]\nlawa_window = [3, 10]\nlawa_every = [1]\nema_beta = [0.9]\nema_every = [1]\n'
           'schedule_final = [0.0, 1.0]\nlm_lr_scale = [1.0]\nlm_final_fraction = [0.0, 0.1]\nlm_warmup = [0.1]\n'
           'lm_clip = [1.0]\n')
 

@@ -74,9 +74,9 @@ std::vector<WorkloadPlan> plan_study(const StudyConfig& config);
 int64_t planned_steps(const WorkloadPlan& plan);
 int64_t planned_steps(const LmPlan& plan);
 
-// Evaluation intervals (steps): e = max(1, ⌊h·H/(1+h)⌋)-ish so that an interval is at most
-// `fraction` of H, and T rounded to a multiple of e (so that step T is an evaluation point).
-// Returns {T, H, e}.
+// The budgets of a workload at evaluation resolution f: e = max(1, ⌊f·(4/3)·T/(1 + f)⌋), T rounded
+// to the nearest multiple of e (so that step T is an evaluation point of the scoring runs) and
+// H = ⌈4/3·T⌉; then e <= f·H (|ΔT| <= e/2 moves H by at most 2e/3).
 struct Budgets {
   int64_t T = 0, H = 0, eval_every = 0;
 };

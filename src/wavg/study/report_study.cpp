@@ -191,8 +191,9 @@ std::string study_report_body(const std::string& dir) {
   const StudyResults r = study_results(JsonView(doc, path));
   std::string h;  // section by section, in order (an error names the first part that fails)
   for (std::string (*section)(const StudyResults&) :
-       {study_intro, study_findings, speedup_section, horizon_section, grids_section, lr_section,
-        best_value_section, schedules_section, scoring_section})
+       {study_intro, study_findings, regime_section, steps_section, speedup_section,
+        horizon_section, grids_section, lr_section, best_value_section, schedules_section,
+        lm_section, scoring_section})
     h += section(r);
   return h;
 }
