@@ -51,6 +51,7 @@ WorkloadData transformed(const WorkloadData& d, const std::function<double(doubl
   out.lower_is_better = !d.lower_is_better;
   for (GridRun& g : out.grid) g.curves = transformed(g.curves, f);
   for (ModelCurves& s : out.seeds) s = transformed(s, f);
+  for (Curve& c : out.target_runs) c = transformed(c, f);
   for (ScheduleRun& s : out.schedules) s.curves = transformed(s.curves, f);
   return out;
 }
@@ -81,7 +82,9 @@ BankSetting setting(const std::string& name, Scheme scheme, int64_t window, doub
 }
 
 // The hand-computed workload (error rate, lower is better): T = 20, H = 27, three seeds.
-//   raw bests within T: 0.5, 0.45, 0.52 -> target = median = 0.5
+//   target-setting runs' bests: 0.5, 0.45, 0.52 -> target = median = 0.5; their values at T
+//   0.5, 0.47, 0.52 -> decayed_at_T 0.5; the scoring runs' raw values at T 0.5, 0.45, 0.52 ->
+//   raw_at_T 0.5: no gain, the regime check fails.
 //   raw reaches 0.5 at 20, 20, 30 -> median 20; lawa_rec at 10, 20, 10 -> 10; ema_rec: miss,
 //   miss, 30 -> median ∞.
 WorkloadData hand_workload() {
@@ -104,6 +107,11 @@ WorkloadData hand_workload() {
                      {"lawa_rec", curve({{0, 0.8}, {10, 0.45}, {20, 0.5}})},
                      {"ema_rec", curve({{0, 0.8}, {10, 0.5}, {20, 0.6}})}}});
   d.chosen = choose_grid_point(d.grid, d.lower_is_better);
+  d.target_seeds = {1000, 1001, 1002};
+  d.scoring_seeds = {0, 1, 2};
+  d.bank_eval_every = 10;
+  d.target_runs = {curve({{0, 1.0}, {10, 0.6}, {20, 0.5}}), curve({{0, 1.0}, {10, 0.45}, {20, 0.47}}),
+                   curve({{0, 1.0}, {10, 0.7}, {20, 0.52}})};
   d.bank = {setting("lawa_rec", Scheme::kLawa, 20, 0, 1, 0.74),
             setting("ema_rec", Scheme::kEma, 0, 0.95, 1, 0.74),
             setting("lawa_L2_nu5", Scheme::kLawa, 2, 0, 5, 0.37)};
@@ -212,7 +220,32 @@ TEST(Analyses, HandComputedWorkload) {
   const json& W = a.results;
   EXPECT_EQ(W["direction"], "min");
   EXPECT_EQ(W["target"].get<double>(), 0.5);
-  EXPECT_EQ(W["seed_best_within_T"], json::array({0.5, 0.45, 0.52}));
+  EXPECT_EQ(W["target_setting"]["best_values"], json::array({0.5, 0.45, 0.52}));
+  EXPECT_EQ(W["target_setting"]["seeds"], json::array({1000, 1001, 1002}));
+  EXPECT_EQ(W["budget_T"], 20);
+  EXPECT_EQ(W["budget_H"], 27);
+  EXPECT_EQ(W["regime_check"]["decayed_at_T"].get<double>(), 0.5);
+  EXPECT_EQ(W["regime_check"]["raw_at_T"].get<double>(), 0.5);
+  EXPECT_FALSE(W["regime_check"]["passes"].get<bool>());
+  // Steps to target: AlgoPerf's count and the interpolated one. raw: 20, 20, 30 and 20,
+  // 10 + 10·0.2/0.25 = 18, 20 + 10·0.02/0.22; lawa_rec: 10, 20, 10 and 10, 10 + 10·0.1/0.11, 10.
+  const json& st = W["steps_to_target"];
+  EXPECT_EQ(st["nadamw"]["per_seed"], json::array({20, 20, 30}));
+  EXPECT_EQ(st["nadamw"]["median"].get<double>(), 20);
+  EXPECT_NEAR(st["nadamw"]["interpolated_per_seed"][1].get<double>(), 18, 1e-12);
+  EXPECT_NEAR(st["nadamw"]["interpolated_per_seed"][2].get<double>(), 20 + 10 * 0.02 / 0.22, 1e-12);
+  EXPECT_NEAR(st["nadamw"]["interpolated_median"].get<double>(), 20, 1e-12);
+  EXPECT_NEAR(st["nadamw+lawa"]["interpolated_median"].get<double>(), 10, 1e-12);
+  EXPECT_EQ(st["nadamw+ema"]["per_seed"], json::array({"inf", "inf", 30}));
+  EXPECT_EQ(st["nadamw+ema"]["median"], "inf");
+  EXPECT_EQ(st["selected"]["model"], "lawa_rec");  // the smallest interpolated median
+  EXPECT_FALSE(st["selected"]["pre_registered"].get<bool>());
+  EXPECT_TRUE(st["nadamw"]["pre_registered"].get<bool>());
+  // Only lawa_rec reaches the target in the median (ema_rec and lawa_L2_nu5 miss on two seeds):
+  // the medians' range is 0, no more than one interval of 10 steps, so no fit.
+  EXPECT_EQ(W["horizon_fit"]["interval"], 10);
+  EXPECT_FALSE(W["horizon_fit"]["resolvable"].get<bool>());
+  EXPECT_FALSE(W["horizon_fit"].contains("all"));
   EXPECT_EQ(W["methods"]["nadamw"]["steps_to_target"], json::array({20, 20, 30}));
   EXPECT_EQ(W["methods"]["nadamw"]["median_steps_to_target"].get<double>(), 20);
   EXPECT_EQ(W["methods"]["nadamw+lawa"]["steps_to_target"], json::array({10, 20, 10}));
@@ -292,7 +325,10 @@ WorkloadData random_workload(uint32_t seed) {
   d.T = 100;
   d.H = 134;
   d.eval_every = 10;
+  d.bank_eval_every = 10;
   d.train_s_per_step = 0.25;
+  d.target_seeds = {1000, 1001, 1002};
+  d.scoring_seeds = {0, 1, 2, 3, 4};
   d.bank = {setting("lawa_rec", Scheme::kLawa, 20, 0, 1, 0.149),
             setting("ema_rec", Scheme::kEma, 0, 0.95, 1, 0.149)};
   for (int64_t L : {5, 20})
@@ -309,6 +345,7 @@ WorkloadData random_workload(uint32_t seed) {
     d.grid.push_back({1e-3 * (g + 1), 0.01, 0.05, run({"raw", "lawa_rec", "ema_rec"}, d.T)});
   d.chosen = choose_grid_point(d.grid, true);
   for (int s = 0; s < 5; ++s) d.seeds.push_back(run(models, 130));
+  for (int s = 0; s < 3; ++s) d.target_runs.push_back(run({"raw"}, d.T).at("raw"));
   d.schedules.push_back({"cosine to 0 (baseline)", "runs/w/seed_0", 0.0, 1.0, d.seeds[0]});
   d.schedules.push_back({"no decay (constant)", "runs/w/sched_final1", 1.0, 1.0,
                          run({"raw", "lawa_rec", "ema_rec"}, 130)});
@@ -317,8 +354,9 @@ WorkloadData random_workload(uint32_t seed) {
 
 // Keys of results.json whose values are metric values (transformed); every other number is a
 // step, a ratio, a score, a hyperparameter or a fit, and must not change.
-const std::set<std::string> kValueKeys = {"target", "seed_best_within_T", "raw_best", "lawa_best",
-                                          "ema_best", "best_values", "best_mean"};
+const std::set<std::string> kValueKeys = {"target", "raw_best", "lawa_best", "ema_best",
+                                          "best_values", "best_mean", "final_values",
+                                          "decayed_at_T", "raw_at_T"};
 
 void expect_transformed(const json& a, const json& b, const std::function<double(double)>& f,
                         bool value, double tol, const std::string& path) {
@@ -349,7 +387,8 @@ void expect_transformed(const json& a, const json& b, const std::function<double
     const double x = a.get<double>(), y = b.get<double>();
     if (value)
       EXPECT_NEAR(f(x), y, tol) << path;
-    else if (path.find("best_std") != std::string::npos)
+    else if (path.find("best_std") != std::string::npos ||
+             path.find("seed_spread") != std::string::npos)
       EXPECT_NEAR(x, y, tol) << path;  // the spread of transformed values, rounded differently
     else
       EXPECT_EQ(x, y) << path;
@@ -359,7 +398,7 @@ void expect_transformed(const json& a, const json& b, const std::function<double
 }
 
 json study_json(const WorkloadAnalysis& a) {
-  return {{"schema", "study-v2"},
+  return {{"schema", "study-v3"},
           {"protocol", {{"seeds", 5}, {"target", "median"}, {"recommended_horizon", 0.01}}},
           {"workloads", {{"w", a.results}}},
           {"scoring", scoring_json({{"w", a.method_time}})}};
@@ -483,8 +522,9 @@ TEST(StudyReport, MalformedResultsAreOneLineErrorsNamingTheKey) {
   const json full = study_json(analyse_workload(hand_workload()));
   TempDir dir;
   auto error_with = [&](const json& j) { return error_of([&] { write_study(dir, j); }); };
-  EXPECT_NE(error_with(json::object()).find("results.json: 'workloads' is missing"),
+  EXPECT_NE(error_with({{"schema", "study-v3"}}).find("results.json: 'workloads' is missing"),
             std::string::npos);
+  EXPECT_NE(error_with(json::object()).find("has schema 'none'"), std::string::npos);
   json bad = full;
   bad["workloads"]["w"]["target"] = "low";
   EXPECT_NE(error_with(bad).find("'workloads.w.target' must be a number, got \"low\""),
@@ -503,12 +543,15 @@ TEST(StudyReport, MalformedResultsAreOneLineErrorsNamingTheKey) {
   EXPECT_EQ(e.find('\n'), std::string::npos);
 }
 
-TEST(StudyReport, AnOlderResultsJsonWithoutCurvesStillRenders) {
-  // The committed results/study/results.json: "lower_is_better" instead of "direction", no curves.
-  const std::string html = study_report(std::string(WAVG_SOURCE_DIR) + "/results/study");
-  EXPECT_NE(html.find("fmnist_cnn: no validation curves ('curves' not in"), std::string::npos);
-  EXPECT_NE(html.find("target error_rate &le;"), std::string::npos);
-  for (const char* h : {"1. Speed-up", "2. Horizon", "3. ", "4. Learning", "5. Best", "6. ",
-                        "Scoring"})
-    EXPECT_NE(section(html, h).find("<svg"), std::string::npos) << h;
+TEST(StudyReport, AnOlderSchemaIsRefusedInOneLine) {
+  // A study-v2 results.json (the committed results/study until it is rerun) was made under the
+  // older protocol (target from the scoring runs, 5 % resolution): refused, naming the schema.
+  TempDir dir;
+  json old = study_json(analyse_workload(hand_workload()));
+  old["schema"] = "study-v2";
+  std::ofstream(dir.path() + "/results.json") << old.dump(2);
+  const std::string e = error_of([&] { study_report(dir.path()); });
+  EXPECT_NE(e.find("has schema 'study-v2'"), std::string::npos) << e;
+  EXPECT_NE(e.find("study-v3"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos);
 }

@@ -1,16 +1,19 @@
-// The study (DESIGN.md §4): a CPU-sized AlgoPerf for weight averaging. Per workload: a small grid
-// for the NAdamW baseline (learning rate × weight decay × warmup, seed 0, budget T), the best point
-// rerun with several seeds at the hard budget ⌈4/3·T⌉ with a bank of LAWA and EMA settings riding
-// each trajectory; the target is the median over seeds of the best raw validation value within the
-// first T steps. Methods are scored by steps to target (median over seeds, a miss is ∞),
-// performance ratios, the performance profile ρ(τ), τ ∈ [1, 4], and its normalised area (the
-// benchmark score), every one in the workload's direction (lower or higher is better). Analyses
-// 1–7 of DESIGN.md §4 go to STUDY_DIR/results.json (schema "study-v2"), with everything the report
-// draws: per workload its "direction" ("min" or "max") and the per-seed curves of the raw model and
-// the recommended averages, "curves": {seed: {model: [[step, value], ...]}}, so that the report
-// rebuilds from results.json alone. Each run lives in STUDY_DIR/runs/...; finished runs are skipped,
-// interrupted ones resumed, and one made with another configuration refused, so a study continues
-// where it stopped.
+// The study (DESIGN.md §4, issue 12): a CPU-sized AlgoPerf for weight averaging. Per workload:
+// (1) a small NAdamW grid at budget T, seed 0, the schedule decaying at T; (2) target-setting runs:
+// the best point at budget T with `target_seeds` seeds kept apart from the scoring seeds, target =
+// the median of their best validation values; (3) scoring runs: `seeds` seeds at the hard budget
+// H = ⌈4/3·T⌉, the schedule over H, the bank riding, the raw model and the pre-registered averages
+// (LAWA L = 20, EMA β = 19/21 at the same ν = max(1, round(0.01·H/20))) evaluated every
+// `eval_fraction` of H and the rest of the bank at ~`bank_points` points, with T an evaluation
+// point; (4) the regime check from the baseline alone; (5) on the first workload the schedule
+// variants of analysis 6. Steps to target as AlgoPerf counts them and linearly interpolated.
+// The language-model protocol (paper §7) runs on `lm_workload`: an AdamW grid (lr, final lr,
+// warmup, weight decay, clipping) at budget H by best value, target = median over target seeds of
+// the value at step ⌊H/3⌋, scored on other seeds. Each workload and the LM protocol is a part
+// (`--workload NAME`, NAME a workload or "lm_protocol") written to STUDY_DIR/parts/NAME.json; every
+// invocation merges the parts present into STUDY_DIR/results.json (schema "study-v3"), which holds
+// everything the report draws. Each run lives in STUDY_DIR/runs/...; finished runs are skipped,
+// interrupted ones resumed, one made with another configuration refused.
 #pragma once
 
 #include <cstdint>
@@ -21,10 +24,13 @@ namespace wavg {
 
 struct StudyConfig {
   std::vector<std::string> workloads = {"fmnist_cnn", "text_lm", "synth_ctr"};
-  std::vector<int64_t> steps;  // T per workload; empty or 0: the workload's default
-  double steps_scale = 1.0;    // multiplies every T (the quick profile shrinks it)
-  int64_t seeds = 3;
-  int64_t eval_points = 20;  // evaluations per run
+  std::vector<int64_t> steps;       // T per workload; empty or 0: the workload's default
+  std::vector<int64_t> batch_size;  // per workload; empty or 0: the workload's default
+  double steps_scale = 1.0;         // multiplies every T and the LM budget (--quick shrinks it)
+  int64_t seeds = 5;                // scoring seeds 0 .. seeds-1
+  int64_t target_seeds = 3;         // target-setting seeds 1000, 1001, ... (never scoring seeds)
+  double eval_fraction = 0.01;      // raw and pre-registered averages: every this fraction of H
+  int64_t bank_points = 20;         // the rest of the bank (and the grid): about this many evaluations
   std::vector<double> lr_scale = {0.5, 1.0, 2.0};  // × the workload's default learning rate
   std::vector<double> weight_decay;                // empty: the workload's default
   std::vector<double> warmup = {0.05};             // fractions of the budget
@@ -32,9 +38,18 @@ struct StudyConfig {
   std::vector<int64_t> lawa_every = {1, 4, 16};
   std::vector<double> ema_beta = {0.9, 0.98};
   std::vector<int64_t> ema_every = {1, 4, 16};
-  double recommended_horizon = 0.01;  // the methods nadamw+lawa / nadamw+ema: L = 20 at this horizon
+  double recommended_horizon = 0.01;  // pre-registered: ν = max(1, round(h·H/20))
   std::vector<double> schedule_final = {0.0, 0.5, 1.0};  // analysis 6, on the first workload
   double short_schedule = 0.75;  // analysis 6: decay over this fraction of the hard budget
+  // The LM protocol (paper §7); lm_workload empty: not run.
+  std::string lm_workload = "text_lm";
+  int64_t lm_steps = 0;          // its budget H; 0: ⌈4/3·⌉ the workload's default T
+  int64_t lm_batch_size = 0;     // 0: the workload's default
+  std::vector<double> lm_lr_scale = {0.5, 1.0, 2.0};
+  std::vector<double> lm_final_fraction = {0.0, 0.1};
+  std::vector<double> lm_warmup = {0.01, 0.1};
+  std::vector<double> lm_weight_decay;  // empty: the workload's default
+  std::vector<double> lm_clip = {0.0, 1.0};  // 0: no clipping
   int threads = 0;               // 0: measured defaults
 };
 
@@ -42,7 +57,14 @@ struct StudyConfig {
 // [quick] table of the file (or built-in small budgets) over it.
 StudyConfig load_study_config(const std::string& path, bool quick);
 
-// Runs (or continues) the study and writes STUDY_DIR/results.json. Prints progress with an ETA.
-void run_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false);
+// The parts of the study: its workloads, then "lm_protocol" if lm_workload is set.
+std::vector<std::string> study_parts(const StudyConfig& config);
+
+// Runs (or continues) the parts named in `parts` (empty: every part), writes each to
+// STUDY_DIR/parts/NAME.json, then merges every part present into STUDY_DIR/results.json. A part
+// name that is not in the study, or a part file written under another protocol, is a wavg::Error.
+// Prints progress with an ETA.
+void run_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false,
+               const std::vector<std::string>& parts = {});
 
 }  // namespace wavg

@@ -1,5 +1,6 @@
 // Optimizers by name (NAdamW, AdamW, SGD with Nesterov momentum), all with decoupled weight decay
-// scaled by the scheduled learning rate (DESIGN.md §3), and a step that applies the schedule.
+// scaled by the scheduled learning rate (DESIGN.md §3), and a step that applies the schedule and,
+// if configured, clips the gradients by their global norm first.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -15,7 +16,8 @@ namespace wavg {
 class TrainOptimizer {
  public:
   TrainOptimizer(const OptimizerConfig& config, std::vector<torch::Tensor> params);
-  // Sets the learning rate of every param group to `lr` and takes one step.
+  // Sets the learning rate of every param group to `lr`, clips the gradients (clip_norm > 0) and
+  // takes one step.
   void step(double lr);
   void zero_grad();
   torch::optim::Optimizer& torch_optimizer() { return *optimizer_; }

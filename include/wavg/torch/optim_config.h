@@ -13,6 +13,10 @@ struct OptimizerConfig {
   double eps = 1e-8;            // nadamw, adamw
   double weight_decay = 0.0;    // decoupled: θ ← θ·(1 − η_t·λ)
   bool nesterov = true;         // sgd
+  // Gradient clipping by global norm before each step (any optimizer; 0: none): with
+  // n = ‖(g_1, …, g_k)‖₂ over every parameter, each g ← g·min(1, c/(n + 1e-6)), as
+  // torch.nn.utils.clip_grad_norm_(params, c) does.
+  double clip_norm = 0.0;
 };
 
 void validate(const OptimizerConfig& c);  // throws wavg::Error naming the field and value

@@ -8,7 +8,7 @@
 //   dist_timeout = 300 (seconds: data-parallel rendezvous and collectives)
 //   threads = 2  (or [threads] intra_op = 2  blas = 1  averaging = 2; 0: the default)
 //   [optimizer]  name = "nadamw"  lr = 2e-3  beta1 = 0.9  beta2 = 0.999  eps = 1e-8
-//                weight_decay = 0.05  nesterov = true
+//                weight_decay = 0.05  nesterov = true  clip_norm = 1.0 (0: no clipping)
 //   [schedule]   kind = "cosine"  warmup = 0.05 (float: fraction of T; integer: steps)
 //                final_fraction = 0  decay_fraction = 0.2  total_steps = 1.0 (fraction or steps)
 //   lawa = [{window = 20, every = 16}, {horizon = 0.01}]          # horizon = ν·L/T
@@ -16,7 +16,8 @@
 //   swa  = [{start = 0.5}]                                         # float start: fraction of T
 //   phema = [{sigma_rel = [0.05, 0.10], snapshot_every = 500}]    # post-hoc EMA (EDM2)
 // Each averager may also set `name`, `buffers` ("copy", "average", "recompute") and
-// `recompute_batches`. Keys left out take the workload's defaults (workloads/defaults.h).
+// `recompute_batches` and `eval_every` (steps; 0 or left out: the run's). Keys left out take the
+// workload's defaults (workloads/defaults.h).
 //
 // A run directory records the RESOLVED run (resolved_toml): every effective field, horizons as the
 // ν, L, β used, fractions as steps, the threads in force, under a `[wavg] resolved = true` marker,
@@ -39,6 +40,10 @@ struct AveragerEntry {
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // BufferPolicy::kRecompute: forward passes
   int64_t snapshot_every = 0;      // phema: steps between snapshots of its profiles
+  // Steps between this average's evaluations (0: the run's eval_every). Every average is also
+  // evaluated at the last step. The study evaluates the raw model and the recommended averages
+  // every 1 % of the budget and the rest of the bank at ~20 points (DESIGN.md §4).
+  int64_t eval_every = 0;
 };
 
 struct RunConfig {

@@ -128,15 +128,19 @@ Command register_study(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   auto quick = std::make_shared<bool>(false);
   auto quiet = std::make_shared<bool>(false);
+  auto parts = std::make_shared<std::vector<std::string>>();
   CLI::App* sub = app.add_subcommand(
       "study", "Run the AlgoPerf-style study (resumable) and write results.json and report.html");
   sub->add_option("--config", *config, "Study TOML (configs/study.toml)");
   sub->add_option("--out", *out, "Study directory")->required();
   sub->add_flag("--quick", *quick, "Small budgets that exercise every stage in a few minutes");
   sub->add_flag("--quiet", *quiet, "No progress output");
+  sub->add_option("--workload", *parts,
+                  "Run only this part (a workload, or lm_protocol); repeatable. Every part present "
+                  "is merged into results.json");
   return {sub, [=] {
             const StudyConfig c = load_study_config(*config, *quick);
-            run_study(c, *out, *quiet);
+            run_study(c, *out, *quiet, *parts);
             write_report(*out, *out + "/report.html");
             std::printf("wrote %s/report.html\n", out->c_str());
             return 0;

@@ -1,6 +1,7 @@
 // The study's analyses 1–7 and its scoring, from curves to results.json (see analyses.h).
 #include "wavg/study/analyses.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "wavg/core/error.h"
@@ -19,6 +20,8 @@ const std::vector<std::string>& plotted_models() {
 }
 
 json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json steps_or_inf(double v) { return std::isfinite(v) ? json(v) : json("inf"); }
 
 namespace {
 
@@ -92,18 +95,24 @@ json bank_rows(const WorkloadData& d, double target, double raw_time) {
   json rows = json::array();
   for (const BankSetting& s : d.bank) {
     const AveragerOptions& o = s.options;
-    std::vector<double> steps, bests;
+    std::vector<double> steps, interp, bests;
     for (const ModelCurves& c : d.seeds) {
-      steps.push_back(steps_or_miss(model_curve(c, o.name), target, d.lower_is_better));
-      bests.push_back(best_value(model_curve(c, o.name), d.lower_is_better));
+      const Curve& curve = model_curve(c, o.name);
+      steps.push_back(steps_or_miss(curve, target, d.lower_is_better));
+      interp.push_back(interpolated_or_miss(curve, target, d.lower_is_better));
+      bests.push_back(best_value(curve, d.lower_is_better));
     }
     json row = {{"name", o.name}, {"scheme", scheme_name(o.scheme)}};
     if (o.scheme == Scheme::kLawa) row["window"] = o.window;
     if (o.scheme == Scheme::kEma) row["beta"] = o.beta;
     row["every"] = o.every;
     row["horizon"] = s.horizon;
+    row["eval_every"] = s.eval_every;
+    row["pre_registered"] = o.name == "lawa_rec" || o.name == "ema_rec";
     row["steps_to_target"] = numbers_or_null(steps);
     row["median_steps_to_target"] = number_or_null(median(steps));
+    row["interpolated_steps_to_target"] = numbers_or_null(interp);
+    row["interpolated_median"] = number_or_null(median(interp));
     row["relative_steps"] = relative(median(steps), raw_time);
     row["best_mean"] = number_or_null(mean_std(bests).mean);
     rows.push_back(row);
@@ -111,23 +120,34 @@ json bank_rows(const WorkloadData& d, double target, double raw_time) {
   return rows;
 }
 
-json horizon_fits(const json& bank_rows) {
-  // Median steps to target against x = log10(horizon), over the settings that reached the target;
-  // a minimum (c2 > 0) at x* = −c1/(2·c2) is the best horizon.
+json horizon_fits(const json& bank_rows, int64_t interval) {
+  // Interpolated median steps to target against x = log10(horizon), over the settings that reached
+  // the target; a minimum (c2 > 0) at x* = −c1/(2·c2) is the best horizon. Fitted only when the
+  // medians differ by more than one evaluation interval (else the curve is noise of the grid).
   std::vector<std::pair<double, double>> lawa, all;
+  double lo = kMiss, hi = -kMiss;
   for (const json& row : bank_rows) {
-    if (row.at("median_steps_to_target").is_null()) continue;
-    const std::pair<double, double> p{std::log10(row.at("horizon").get<double>()),
-                                      row.at("median_steps_to_target").get<double>()};
+    if (row.at("interpolated_median").is_null()) continue;
+    const double m = row.at("interpolated_median").get<double>();
+    const std::pair<double, double> p{std::log10(row.at("horizon").get<double>()), m};
     all.push_back(p);
+    lo = std::min(lo, m), hi = std::max(hi, m);
     if (row.at("scheme") == "lawa") lawa.push_back(p);
   }
-  json fits = json::object();
+  const bool resolvable = !all.empty() && hi - lo > double(interval);
+  json fits = {{"interval", interval}, {"range", all.empty() ? json(nullptr) : json(hi - lo)},
+               {"resolvable", resolvable}};
+  if (!resolvable) {
+    fits["note"] = all.empty() ? "no setting reached the target"
+                               : "not resolvable: the medians differ by no more than one "
+                                 "evaluation interval";
+    return fits;
+  }
   for (const auto& [name, points] : {std::pair{"lawa", &lawa}, std::pair{"all", &all}}) {
     const std::optional<QuadraticFit> f = quadratic_fit(*points);
     if (!f) continue;
     json j = {{"c0", f->c0}, {"c1", f->c1}, {"c2", f->c2}, {"x", "log10(horizon)"},
-              {"points", points->size()}};
+              {"y", "interpolated median steps to target"}, {"points", points->size()}};
     if (f->c2 > 0) j["best_horizon"] = std::pow(10.0, -f->c1 / (2 * f->c2));
     fits[name] = j;
   }
@@ -153,7 +173,8 @@ json schedule_rows(const WorkloadData& d, double target) {
   return rows;
 }
 
-json curves_json(const std::vector<ModelCurves>& seeds, const std::vector<std::string>& models) {
+json curves_json(const std::vector<ModelCurves>& seeds, const std::vector<int64_t>& seed_ids,
+                 const std::vector<std::string>& models) {
   json out = json::object();
   for (size_t s = 0; s < seeds.size(); ++s) {
     json by_model = json::object();
@@ -163,39 +184,166 @@ json curves_json(const std::vector<ModelCurves>& seeds, const std::vector<std::s
         points.push_back(json::array({p.step, number_or_null(p.value)}));
       by_model[m] = points;
     }
-    out[std::to_string(s)] = by_model;
+    out[std::to_string(seed_ids.at(s))] = by_model;
   }
   return out;
 }
 
-WorkloadAnalysis analyse_workload(const WorkloadData& d) {
-  WAVG_CHECK(!d.grid.empty() && d.chosen < d.grid.size() && !d.seeds.empty(),
-             "study: workload ", d.name, " has no grid or no seed runs to analyse");
-  std::vector<Curve> raw_by_seed;
-  std::vector<double> bests_T;
-  for (const ModelCurves& c : d.seeds) {
-    raw_by_seed.push_back(model_curve(c, "raw"));
-    bests_T.push_back(best_value(raw_by_seed.back(), d.lower_is_better, d.T));
+json steps_entry(const std::vector<ModelCurves>& seeds, const std::string& model, double target,
+                 bool lower, bool pre_registered, int64_t eval_every) {
+  std::vector<double> steps, interp;
+  json per = json::array(), per_i = json::array();
+  for (const ModelCurves& c : seeds) {
+    steps.push_back(steps_or_miss(model_curve(c, model), target, lower));
+    interp.push_back(interpolated_or_miss(model_curve(c, model), target, lower));
+    per.push_back(steps_or_inf(steps.back()));
+    per_i.push_back(steps_or_inf(interp.back()));
   }
-  const double target = study_target(raw_by_seed, d.T, d.lower_is_better);
+  return {{"model", model}, {"pre_registered", pre_registered}, {"eval_every", eval_every},
+          {"per_seed", per}, {"interpolated_per_seed", per_i},
+          {"median", steps_or_inf(median(steps))},
+          {"interpolated_median", steps_or_inf(median(interp))}};
+}
+
+size_t select_setting(const WorkloadData& d, double target) {
+  std::vector<double> interp, bests;
+  for (const BankSetting& s : d.bank) {
+    std::vector<double> t, b;
+    for (const ModelCurves& c : d.seeds) {
+      t.push_back(interpolated_or_miss(model_curve(c, s.options.name), target, d.lower_is_better));
+      b.push_back(best_value(model_curve(c, s.options.name), d.lower_is_better));
+    }
+    interp.push_back(median(t));
+    bests.push_back(mean_std(b).mean);
+  }
+  size_t best = 0;
+  for (size_t i = 1; i < interp.size(); ++i)
+    if (interp[i] < interp[best]) best = i;
+  if (std::isfinite(interp[best])) return best;
+  return best_index(bests, d.lower_is_better);
+}
+
+namespace {
+
+json regime_json(const RegimeCheck& r) {
+  return {{"decayed_at_T", r.decayed_at_T}, {"raw_at_T", r.raw_at_T},
+          {"seed_spread", r.seed_spread}, {"passes", r.passes},
+          {"label", r.passes ? "in the paper's regime" : "outside the paper's regime"}};
+}
+
+// steps_to_target of the pre-registered methods and the selected setting; their AlgoPerf medians.
+json steps_to_target_json(const std::vector<ModelCurves>& seeds, double target, bool lower,
+                          int64_t eval_every, const BankSetting* selected,
+                          std::map<std::string, double>* method_time) {
+  json out = json::object();
+  for (const Method& m : study_methods()) {
+    out[m.name] = steps_entry(seeds, m.model, target, lower, true, eval_every);
+    std::vector<double> t;
+    for (const ModelCurves& c : seeds)
+      t.push_back(steps_or_miss(model_curve(c, m.model), target, lower));
+    (*method_time)[m.name] = median(t);
+  }
+  if (selected) {
+    out["selected"] = steps_entry(seeds, selected->options.name, target, lower, false,
+                                  selected->eval_every);
+    out["selected"]["label"] = "selected after the fact (best interpolated median of the bank)";
+  }
+  return out;
+}
+
+}  // namespace
+
+WorkloadAnalysis analyse_workload(const WorkloadData& d) {
+  WAVG_CHECK(!d.grid.empty() && d.chosen < d.grid.size() && !d.seeds.empty() &&
+                 !d.target_runs.empty(),
+             "study: workload ", d.name, " has no grid, target-setting or scoring runs to analyse");
+  std::vector<Curve> raw_by_seed;
+  for (const ModelCurves& c : d.seeds) raw_by_seed.push_back(model_curve(c, "raw"));
+  const double target = study_target(d.target_runs, d.lower_is_better);
+  const RegimeCheck regime = regime_check(d.target_runs, raw_by_seed, d.T, d.lower_is_better);
   const GridRun& best = d.grid[d.chosen];
+  const size_t sel = select_setting(d, target);
   WorkloadAnalysis a;
   json& W = a.results;
-  W["T"] = d.T;
-  W["hard_budget"] = d.H;
-  W["eval_every"] = d.eval_every;
   W["metric"] = d.metric;
   W["direction"] = direction_name(d.lower_is_better);
+  W["budget_T"] = d.T;
+  W["budget_H"] = d.H;
+  W["eval_every"] = d.eval_every;
+  W["bank_eval_every"] = d.bank_eval_every;
   W["best_config"] = {{"lr", best.lr}, {"weight_decay", best.weight_decay}, {"warmup", best.warmup}};
   W["target"] = target;
-  W["seed_best_within_T"] = numbers_or_null(bests_T);
+  json bests = json::array(), finals = json::array();
+  for (const Curve& c : d.target_runs) {
+    bests.push_back(number_or_null(best_value(c, d.lower_is_better)));
+    finals.push_back(number_or_null(c.back().value));
+  }
+  W["target_setting"] = {{"seeds", d.target_seeds}, {"best_values", bests},
+                         {"final_values", finals}};
+  W["scoring_seeds"] = d.scoring_seeds;
+  W["regime_check"] = regime_json(regime);
+  W["steps_to_target"] = steps_to_target_json(d.seeds, target, d.lower_is_better, d.eval_every,
+                                              &d.bank[sel], &a.method_time);
+  W["selected_setting"] = d.bank[sel].options.name;
   W["train_s_per_step"] = d.train_s_per_step;
+  W["time_s"] = {{"train", d.train_s}, {"eval", d.eval_s},
+                 {"eval_share", d.train_s + d.eval_s > 0 ? d.eval_s / (d.train_s + d.eval_s) : 0.0}};
   W["lr_sensitivity"] = lr_sensitivity_rows(d, target);
-  W["methods"] = method_rows(d, target, &a.method_time);
+  std::map<std::string, double> unused;
+  W["methods"] = method_rows(d, target, &unused);
   W["settings"] = bank_rows(d, target, a.method_time.at("nadamw"));
-  W["horizon_fit"] = horizon_fits(W["settings"]);
+  W["horizon_fit"] = horizon_fits(W["settings"], d.bank_eval_every);
   if (!d.schedules.empty()) W["schedules"] = schedule_rows(d, target);
-  W["curves"] = curves_json(d.seeds, plotted_models());
+  std::vector<std::string> models = plotted_models();
+  if (std::find(models.begin(), models.end(), d.bank[sel].options.name) == models.end())
+    models.push_back(d.bank[sel].options.name);
+  W["curves"] = curves_json(d.seeds, d.scoring_seeds, models);
+  return a;
+}
+
+size_t choose_lm_point(const std::vector<LmGridRun>& grid, bool lower_is_better) {
+  std::vector<double> bests;
+  for (const LmGridRun& g : grid) bests.push_back(best_value(g.raw, lower_is_better));
+  return best_index(bests, lower_is_better);
+}
+
+WorkloadAnalysis analyse_lm(const LmData& d) {
+  WAVG_CHECK(!d.grid.empty() && !d.target_runs.empty() && !d.seeds.empty(),
+             "study: the LM protocol has no grid, target or scoring runs to analyse");
+  std::vector<double> at_step, bests;
+  for (const Curve& c : d.target_runs) {
+    const double v = value_at(c, d.target_step);
+    WAVG_CHECK(!std::isnan(v), "study: an LM target run has no evaluation at step ", d.target_step);
+    at_step.push_back(v);
+    bests.push_back(best_value(c, d.lower_is_better));
+  }
+  const double target = median(at_step);
+  WorkloadAnalysis a;
+  json& W = a.results;
+  W["workload"] = d.name;
+  W["metric"] = d.metric;
+  W["direction"] = direction_name(d.lower_is_better);
+  W["budget_T"] = nullptr;  // no target-setting budget: the target is a value at ⌊H/3⌋
+  W["budget_H"] = d.H;
+  W["eval_every"] = d.eval_every;
+  W["target_step"] = d.target_step;
+  json grid = json::array();
+  for (size_t i = 0; i < d.grid.size(); ++i) {
+    const LmGridRun& g = d.grid[i];
+    grid.push_back({{"lr", g.lr}, {"final_fraction", g.final_fraction}, {"warmup", g.warmup},
+                    {"weight_decay", g.weight_decay}, {"clip_norm", g.clip_norm},
+                    {"best_value", number_or_null(best_value(g.raw, d.lower_is_better))},
+                    {"chosen", i == d.chosen}});
+  }
+  W["grid"] = grid;
+  W["target"] = target;
+  W["target_setting"] = {{"seeds", d.target_seeds}, {"values_at_target_step", at_step},
+                         {"best_values", bests}};
+  W["scoring_seeds"] = d.scoring_seeds;
+  W["regime_check"] = nullptr;  // the §7 protocol has no decayed-at-T baseline
+  W["steps_to_target"] = steps_to_target_json(d.seeds, target, d.lower_is_better, d.eval_every,
+                                              nullptr, &a.method_time);
+  W["curves"] = curves_json(d.seeds, d.scoring_seeds, plotted_models());
   return a;
 }
 

@@ -31,6 +31,7 @@ class JsonView {
   size_t size() const;                      // elements or keys; 0 for a scalar
 
   bool is_null() const { return j_->is_null(); }
+  bool is_string() const { return j_->is_string(); }
   double number() const;     // a number; null reads as NaN (results.json writes ±∞ and NaN so)
   int64_t integer() const;   // an integral number
   std::string text() const;  // a string

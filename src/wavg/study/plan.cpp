@@ -16,24 +16,39 @@ namespace {
 // Directory names and labels: "%.10g", as the study has always named its runs.
 std::string num(double v) { return format_number(v, 10); }
 
-BankSetting lawa_setting(const std::string& name, int64_t window, int64_t every, int64_t budget) {
-  return {LawaOptions(window).every(every).name(name), lawa_horizon(window, every, budget)};
+BankSetting lawa_setting(const std::string& name, int64_t window, int64_t every, int64_t budget,
+                         int64_t eval_every) {
+  return {LawaOptions(window).every(every).name(name), lawa_horizon(window, every, budget),
+          eval_every};
 }
 
-BankSetting ema_setting(const std::string& name, double beta, int64_t every, int64_t budget) {
-  return {EmaOptions(beta).every(every).name(name), ema_horizon(beta, every, budget)};
+BankSetting ema_setting(const std::string& name, double beta, int64_t every, int64_t budget,
+                        int64_t eval_every) {
+  return {EmaOptions(beta).every(every).name(name), ema_horizon(beta, every, budget), eval_every};
 }
 
-std::vector<BankSetting> full_bank(const StudyConfig& c, int64_t H) {
-  std::vector<BankSetting> bank = recommended_settings(c.recommended_horizon, H);
+std::vector<BankSetting> full_bank(const StudyConfig& c, const WorkloadPlan& p) {
+  const int64_t H = p.H, e = p.bank_eval_every;
+  std::vector<BankSetting> bank = recommended_settings(c.recommended_horizon, H, p.eval_every);
   for (int64_t L : c.lawa_window)
     for (int64_t nu : c.lawa_every)
       bank.push_back(lawa_setting("lawa_L" + std::to_string(L) + "_nu" + std::to_string(nu), L,
-                                  nu, H));
+                                  nu, H, e));
   for (double b : c.ema_beta)
     for (int64_t nu : c.ema_every)
-      bank.push_back(ema_setting("ema_b" + num(b) + "_nu" + std::to_string(nu), b, nu, H));
+      bank.push_back(ema_setting("ema_b" + num(b) + "_nu" + std::to_string(nu), b, nu, H, e));
   return bank;
+}
+
+std::vector<int64_t> seed_range(int64_t first, int64_t count) {
+  std::vector<int64_t> v;
+  for (int64_t i = 0; i < count; ++i) v.push_back(first + i);
+  return v;
+}
+
+// A multiple of e near `points` evaluations over H.
+int64_t coarse_interval(int64_t H, int64_t e, int64_t points) {
+  return e * std::max<int64_t>(1, std::llround(double(H) / double(points) / double(e)));
 }
 
 std::vector<ScheduleVariant> schedule_variants(const StudyConfig& c) {
@@ -51,11 +66,22 @@ std::vector<ScheduleVariant> schedule_variants(const StudyConfig& c) {
 
 }  // namespace
 
-std::vector<BankSetting> recommended_settings(double horizon, int64_t budget) {
-  const double span = horizon * double(budget);  // steps
-  const int64_t every = std::max<int64_t>(1, std::llround(span / 20.0));
-  const double beta = std::max(0.0, 1.0 - double(every) / span);
-  return {lawa_setting("lawa_rec", 20, every, budget), ema_setting("ema_rec", beta, every, budget)};
+std::vector<BankSetting> recommended_settings(double horizon, int64_t budget, int64_t eval_every) {
+  constexpr int64_t L = 20;
+  const int64_t every = std::max<int64_t>(1, std::llround(horizon * double(budget) / double(L)));
+  const double beta = double(L - 1) / double(L + 1);
+  return {lawa_setting("lawa_rec", L, every, budget, eval_every),
+          ema_setting("ema_rec", beta, every, budget, eval_every)};
+}
+
+Budgets study_budgets(int64_t T_nominal, double f) {
+  // e <= f·H for H = ⌈4/3·T'⌉ with |T' − T| <= e/2: e <= f·(4/3)·T/(1 + 2f/3); f/(1+f) is safe.
+  const int64_t e = std::max<int64_t>(1, int64_t(f * 4.0 * double(T_nominal) / 3.0 / (1.0 + f)));
+  Budgets b;
+  b.eval_every = e;
+  b.T = std::max<int64_t>(e, std::llround(double(T_nominal) / double(e)) * e);
+  b.H = (4 * b.T + 2) / 3;  // ⌈4/3·T⌉
+  return b;
 }
 
 std::vector<WorkloadPlan> plan_study(const StudyConfig& c) {
@@ -64,28 +90,66 @@ std::vector<WorkloadPlan> plan_study(const StudyConfig& c) {
     WorkloadPlan p;
     p.name = c.workloads[i];
     p.defaults = workload_defaults(p.name);
+    p.batch_size = c.batch_size.empty() ? 0 : c.batch_size[i];
     const int64_t base = c.steps.empty() || c.steps[i] <= 0 ? p.defaults.steps : c.steps[i];
-    p.T = std::max<int64_t>(20, std::llround(double(base) * c.steps_scale));
-    p.H = (4 * p.T + 2) / 3;  // ⌈4/3·T⌉
-    p.eval_every = std::max<int64_t>(1, p.T / c.eval_points);
+    const Budgets b = study_budgets(
+        std::max<int64_t>(20, std::llround(double(base) * c.steps_scale)), c.eval_fraction);
+    p.T = b.T;
+    p.H = b.H;
+    p.eval_every = b.eval_every;
+    p.bank_eval_every = coarse_interval(p.H, p.eval_every, c.bank_points);
     const std::vector<double> wds =
         c.weight_decay.empty() ? std::vector<double>{p.defaults.weight_decay} : c.weight_decay;
     for (double ls : c.lr_scale)
       for (double wd : wds)
         for (double wu : c.warmup) p.grid.push_back({p.defaults.lr * ls, wd, wu});
-    p.grid_bank = recommended_settings(c.recommended_horizon, p.T);
-    p.bank = full_bank(c, p.H);
+    p.grid_bank = recommended_settings(c.recommended_horizon, p.H, p.bank_eval_every);
+    p.bank = full_bank(c, p);
     if (i == 0) p.schedules = schedule_variants(c);
+    p.target_seeds = seed_range(1000, c.target_seeds);
+    p.scoring_seeds = seed_range(0, c.seeds);
     plans.push_back(p);
   }
   return plans;
 }
 
-int64_t planned_steps(const WorkloadPlan& p, int64_t seeds) {
-  int64_t steps = int64_t(p.grid.size()) * p.T + seeds * p.H;
+LmPlan plan_lm(const StudyConfig& c) {
+  LmPlan p;
+  p.name = c.lm_workload;
+  p.defaults = workload_defaults(p.name);
+  p.batch_size = c.lm_batch_size;
+  const int64_t H0 = std::llround(
+      double(c.lm_steps > 0 ? c.lm_steps : (4 * p.defaults.steps + 2) / 3) * c.steps_scale);
+  // e <= f·H, and H a multiple of 3e (rounded up) so that ⌊H/3⌋ is an evaluation point.
+  p.eval_every = std::max<int64_t>(1, int64_t(c.eval_fraction * double(std::max<int64_t>(H0, 30))));
+  p.H = std::max<int64_t>(3, (std::max<int64_t>(H0, 30) + 3 * p.eval_every - 1) /
+                                 (3 * p.eval_every)) * 3 * p.eval_every;
+  p.target_step = p.H / 3;
+  p.grid_eval_every = coarse_interval(p.H, p.eval_every, c.bank_points);
+  const std::vector<double> wds = c.lm_weight_decay.empty()
+                                      ? std::vector<double>{p.defaults.weight_decay}
+                                      : c.lm_weight_decay;
+  for (double ls : c.lm_lr_scale)
+    for (double ff : c.lm_final_fraction)
+      for (double wu : c.lm_warmup)
+        for (double wd : wds)
+          for (double clip : c.lm_clip) p.grid.push_back({p.defaults.lr * ls, ff, wu, wd, clip});
+  p.bank = recommended_settings(c.recommended_horizon, p.H, p.eval_every);
+  p.target_seeds = seed_range(1000, c.target_seeds);
+  p.scoring_seeds = seed_range(0, c.seeds);
+  return p;
+}
+
+int64_t planned_steps(const WorkloadPlan& p) {
+  int64_t steps = int64_t(p.grid.size() + p.target_seeds.size()) * p.T +
+                  int64_t(p.scoring_seeds.size()) * p.H;
   for (const ScheduleVariant& v : p.schedules)
     if (v.dir_name != "seed_0") steps += p.H;
   return steps;
+}
+
+int64_t planned_steps(const LmPlan& p) {
+  return int64_t(p.grid.size() + p.target_seeds.size() + p.scoring_seeds.size()) * p.H;
 }
 
 std::string workload_dir(const std::string& study_dir, const WorkloadPlan& plan) {
@@ -96,18 +160,43 @@ std::string grid_dir_name(const GridPoint& g) {
   return "grid_lr" + num(g.lr) + "_wd" + num(g.weight_decay) + "_wu" + num(g.warmup);
 }
 
-RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int64_t steps,
-                           int64_t seed, const GridPoint& point,
-                           const std::vector<BankSetting>& bank, int threads,
-                           const ScheduleVariant* variant) {
-  RunConfig c = default_run_config(plan.name);
+namespace {
+
+void apply_bank(const std::vector<BankSetting>& bank, RunConfig* c) {
+  c->averagers.clear();
+  for (const BankSetting& s : bank) {
+    validate(s.options);
+    AveragerEntry e;
+    e.averager = s.options;
+    // BatchNorm statistics are averaged like weights (DESIGN.md §2: stale statistics sank the
+    // AlgoPerf v0.5 entries).
+    e.buffers = BufferPolicy::kAverage;
+    e.eval_every = s.eval_every;
+    c->averagers.push_back(e);
+  }
+}
+
+RunConfig base_config(const std::string& workload, const std::string& dir, int64_t steps,
+                      int64_t seed, int64_t batch_size, int64_t eval_every, int threads) {
+  RunConfig c = default_run_config(workload);
   c.seed = seed;
   c.steps = steps;
-  c.eval_every = plan.eval_every;
+  if (batch_size > 0) c.batch_size = batch_size;
+  c.eval_every = eval_every;
   c.out = dir;
   c.ckpt_every = 0;
-  c.state_every = std::max<int64_t>(plan.eval_every, steps / 4);
+  c.state_every = std::max<int64_t>(eval_every, steps / 4);
   if (threads > 0) c.threads = {/*intra_op=*/threads, /*blas=*/1, /*averaging=*/threads};
+  return c;
+}
+
+}  // namespace
+
+RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int64_t steps,
+                           int64_t seed, const GridPoint& point,
+                           const std::vector<BankSetting>& bank, int64_t eval_every, int threads,
+                           const ScheduleVariant* variant) {
+  RunConfig c = base_config(plan.name, dir, steps, seed, plan.batch_size, eval_every, threads);
   c.optimizer.name = "nadamw";
   c.optimizer.lr = point.lr;
   c.optimizer.weight_decay = point.weight_decay;
@@ -124,16 +213,31 @@ RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int
           std::max<int64_t>(1, std::llround(variant->decay_fraction * double(steps)));
   }
   validate(c.schedule);
-  c.averagers.clear();
-  for (const BankSetting& s : bank) {
-    validate(s.options);
-    AveragerEntry e;
-    e.averager = s.options;
-    // BatchNorm statistics are averaged like weights (DESIGN.md §2: stale statistics sank the
-    // AlgoPerf v0.5 entries).
-    e.buffers = BufferPolicy::kAverage;
-    c.averagers.push_back(e);
-  }
+  apply_bank(bank, &c);
+  return c;
+}
+
+std::string lm_grid_dir_name(const LmGridPoint& g) {
+  return "lm_grid_lr" + num(g.lr) + "_ff" + num(g.final_fraction) + "_wu" + num(g.warmup) +
+         "_wd" + num(g.weight_decay) + "_clip" + num(g.clip_norm);
+}
+
+RunConfig lm_run_config(const LmPlan& plan, const std::string& dir, int64_t seed,
+                        const LmGridPoint& point, const std::vector<BankSetting>& bank,
+                        int64_t eval_every, int threads) {
+  RunConfig c = base_config(plan.name, dir, plan.H, seed, plan.batch_size, eval_every, threads);
+  c.optimizer.name = "adamw";
+  c.optimizer.lr = point.lr;
+  c.optimizer.weight_decay = point.weight_decay;
+  c.optimizer.clip_norm = point.clip_norm;
+  validate(c.optimizer);
+  c.schedule.kind = ScheduleKind::kCosine;
+  c.schedule.lr = point.lr;
+  c.schedule.warmup_steps = std::llround(point.warmup * double(plan.H));
+  c.schedule.total_steps = plan.H;
+  c.schedule.final_fraction = point.final_fraction;
+  validate(c.schedule);
+  apply_bank(bank, &c);
   return c;
 }
 

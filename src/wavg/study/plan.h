@@ -32,35 +32,73 @@ struct ScheduleVariant {
 struct WorkloadPlan {
   std::string name;
   WorkloadDefaults defaults;
-  int64_t T = 0;           // budget of the grid (steps)
-  int64_t H = 0;           // hard budget ⌈4/3·T⌉ of the seed runs (steps)
-  int64_t eval_every = 0;  // steps, the same in both budgets
+  int64_t batch_size = 0;      // 0: the workload's default
+  int64_t T = 0;               // budget of the grid and the target-setting runs (steps)
+  int64_t H = 0;               // hard budget ⌈4/3·T⌉ of the scoring runs (steps)
+  int64_t eval_every = 0;      // raw and pre-registered averages; T is a multiple of it
+  int64_t bank_eval_every = 0; // the rest of the bank and the grid runs: a multiple of eval_every
   std::vector<GridPoint> grid;
-  std::vector<BankSetting> grid_bank;   // the recommended averagers at budget T
-  std::vector<BankSetting> bank;        // the recommended ones and the bank at budget H
+  std::vector<BankSetting> grid_bank;   // the pre-registered averagers (horizons over H)
+  std::vector<BankSetting> bank;        // the pre-registered ones first, then the bank
   std::vector<ScheduleVariant> schedules;  // analysis 6: the first workload only
+  std::vector<int64_t> target_seeds;    // 1000, 1001, ...
+  std::vector<int64_t> scoring_seeds;   // 0, 1, ...
 };
+
+// The LM protocol's plan (paper §7): an AdamW grid at budget H, target seeds, scoring seeds.
+struct LmGridPoint {
+  double lr = 0, final_fraction = 0, warmup = 0, weight_decay = 0, clip_norm = 0;
+};
+struct LmPlan {
+  std::string name;  // the workload
+  WorkloadDefaults defaults;
+  int64_t batch_size = 0;
+  int64_t H = 0;           // budget; a multiple of 3·eval_every, so that ⌊H/3⌋ is evaluated
+  int64_t eval_every = 0;  // every eval_fraction of H or finer
+  int64_t grid_eval_every = 0;
+  int64_t target_step = 0; // ⌊H/3⌋
+  std::vector<LmGridPoint> grid;
+  std::vector<BankSetting> bank;  // the pre-registered averagers
+  std::vector<int64_t> target_seeds, scoring_seeds;
+};
+LmPlan plan_lm(const StudyConfig& config);
+std::string lm_grid_dir_name(const LmGridPoint& g);
+// An LM-protocol run: AdamW at `point`, cosine warmup then decay over `steps` to final_fraction.
+RunConfig lm_run_config(const LmPlan& plan, const std::string& dir, int64_t seed,
+                        const LmGridPoint& point, const std::vector<BankSetting>& bank,
+                        int64_t eval_every, int threads);
 
 std::vector<WorkloadPlan> plan_study(const StudyConfig& config);
 
 // Training steps of the workload's runs (for the progress line's ETA).
-int64_t planned_steps(const WorkloadPlan& plan, int64_t seeds);
+int64_t planned_steps(const WorkloadPlan& plan);
+int64_t planned_steps(const LmPlan& plan);
 
-// The recommended settings (DESIGN.md §4, paper App. B): LAWA with L = 20 and
+// The budgets of a workload at evaluation resolution f: e = max(1, ⌊f·(4/3)·T/(1 + f)⌋), T rounded
+// to the nearest multiple of e (so that step T is an evaluation point of the scoring runs) and
+// H = ⌈4/3·T⌉; then e <= f·H (|ΔT| <= e/2 moves H by at most 2e/3).
+struct Budgets {
+  int64_t T = 0, H = 0, eval_every = 0;
+};
+Budgets study_budgets(int64_t T_nominal, double fraction);
+
+// The pre-registered settings (DESIGN.md §4, paper App. B): LAWA with L = 20 and
 // ν = max(1, round(h·budget/20)), so that ν·L ≈ h·budget; EMA with the same ν and
-// β = max(0, 1 − ν/(h·budget)), so that ν/(1−β) = h·budget. Named lawa_rec and ema_rec.
-std::vector<BankSetting> recommended_settings(double horizon, int64_t budget);
+// β = (L−1)/(L+1) = 19/21 (equal mean sample age ν(L−1)/2 = νβ/(1−β)). Named lawa_rec and ema_rec;
+// `eval_every` is their evaluation interval.
+std::vector<BankSetting> recommended_settings(double horizon, int64_t budget, int64_t eval_every = 0);
 
 // Run directories, below STUDY_DIR/runs/WORKLOAD/.
 std::string workload_dir(const std::string& study_dir, const WorkloadPlan& plan);
 std::string grid_dir_name(const GridPoint& g);
 
-// A study run: NAdamW with a cosine schedule at `point`, `bank` riding along, evaluations every
-// plan.eval_every steps, a state every quarter of the run, no checkpoints. `variant` (optional)
-// changes the schedule's final fraction and its length.
+// A study run: NAdamW with a cosine schedule decaying over `steps` at `point`, `bank` riding along
+// (each setting with its own evaluation interval), the raw model evaluated every `eval_every`
+// steps, a state every quarter of the run, no checkpoints. `variant` (optional) changes the
+// schedule's final fraction and its length.
 RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int64_t steps,
                            int64_t seed, const GridPoint& point,
-                           const std::vector<BankSetting>& bank, int threads,
+                           const std::vector<BankSetting>& bank, int64_t eval_every, int threads,
                            const ScheduleVariant* variant = nullptr);
 
 }  // namespace wavg::study

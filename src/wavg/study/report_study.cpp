@@ -28,28 +28,24 @@ bool need(const JsonView& v, std::initializer_list<const char*> keys, const std:
 }
 
 StudyResults study_results(const JsonView& root) {
+  const std::string schema = root.has("schema") && root["schema"].is_string()
+                                 ? root["schema"].text() : std::string("none");
+  WAVG_CHECK(schema == "study-v3", "report: ", root.file(), " has schema '", schema, "', written ",
+             "by an older wavg under an older protocol; this wavg reports schema 'study-v3' only ",
+             "(run `wavg study` again)");
   StudyResults r{root, {}, ""};
   const JsonView all = root["workloads"];
   for (const std::string& name : all.keys()) {
     const JsonView w = all[name];
-    if (!w.has("direction") && !w.has("lower_is_better")) {
-      need(w, {"direction"}, name, "sections", &r.skipped);
-      continue;
-    }
     if (!need(w, {"metric", "target"}, name, "sections", &r.skipped)) continue;
-    // Schema study-v2 stores "direction"; older files the boolean.
-    bool lower = true;
-    if (w.has("direction")) {
-      const std::string d = w["direction"].text();
-      if (d != "min" && d != "max") w["direction"].invalid("\"min\" or \"max\"");
-      lower = d == "min";
-    } else {
-      lower = w["lower_is_better"].boolean();
-    }
+    if (!need(w, {"direction"}, name, "sections", &r.skipped)) continue;
+    const std::string d = w["direction"].text();
+    if (d != "min" && d != "max") w["direction"].invalid("\"min\" or \"max\"");
+    const bool lower = d == "min";
     r.workloads.push_back({name, w, lower, w["metric"].text(), w["target"].number()});
   }
-  WAVG_CHECK(!r.workloads.empty() || !r.skipped.empty(), "report: results.json holds no ",
-             "workloads yet");
+  WAVG_CHECK(!r.workloads.empty() || !r.skipped.empty() || root.has("lm_protocol"),
+             "report: results.json holds no workloads yet");
   return r;
 }
 
@@ -60,12 +56,23 @@ std::string study_intro(const StudyResults& r) {
   if (!need(p, {"seeds", "target", "recommended_horizon"}, "the study", "protocol", &h))
     return h + r.skipped;
   std::ostringstream s;
-  s << "<p>Protocol: per workload a small NAdamW grid (seed 0, budget T), the best point rerun "
-       "with " << p["seeds"].integer() << " seeds at the hard budget &lceil;4/3&middot;T&rceil; "
-       "with a bank of LAWA and EMA settings riding each trajectory. Target: "
-    << html_escape(p["target"].text()) << ". <i>nadamw+lawa</i> is LAWA with L = 20 at a horizon of "
-    << cell(100 * p["recommended_horizon"].number(), 2) << "% of the run, <i>nadamw+ema</i> the "
-       "EMA with the same &nu; and horizon &nu;/(1&minus;&beta;).</p>\n";
+  s << "<p>Protocol (AlgoPerf's, DESIGN.md &sect;4): per workload a small NAdamW grid (seed 0, "
+       "budget T, decaying at T); target-setting runs of the best point at T with "
+    << (p.has("target_seeds") ? std::to_string(p["target_seeds"].integer()) : std::string("?"))
+    << " seeds apart from the scoring seeds. Target: " << html_escape(p["target"].text())
+    << ". Scoring: " << p["seeds"].integer() << " seeds at the hard budget H = "
+       "&lceil;4/3&middot;T&rceil;, the schedule over H, the bank riding each trajectory; the raw "
+       "model and the pre-registered averages evaluated every "
+    << (p.has("eval_fraction") ? cell(100 * p["eval_fraction"].number(), 3) : std::string("?"))
+    << "% of H. <i>nadamw+lawa</i> is LAWA with L = 20 at a horizon of "
+    << cell(100 * p["recommended_horizon"].number(), 2) << "% of H, <i>nadamw+ema</i> the EMA "
+       "with &beta; = 19/21 at the same &nu; (pre-registered). The language-model protocol of the "
+       "paper's &sect;7 is reported on its own, and only it is compared with the paper's ~70&nbsp;%.</p>\n";
+  if (r.root.has("missing_parts")) {
+    s << "<p class=\"note\">Parts not run yet:";
+    for (const JsonView& m : r.root["missing_parts"].elements()) s << " " << html_escape(m.text());
+    s << ".</p>\n";
+  }
   return h + s.str() + r.skipped;
 }
 
@@ -122,6 +129,9 @@ std::string study_findings(const StudyResults& r) {
       << target_relation(sw.lower_is_better) << " " << cell(sw.target) << " ("
       << better_word(sw.lower_is_better) << " is better); steps to target relative to NAdamW: "
       << "LAWA " << relative_of(sw.w, "nadamw+lawa") << ", EMA " << relative_of(sw.w, "nadamw+ema");
+    if (sw.w.has("regime_check"))
+      h << "; " << (sw.w["regime_check"]["passes"].boolean() ? "in" : "<b>outside</b>")
+        << " the paper's regime (regime check)";
     if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("all") &&
         sw.w["horizon_fit"]["all"].has("best_horizon"))
       h << "; the quadratic fit puts the best horizon at "
@@ -181,8 +191,9 @@ std::string study_report_body(const std::string& dir) {
   const StudyResults r = study_results(JsonView(doc, path));
   std::string h;  // section by section, in order (an error names the first part that fails)
   for (std::string (*section)(const StudyResults&) :
-       {study_intro, study_findings, speedup_section, horizon_section, grids_section, lr_section,
-        best_value_section, schedules_section, scoring_section})
+       {study_intro, study_findings, regime_section, steps_section, speedup_section,
+        horizon_section, grids_section, lr_section, best_value_section, schedules_section,
+        lm_section, scoring_section})
     h += section(r);
   return h;
 }

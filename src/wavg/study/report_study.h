@@ -25,7 +25,8 @@ struct StudyResults {
   std::string skipped;                   // notes on the workloads left out
 };
 
-// Reads the workloads of results.json; throws wavg::Error naming the file if it has none.
+// Reads the workloads of results.json; throws wavg::Error naming the file if it has none, or if its
+// schema is not study-v3 (an older study must be rerun: its protocol differs, issue 12).
 StudyResults study_results(const JsonView& root);
 
 // "<p class="note">TEXT</p>".
@@ -35,15 +36,21 @@ std::string note(const std::string& text);
 bool need(const JsonView& v, std::initializer_list<const char*> keys, const std::string& who,
           const std::string& what, std::string* html);
 
+// Steps to target as results.json writes them: a number, or "inf" for a miss (null reads as NaN).
+double steps_value(const JsonView& v);
+
 // The sections, in the order of the report.
 std::string study_intro(const StudyResults& r);
 std::string study_findings(const StudyResults& r);
+std::string regime_section(const StudyResults& r);       // issue 12 §5
+std::string steps_section(const StudyResults& r);        // both counts, pre-registered vs selected
 std::string speedup_section(const StudyResults& r);      // analyses 1 and 7
 std::string horizon_section(const StudyResults& r);      // analysis 2
 std::string grids_section(const StudyResults& r);        // analysis 3
 std::string lr_section(const StudyResults& r);           // analysis 4
 std::string best_value_section(const StudyResults& r);   // analysis 5
 std::string schedules_section(const StudyResults& r);    // analysis 6
+std::string lm_section(const StudyResults& r);           // the paper's §7 protocol
 std::string scoring_section(const StudyResults& r);
 
 }  // namespace wavg::report

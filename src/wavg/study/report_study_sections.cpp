@@ -32,7 +32,7 @@ std::string model_title(const std::string& model) {
   if (model == "raw") return "nadamw";
   if (model == "lawa_rec") return "nadamw+lawa";
   if (model == "ema_rec") return "nadamw+ema";
-  return model;
+  return model + " (selected after the fact)";
 }
 
 std::string speedup_table(const StudyResults& r, std::string* figures) {
@@ -129,13 +129,13 @@ std::string speedup_section(const StudyResults& r) {
 }
 
 std::string horizon_section(const StudyResults& r) {
-  std::string h = "<h2>2. Horizon: steps to target against &nu;&middot;L/T and "
-                  "&nu;/(1&minus;&beta;)/T</h2>\n";
+  std::string h = "<h2>2. Horizon: interpolated steps to target against &nu;&middot;L/H and "
+                  "&nu;/(1&minus;&beta;)/H</h2>\n";
   for (const StudyWorkload& sw : r.workloads) {
     if (!need(sw.w, {"settings"}, sw.name, "horizon figure (analysis 2)", &h)) continue;
     std::vector<std::vector<double>> lawa, ema;
     for (const JsonView& s : sw.w["settings"].elements()) {
-      const double median = s["median_steps_to_target"].number();
+      const double median = s["interpolated_median"].number();
       if (!std::isfinite(median)) continue;
       (s["scheme"].text() == "lawa" ? lawa : ema).push_back({100 * s["horizon"].number(), median});
     }
@@ -151,6 +151,8 @@ std::string horizon_section(const StudyResults& r) {
           plot += std::string(plot.empty() ? "" : ", ") + "$e u 1:2 w p pt 5 ps 1.2 t 'EMA'";
     plot = "plot " + plot;
     std::string text;
+    if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("note"))
+      text = "No fit: " + html_escape(sw.w["horizon_fit"]["note"].text()) + ".";
     if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("all")) {
       const JsonView fit = sw.w["horizon_fit"]["all"];
       plot += ", " + format_exact(fit["c0"].number()) + " + " + format_exact(fit["c1"].number()) +

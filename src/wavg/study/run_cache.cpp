@@ -21,6 +21,7 @@ struct SummaryFields {
   bool lower_is_better = true;
   int64_t steps_done = 0;
   double train_wall_s = 0;
+  double eval_wall_s = 0;
 };
 
 SummaryFields read_summary(const std::string& path) {
@@ -29,7 +30,8 @@ SummaryFields read_summary(const std::string& path) {
   try {
     const nlohmann::json j = nlohmann::json::parse(f);
     return {j.at("metric").get<std::string>(), j.at("lower_is_better").get<bool>(),
-            j.at("steps_done").get<int64_t>(), j.at("train_wall_s").get<double>()};
+            j.at("steps_done").get<int64_t>(), j.at("train_wall_s").get<double>(),
+            j.value("eval_wall_s", 0.0)};
   } catch (const nlohmann::json::exception&) {
     throw Error("study: " + path + " is not a run summary (metric, lower_is_better, steps_done, " +
                 "train_wall_s)");
@@ -45,6 +47,7 @@ RunRecord read_run_record(const std::string& run_dir) {
   r.lower_is_better = s.lower_is_better;
   r.steps_done = s.steps_done;
   r.train_wall_s = s.train_wall_s;
+  r.eval_wall_s = s.eval_wall_s;
   for (ModelCurve& c : curves_by_model(read_metrics(run_dir + "/metrics.jsonl")))
     r.curves[c.model] = std::move(c.points);
   return r;

@@ -19,6 +19,7 @@ struct RunRecord {
   bool lower_is_better = true;  // summary.json: the workload's direction
   int64_t steps_done = 0;
   double train_wall_s = 0;      // seconds of training, evaluation excluded
+  double eval_wall_s = 0;       // seconds of evaluation
 };
 
 // Reads RUN_DIR/summary.json and RUN_DIR/metrics.jsonl; wavg::Error naming the file otherwise.

@@ -51,17 +51,50 @@ MeanStd mean_std(const std::vector<double>& values) {
   return r;
 }
 
-double study_target(const std::vector<Curve>& raw_by_seed, int64_t T, bool lower_is_better) {
+double interpolated_or_miss(const Curve& curve, double target, bool lower_is_better) {
+  const std::optional<double> s = interpolated_steps_to_target(curve, target, lower_is_better);
+  return s ? *s : kMiss;
+}
+
+double value_at(const Curve& curve, int64_t step) {
+  for (const CurvePoint& p : curve)
+    if (p.step == step) return p.value;
+  return std::nan("");
+}
+
+double study_target(const std::vector<Curve>& target_raw, bool lower_is_better) {
+  WAVG_CHECK(!target_raw.empty(), "study: no target-setting runs to set the target from");
   std::vector<double> bests;
-  for (const Curve& c : raw_by_seed) {
-    const double b = best_value(c, lower_is_better, T);
-    WAVG_CHECK(!std::isnan(b), "study: a seed run has no evaluation within the first ", T,
-               " steps, so the target is undefined");
+  for (const Curve& c : target_raw) {
+    const double b = best_value(c, lower_is_better);
+    WAVG_CHECK(!std::isnan(b), "study: a target-setting run has no evaluation, so the target is "
+                               "undefined");
     bests.push_back(b);
   }
-  WAVG_CHECK(!bests.empty(), "study: no seed runs to set the target from");
   // The median of bests that are all finite: negating the values negates it exactly.
   return median(bests);
+}
+
+RegimeCheck regime_check(const std::vector<Curve>& target_raw, const std::vector<Curve>& scoring_raw,
+                         int64_t T, bool lower_is_better) {
+  std::vector<double> decayed, raw;
+  for (const Curve& c : target_raw) {
+    WAVG_CHECK(!c.empty() && c.back().step == T, "study: a target-setting run does not end with ",
+               "an evaluation at T = ", T);
+    decayed.push_back(c.back().value);
+  }
+  for (const Curve& c : scoring_raw) {
+    const double v = value_at(c, T);
+    WAVG_CHECK(!std::isnan(v), "study: a scoring run has no raw evaluation at T = ", T);
+    raw.push_back(v);
+  }
+  RegimeCheck r;
+  r.decayed_at_T = median(decayed);
+  r.raw_at_T = median(raw);
+  r.seed_spread = mean_std(raw).std;
+  const double gain = lower_is_better ? r.raw_at_T - r.decayed_at_T : r.decayed_at_T - r.raw_at_T;
+  r.passes = gain > r.seed_spread;
+  return r;
 }
 
 size_t best_index(const std::vector<double>& values, bool lower_is_better) {

@@ -45,8 +45,26 @@ struct MeanStd {
 };
 MeanStd mean_std(const std::vector<double>& values);
 
-// The study target: the median over seeds of the best raw value within the first T steps.
-double study_target(const std::vector<Curve>& raw_by_seed, int64_t T, bool lower_is_better);
+// The linearly interpolated steps to target (core/target.h's rule), kMiss if none.
+double interpolated_or_miss(const Curve& curve, double target, bool lower_is_better);
+// The value evaluated at exactly `step`; NaN if the curve has no evaluation there.
+double value_at(const Curve& curve, int64_t step);
+
+// The study target (AlgoPerf, "Defining target performance"): the median over the target-setting
+// runs (budget T, decayed at T, seeds apart from the scoring seeds) of their best raw value.
+// Throws wavg::Error if there are none or one has no evaluation.
+double study_target(const std::vector<Curve>& target_raw, bool lower_is_better);
+
+// The regime check (issue 12 §5), from the baseline alone: decayed_at_T = median over the
+// target-setting runs of their value at T; raw_at_T = median over the scoring runs of the raw
+// value at step T; seed_spread = the sample standard deviation of the latter; passes when
+// decayed_at_T beats raw_at_T in the direction by more than seed_spread.
+struct RegimeCheck {
+  double decayed_at_T = 0, raw_at_T = 0, seed_spread = 0;
+  bool passes = false;
+};
+RegimeCheck regime_check(const std::vector<Curve>& target_raw, const std::vector<Curve>& scoring_raw,
+                         int64_t T, bool lower_is_better);
 
 // The index of the best value (the first one on ties; NaN is never best). Throws wavg::Error if
 // every value is NaN.

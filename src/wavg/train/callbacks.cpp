@@ -25,8 +25,15 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-bool eval_step(const RunContext& run) {
-  return run.step % run.config.eval_every == 0 || run.step == run.config.steps;
+bool eval_step(const RunContext& run, int64_t every) {
+  return run.step % every == 0 || run.step == run.config.steps;
+}
+
+// Steps between evaluations of model m (0: the raw model; i + 1: averager i in bank order).
+int64_t eval_interval(const RunContext& run, size_t m) {
+  if (m == 0) return run.config.eval_every;
+  const int64_t e = run.config.averagers[m - 1].eval_every;
+  return e > 0 ? e : run.config.eval_every;
 }
 
 // Data parallel: every rank's gradients (and loss) averaged by a bucketed all-reduce over flat
@@ -71,15 +78,21 @@ void train_step(RunContext& run) {
   run.loss_avg = std::isnan(run.loss_avg) ? l : 0.95 * run.loss_avg + 0.05 * l;
 }
 
-// The raw model and every non-empty average on the validation split; one metrics line each.
+// The raw model and every non-empty average due at this step on the validation split; one metrics
+// line each. Each model has its own interval (AveragerEntry::eval_every); run.evaluated says whether
+// the raw model was evaluated.
 class EvaluationCallback : public TrainCallback {
  public:
   void on_step(RunContext& run) override {
-    run.evaluated = eval_step(run);
-    if (!run.evaluated) return;
+    run.evaluated = eval_step(run, eval_interval(run, 0));
+    bool any = run.evaluated;
+    for (size_t m = 1; m < run.summary.models.size() && !any; ++m)
+      any = eval_step(run, eval_interval(run, m));
+    if (!any) return;
     const auto e0 = Clock::now();
     run.averager.wait();
     for (size_t m = 0; m < run.summary.models.size(); ++m) {
+      if (!eval_step(run, eval_interval(run, m))) continue;
       Evaluation ev;
       if (m == 0) {
         ev = evaluate(run);
@@ -89,18 +102,7 @@ class EvaluationCallback : public TrainCallback {
         EvalSwap swap = run.averager.swap_in(i, run.forward);
         ev = evaluate(run);
       }
-      run.latest[m] = ev.value;
-      if (!run.writer()) continue;
-      run.curves[m].push_back({run.step, ev.value});
-      MetricRecord r;
-      r.step = run.step;
-      r.model = run.summary.models[m].model;
-      r.metric = run.summary.metric;
-      r.value = ev.value;
-      r.loss = ev.loss;
-      r.lr = run.lr;
-      r.train_wall_s = run.train_s;
-      std::fprintf(run.metrics, "%s\n", metrics_line(r).c_str());
+      record(run, m, ev);
     }
     if (run.writer()) std::fflush(run.metrics);
     run.eval_s += since(e0);
@@ -116,6 +118,21 @@ class EvaluationCallback : public TrainCallback {
     WAVG_CHECK(sums[2] > 0, "data parallel: workload '", run.config.workload,
                "' reports no sufficient statistics for its validation metric");
     return {sums[0] / sums[2], sums[1] / sums[2], sums[0], sums[1], sums[2]};
+  }
+
+  static void record(RunContext& run, size_t m, const Evaluation& ev) {
+    run.latest[m] = ev.value;
+    if (!run.writer()) return;  // data parallel: rank 0 records
+    run.curves[m].push_back({run.step, ev.value});
+    MetricRecord r;
+    r.step = run.step;
+    r.model = run.summary.models[m].model;
+    r.metric = run.summary.metric;
+    r.value = ev.value;
+    r.loss = ev.loss;
+    r.lr = run.lr;
+    r.train_wall_s = run.train_s;
+    std::fprintf(run.metrics, "%s\n", metrics_line(r).c_str());
   }
 };
 

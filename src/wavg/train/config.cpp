@@ -258,7 +258,7 @@ void read_optimizer(const Reader& root, const WorkloadDefaults& d, RunConfig& c)
   static const toml::table empty;
   const toml::table* t = table_at(root, "optimizer");
   Reader o(t ? *t : empty, "optimizer.", root.defaulted());
-  o.allow({"name", "lr", "beta1", "beta2", "eps", "weight_decay", "nesterov"});
+  o.allow({"name", "lr", "beta1", "beta2", "eps", "weight_decay", "nesterov", "clip_norm"});
   const OptimizerConfig base;
   c.optimizer.name = o.get<std::string>("name", base.name);
   c.optimizer.lr = o.get<double>("lr", d.lr);
@@ -267,6 +267,7 @@ void read_optimizer(const Reader& root, const WorkloadDefaults& d, RunConfig& c)
   c.optimizer.eps = o.get<double>("eps", base.eps);
   c.optimizer.weight_decay = o.get<double>("weight_decay", d.weight_decay);
   c.optimizer.nesterov = o.get<bool>("nesterov", base.nesterov);
+  c.optimizer.clip_norm = o.get<double>("clip_norm", base.clip_norm);
 }
 
 void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) {
@@ -286,7 +287,7 @@ void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) 
 }
 
 void read_lawa(const Reader& r, const std::string& prefix, int64_t total, AveragerOptions& o) {
-  r.allow({"name", "buffers", "recompute_batches", "start", "every", "window", "horizon"});
+  r.allow({"name", "buffers", "recompute_batches", "start", "eval_every", "every", "window", "horizon"});
   const auto every = r.opt<int64_t>("every");
   const auto window = r.opt<int64_t>("window");
   const auto horizon = r.opt<double>("horizon");
@@ -313,7 +314,7 @@ void read_lawa(const Reader& r, const std::string& prefix, int64_t total, Averag
 }
 
 void read_ema(const Reader& r, const std::string& prefix, AveragerOptions& o) {
-  r.allow({"name", "buffers", "recompute_batches", "start", "every", "beta", "half_life"});
+  r.allow({"name", "buffers", "recompute_batches", "start", "eval_every", "every", "beta", "half_life"});
   const auto beta = r.opt<double>("beta");
   const auto half_life = r.opt<double>("half_life");
   WAVG_CHECK(beta.has_value() != half_life.has_value(), "config: '", prefix,
@@ -370,12 +371,13 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
   o.name = r.opt<std::string>("name").value_or("");
   e.buffers = parse_buffer_policy(r.get<std::string>("buffers", "copy"));
   e.recompute_batches = r.get<int64_t>("recompute_batches", 20);
+  e.eval_every = r.get<int64_t>("eval_every", 0);
   o.start = r.steps("start", total, 0);
   switch (scheme) {
     case Scheme::kLawa: read_lawa(r, prefix, total, o); break;
     case Scheme::kEma: read_ema(r, prefix, o); break;
     case Scheme::kSwa:
-      r.allow({"name", "buffers", "recompute_batches", "start", "every"});
+      r.allow({"name", "buffers", "recompute_batches", "start", "eval_every", "every"});
       o.every = r.get<int64_t>("every", 1);
       break;
     case Scheme::kPhema: read_phema(r, c, e); break;
@@ -446,6 +448,8 @@ void check_averager(const AveragerEntry& e, const std::string& key, std::set<std
                ".beta' must be in [0, 1), got ", format_exact(o.beta));
   WAVG_CHECK(e.recompute_batches >= 1, "config: '", key, ".recompute_batches' must be >= 1, got ",
              e.recompute_batches);
+  WAVG_CHECK(e.eval_every >= 0, "config: '", key, ".eval_every' must be >= 0 (0: the run's ",
+             "eval_every), got ", e.eval_every);
   if (o.scheme == Scheme::kPhema)
     WAVG_CHECK(e.snapshot_every >= 1, "config: '", key, ".snapshot_every' must be >= 1 steps, got ",
                e.snapshot_every);
@@ -471,6 +475,7 @@ void check_optimizer_and_schedule(const RunConfig& c) {
   check_range("optimizer.beta2", o.beta2, 0, 1, true, "[0, 1)");
   check_range("optimizer.eps", o.eps, 0, HUGE_VAL, true, "[0, inf)");
   check_range("optimizer.weight_decay", o.weight_decay, 0, HUGE_VAL, true, "[0, inf)");
+  check_range("optimizer.clip_norm", o.clip_norm, 0, HUGE_VAL, true, "[0, inf) (0: no clipping)");
   validate(o);
   const Schedule& s = c.schedule;
   WAVG_CHECK(s.total_steps >= 1, "config: 'schedule.total_steps' must be >= 1, got ", s.total_steps);
@@ -500,6 +505,7 @@ void write_averager(std::string& out, const AveragerEntry& e) {
   out += "start = " + std::to_string(o.start) + "  # steps\n";
   out += "buffers = " + toml_string(buffer_policy_name(e.buffers)) + "\n";
   out += "recompute_batches = " + std::to_string(e.recompute_batches) + "\n";
+  if (e.eval_every > 0) out += "eval_every = " + std::to_string(e.eval_every) + "\n";  // 0: unwritten
 }
 
 // One "key" -> value text per leaf of a parsed resolved config (array elements as key[i]).
@@ -579,6 +585,7 @@ std::string resolved_toml(const RunConfig& c) {
          "\nbeta1 = " + toml_float(o.beta1) + "\nbeta2 = " + toml_float(o.beta2) +
          "\neps = " + toml_float(o.eps) + "\nweight_decay = " + toml_float(o.weight_decay) +
          "\nnesterov = " + b(o.nesterov) + "\n";
+  if (o.clip_norm > 0) out += "clip_norm = " + toml_float(o.clip_norm) + "\n";  // 0 (none): unwritten
   const Schedule& s = c.schedule;
   out += "\n[schedule]\nkind = " + toml_string(schedule_kind_name(s.kind)) +
          "\nwarmup = " + i(s.warmup_steps) + "  # steps\ntotal_steps = " + i(s.total_steps) +

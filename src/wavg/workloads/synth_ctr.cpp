@@ -147,7 +147,7 @@ class SynthCtr : public Workload {
     model_->forward(s.dense, s.ids);
   }
   Evaluation evaluate(Split split) override {
-    torch::NoGradGuard no_grad;
+    c10::InferenceMode inference;  // the splits are drawn once, at construction
     const bool was_training = model_->is_training();
     model_->eval();
     Samples s = split == Split::kTest ? test_ : val_;
