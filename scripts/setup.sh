@@ -11,6 +11,8 @@ packages=(
   # libraries
   libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+  # data parallel: c10d's ProcessGroupGloo.hpp includes Gloo's headers
+  libgloo-dev
   # figures and independent references in tests
   gnuplot-nox python3 python3-numpy python3-torch
   # data sets (DESIGN.md §3)
