@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "wavg/core/bank.h"
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/train/config.h"
