@@ -544,7 +544,7 @@ TEST(StudyReport, MalformedResultsAreOneLineErrorsNamingTheKey) {
 }
 
 TEST(StudyReport, AnOlderSchemaIsRefusedInOneLine) {
-  // A study-v2 results.json (the committed results/study until it is rerun) was made under the
+  // A study-v2 results.json (results/study-protocol1) was made under the
   // older protocol (target from the scoring runs, 5 % resolution): refused, naming the schema.
   TempDir dir;
   json old = study_json(analyse_workload(hand_workload()));

@@ -6,7 +6,7 @@ one), medians, ratios and score are recomputed here independently from its curve
 directories; the evaluation cadences (raw and pre-registered averages every eval_every, T among
 them, the rest of the bank coarser) are checked in metrics.jsonl; the study continues instead of
 redoing finished runs, refuses a run made with another configuration, and its report rebuilds byte
-for byte from results.json alone. An older schema (the committed results/study until it is rerun)
+for byte from results.json alone. An older schema (results/study-protocol1)
 is refused with one line. Usage: study_test.py PATH_TO_WAVG SOURCE_DIR"""
 import json
 import math
