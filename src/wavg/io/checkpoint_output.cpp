@@ -16,6 +16,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
+#include "wavg/io/path_util.h"
 
 namespace wavg {
 
@@ -27,20 +28,9 @@ constexpr const char* kIndexSuffix = ".safetensors.index.json";
 
 std::string q(const std::string& s) { return "'" + quote_bytes(s, 200) + "'"; }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string dir_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string base_name(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
+using detail::dir_of;
+using detail::ends_with;
+using detail::base_name;
 
 void fsync_directory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "wavg/core/error.h"
+#include "wavg/io/path_util.h"
 
 namespace wavg {
 
@@ -28,15 +29,8 @@ constexpr const char* kIndexSuffix = ".safetensors.index.json";
 // Deepest nesting an index may have: a valid one nests 2 levels (index, metadata/weight_map).
 constexpr int kMaxIndexDepth = 64;
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string dir_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
+using detail::dir_of;
+using detail::ends_with;
 
 std::string q(const std::string& s) { return "'" + quote_bytes(s, 200) + "'"; }
 
