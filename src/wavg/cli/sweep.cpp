@@ -129,6 +129,7 @@ Command register_study(CLI::App& app) {
   auto quick = std::make_shared<bool>(false);
   auto quiet = std::make_shared<bool>(false);
   auto parts = std::make_shared<std::vector<std::string>>();
+  auto threads = std::make_shared<int64_t>(0);
   CLI::App* sub = app.add_subcommand(
       "study", "Run the AlgoPerf-style study (resumable) and write results.json and report.html");
   sub->add_option("--config", *config, "Study TOML (configs/study.toml)");
@@ -138,8 +139,17 @@ Command register_study(CLI::App& app) {
   sub->add_option("--workload", *parts,
                   "Run only this part (a workload, or lm_protocol); repeatable. Every part present "
                   "is merged into results.json");
+  CLI::Option* threads_opt = add_int64_option(
+      sub, "--threads", *threads,
+      "Intra-op threads per run (overrides the config's `threads`; changes the time, not the "
+      "results: two parts side by side on 2 cores run best with 1 each)");
   return {sub, [=] {
-            const StudyConfig c = load_study_config(*config, *quick);
+            StudyConfig c = load_study_config(*config, *quick);
+            if (threads_opt->count() > 0) {
+              WAVG_CHECK(*threads >= 1 && *threads <= 1024,
+                         "--threads must be between 1 and 1024, got ", *threads);
+              c.threads = int(*threads);
+            }
             run_study(c, *out, *quiet, *parts);
             write_report(*out, *out + "/report.html");
             std::printf("wrote %s/report.html\n", out->c_str());
