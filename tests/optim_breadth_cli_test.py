@@ -57,21 +57,21 @@ def train(cfg, out, *extra):
 
 
 BASE = {
-    "shampoo": ('workload = "synth_ctr"\nsteps = 40\neval_every = 10\nbatch_size = 256\n',
+    "shampoo": ('workload = "synth_ctr"\nsteps = 24\neval_every = 8\nbatch_size = 256\n',
                 '[optimizer]\nname = "shampoo"\nlr = 3e-3\nweight_decay = 0.01\n'
-                'shampoo_block_size = 64\nshampoo_precondition_frequency = 5\nshampoo_start_step = 10\n'),
-    "lookahead": ('workload = "synth_ctr"\nsteps = 40\neval_every = 10\nbatch_size = 256\n',
+                'shampoo_block_size = 64\nshampoo_precondition_frequency = 5\nshampoo_start_step = 8\n'),
+    "lookahead": ('workload = "synth_ctr"\nsteps = 24\neval_every = 8\nbatch_size = 256\n',
                   '[optimizer]\nname = "nadamw"\nlr = 3e-3\nlookahead_k = 6\nlookahead_alpha = 0.5\n'),
-    "schedule_free": ('workload = "fmnist_cnn"\nsteps = 30\neval_every = 10\nbatch_size = 64\n',
+    "schedule_free": ('workload = "fmnist_cnn"\nsteps = 24\neval_every = 8\nbatch_size = 32\n',
                       '[optimizer]\nname = "schedule_free_adamw"\nlr = 4e-3\nweight_decay = 0.01\n'
-                      'schedule_free_bn_batches = 4\n[schedule]\nwarmup = 5\n'),
+                      'schedule_free_bn_batches = 4\n[schedule]\nwarmup = 4\n'),
 }
 
 with tempfile.TemporaryDirectory() as tmp:
     for name, (top, opt) in BASE.items():
         cfg = os.path.join(tmp, name + ".toml")
         with open(cfg, "w") as f:
-            f.write(top + 'threads = 2\nckpt_every = 10\nstate_every = 20\nkeep_states = 3\n'
+            f.write(top + 'threads = 2\nckpt_every = 8\nstate_every = 12\nkeep_states = 3\n'
                     '[[ema]]\nbeta = 0.0\nname = "last"\n[[lawa]]\nwindow = 3\nevery = 5\n' + opt)
         # The run in one go: it learns.
         whole = os.path.join(tmp, name + "_whole")
@@ -85,11 +85,11 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{name}: the raw validation value falls {raw}")
         resolved = open(os.path.join(whole, "config.toml")).read()
         for key in {"shampoo": ["shampoo_block_size = 64", "shampoo_precondition_frequency = 5",
-                                "shampoo_start_step = 10", "shampoo_eps = "],
+                                "shampoo_start_step = 8", "shampoo_eps = "],
                     "lookahead": ["lookahead_k = 6", "lookahead_alpha = 0.5"],
                     "schedule_free": ["schedule_free_bn_batches = 4", 'kind = "constant"']}[name]:
             check(key in resolved, f"{name}: the resolved config records {key!r}")
-        # The same run stopped after its state at step 20 (later files removed), then resumed.
+        # The same run stopped after its state at step 12 (later files removed), then resumed.
         part = os.path.join(tmp, name + "_resumed")
         shutil.copytree(whole, part)
         for f in os.listdir(part):
@@ -98,7 +98,7 @@ with tempfile.TemporaryDirectory() as tmp:
         states = sorted(os.listdir(os.path.join(part, "state")))
         for s in states[1:]:
             shutil.rmtree(os.path.join(part, "state", s))
-        check(states[0].endswith("00000020"), f"{name}: resumes from {states[0]}")
+        check(states[0].endswith("00000012"), f"{name}: resumes from {states[0]}")
         r = subprocess.run([WAVG, "train", "--resume", part, "--quiet"], capture_output=True, text=True)
         check(r.returncode == 0, f"{name}: resumes ({r.stderr.strip()[-300:]})")
         if r.returncode != 0:
