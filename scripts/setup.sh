@@ -19,12 +19,28 @@ packages=(
   dataset-fashion-mnist wordnet-base dict-gcide
 )
 
+# The `schedulefree` package (PyPI), the reference of Schedule-Free AdamW in optim_breadth_test,
+# in a venv over Debian's python3-torch: .venv/bin/python. Without it the test compares against a
+# numpy transcription of the package's update instead.
+setup_venv() {
+  local root venv
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  venv="$root/.venv"
+  "$venv/bin/python" -c 'import schedulefree' 2>/dev/null && return 0
+  /usr/bin/python3 -m venv --system-site-packages "$venv" &&
+    "$venv/bin/pip" install -q --no-deps schedulefree==1.4.1 ||
+    echo "setup: warning: could not install schedulefree into $venv" >&2
+}
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ $status == "install ok installed" ]] || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+if ((${#missing[@]} == 0)); then
+  setup_venv
+  exit 0
+fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup: missing Debian packages: ${missing[*]}; run 'sudo scripts/setup.sh' (needs root)" >&2
@@ -34,3 +50,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+setup_venv

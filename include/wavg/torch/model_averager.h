@@ -106,6 +106,19 @@ class ModelAverager {
   // Waits for an in-flight background update.
   void wait();
 
+  // Where observe() takes the parameters of a sample from (default: the module's own). An
+  // optimizer whose evaluation point is not the trained parameters (Schedule-Free AdamW's x)
+  // provides them here: one tensor per parameter, in named_parameters() order, with its shape.
+  // Buffers always come from the module.
+  using SampleSource = std::function<std::vector<torch::Tensor>()>;
+  void set_sample_source(SampleSource source) { sample_source_ = std::move(source); }
+  // Puts `values` (one per parameter, named_parameters() order, same shapes) into the module's
+  // parameters until the returned object dies, and with `forward` recomputes the BatchNorm
+  // statistics at them over `batches` training batches (restored on exit). Refused during
+  // another swap; observe() and every other swap are refused while it lives.
+  EvalSwap swap_in_params(const std::vector<torch::Tensor>& values, const ForwardBatch& forward,
+                          int64_t batches);
+
   // Data parallel (ZeRO-1 style, DESIGN.md §8): from now on the bank holds only elements
   // [offset, offset + length) of the flat sample, and `gather` completes a flat vector (numel
   // elements of elem_bytes bytes, this shard filled) with every other process's shard (an
@@ -165,7 +178,11 @@ class ModelAverager {
   bool async_ = false;
   // Averager whose swap is alive, -1 if none. Shared with the swap, which clears it on restore (also
   // if this ModelAverager has died first).
+  // -2: the values of swap_in_params.
   std::shared_ptr<int> swapped_ = std::make_shared<int>(-1);
+  SampleSource sample_source_;  // null: the module's parameters
+  // The parameters a sample is taken from (sample_source_'s, else params_).
+  std::vector<torch::Tensor> sample_params() const;
 };
 
 // Writes every parameter and buffer of a module (state-dict names) as a safetensors file, with the

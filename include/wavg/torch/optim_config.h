@@ -1,22 +1,35 @@
 // What the user chooses for an optimizer (no LibTorch here: configs are parsed without it).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace wavg {
 
 struct OptimizerConfig {
-  std::string name = "nadamw";  // nadamw | adamw | sgd
+  std::string name = "nadamw";  // nadamw | adamw | sgd | shampoo | schedule_free_adamw
   double lr = 1e-3;             // peak learning rate (the schedule scales it)
-  double beta1 = 0.9;           // nadamw, adamw; sgd: momentum
-  double beta2 = 0.999;         // nadamw, adamw
-  double eps = 1e-8;            // nadamw, adamw
+  double beta1 = 0.9;           // nadamw, adamw, shampoo; sgd: momentum; schedule-free: interpolation
+  double beta2 = 0.999;         // nadamw, adamw, shampoo (factors and grafting), schedule-free
+  double eps = 1e-8;            // nadamw, adamw, schedule-free, shampoo's AdamW grafting
   double weight_decay = 0.0;    // decoupled: θ ← θ·(1 − η_t·λ)
   bool nesterov = true;         // sgd
   // Gradient clipping by global norm before each step (any optimizer; 0: none): with
   // n = ‖(g_1, …, g_k)‖₂ over every parameter, each g ← g·min(1, c/(n + 1e-6)), as
   // torch.nn.utils.clip_grad_norm_(params, c) does.
   double clip_norm = 0.0;
+  // Shampoo (shampoo.h).
+  int64_t shampoo_block_size = 1024;            // elements per side of a block (max_preconditioner_dim)
+  int64_t shampoo_precondition_frequency = 20;  // steps between inverse roots
+  int64_t shampoo_start_step = 20;              // steps; before it, the grafted AdamW step alone
+  double shampoo_eps = 1e-12;                   // ε·I added to each factor before its root
+  // Schedule-Free AdamW (schedule_free.h): forward passes that recompute BatchNorm statistics at
+  // its evaluation point x (models with BatchNorm only).
+  int64_t schedule_free_bn_batches = 20;
+  // Lookahead around the optimizer (lookahead.h; 0: off): every k steps
+  // slow ← slow + α·(fast − slow), fast ← slow.
+  int64_t lookahead_k = 0;       // steps
+  double lookahead_alpha = 0.5;  // in (0, 1]
 };
 
 void validate(const OptimizerConfig& c);  // throws wavg::Error naming the field and value

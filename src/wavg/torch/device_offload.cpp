@@ -114,7 +114,7 @@ const void* DeviceOffload::ready(int k) {
 // sample is reported by the next call that waits (observe, swap_in, save, bank()), naming its step.
 void ModelAverager::observe_offloaded(int64_t step) {
   const int k = next_staging_;
-  std::vector<torch::Tensor> tensors = params_;
+  std::vector<torch::Tensor> tensors = sample_params();
   tensors.insert(tensors.end(), buffers_.begin(), buffers_.end());
   offload_->stage(k, tensors);  // host buffer k is free: its last task ended before the previous
   wait();                       // observe() returned; this waits for buffer k^1's task

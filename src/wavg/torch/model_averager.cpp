@@ -146,7 +146,7 @@ void ModelAverager::observe(int64_t step) {
     offset += t.numel();
   };
   size_t k = 0;  // layout_ lists params_ then buffers_, in this order
-  for (const auto& p : params_) stage_tensor(p, layout_[k++]);
+  for (const auto& p : sample_params()) stage_tensor(p, layout_[k++]);
   for (const auto& b : buffers_) stage_tensor(b, layout_[k++]);
   wait();  // the bank updates one sample at a time
   const void* sample = stage.data();
@@ -159,8 +159,52 @@ void ModelAverager::observe(int64_t step) {
 }
 
 void ModelAverager::check_no_swap(const std::string& what, const std::string& why) const {
+  WAVG_CHECK(*swapped_ != -2, what, ": the optimizer's evaluation point is swapped into the model",
+             why, "; end that swap first");
   WAVG_CHECK(*swapped_ < 0, what, ": averager '", bank_.name(*swapped_),
              "' is swapped into the model", why, "; end that swap first");
+}
+
+std::vector<torch::Tensor> ModelAverager::sample_params() const {
+  if (!sample_source_) return params_;
+  std::vector<torch::Tensor> ps = sample_source_();
+  WAVG_CHECK(ps.size() == params_.size(), "sample source: ", ps.size(), " tensors for the model's ",
+             params_.size(), " parameters");
+  for (size_t k = 0; k < ps.size(); ++k)
+    WAVG_CHECK(ps[k].sizes() == params_[k].sizes(), "sample source: tensor for '", layout_[k].name,
+               "' has another shape than the parameter");
+  return ps;
+}
+
+EvalSwap ModelAverager::swap_in_params(const std::vector<torch::Tensor>& values,
+                                       const ForwardBatch& forward, int64_t batches) {
+  check_no_swap("swap_in_params", " and swaps do not nest");
+  WAVG_CHECK(values.size() == params_.size(), "swap_in_params: ", values.size(),
+             " tensors for the model's ", params_.size(), " parameters");
+  torch::NoGradGuard no_grad;
+  EvalSwap swap;
+  swap.active_ = true;
+  swap.swapped_ = swapped_;
+  *swapped_ = -2;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    WAVG_CHECK(values[k].sizes() == params_[k].sizes() &&
+                   values[k].scalar_type() == params_[k].scalar_type() &&
+                   values[k].device() == params_[k].device(),
+               "swap_in_params: tensor for '", layout_[k].name, "' differs from the parameter");
+    swap.targets_.push_back(params_[k]);
+    swap.originals_.push_back(params_[k].data());
+    const_cast<torch::Tensor&>(params_[k]).set_data(values[k].detach());
+  }
+  bool has_batchnorm = false;
+  for_each_batchnorm(*module_, [&](auto&) { has_batchnorm = true; });
+  if (forward && has_batchnorm) {
+    for (const auto& b : module_->buffers()) {
+      swap.buffer_targets_.push_back(b);
+      swap.saved_buffers_.push_back(b.clone());
+    }
+    recompute_batchnorm(batches, forward);  // on a throw, `swap` restores all
+  }
+  return swap;
 }
 
 EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile) {

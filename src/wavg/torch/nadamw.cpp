@@ -5,9 +5,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <sstream>
-#include <string>
-#include <type_traits>
+
+#include "wavg/torch/optim_state.h"
 
 namespace wavg {
 
@@ -19,23 +18,6 @@ void NAdamWOptions::serialize(torch::serialize::OutputArchive& archive) const {
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(eps);
   _TORCH_OPTIM_SERIALIZE_TORCH_ARG(weight_decay);
 }
-
-namespace {
-
-// A parameter's key in Optimizer::state_ (and in saved optimizer states): its TensorImpl's address
-// as text in LibTorch 1.x (what c10::guts::to_string, gone in 2.x, wrote), the address itself in 2.x.
-template <typename Key>
-Key state_key(c10::TensorImpl* impl) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << static_cast<const void*>(impl);
-    return os.str();
-  } else {
-    return impl;
-  }
-}
-
-}  // namespace
 
 void NAdamWOptions::serialize(torch::serialize::InputArchive& archive) {
   _TORCH_OPTIM_DESERIALIZE_TORCH_ARG(double, lr);
@@ -83,7 +65,7 @@ torch::Tensor NAdamW::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       const torch::Tensor& grad = p.grad();
       TORCH_CHECK(!grad.is_sparse(), "nadamw does not support sparse gradients");
-      const auto key = state_key<decltype(state_)::key_type>(p.unsafeGetTensorImpl());
+      const auto key = detail::optimizer_state_key<decltype(state_)::key_type>(p.unsafeGetTensorImpl());
       auto it = state_.find(key);
       if (it == state_.end()) {
         auto s = std::make_unique<NAdamWParamState>();

@@ -95,6 +95,7 @@ class EvaluationCallback : public TrainCallback {
       if (!eval_step(run, eval_interval(run, m))) continue;
       Evaluation ev;
       if (m == 0) {
+        const std::optional<EvalSwap> swap = swap_in_eval_point(run);
         ev = evaluate(run);
       } else {
         const int i = int(m) - 1;
@@ -239,6 +240,7 @@ class CheckpointCallback : public TrainCallback {
   }
 
   static void save(RunContext& run) {
+    const std::optional<EvalSwap> swap = swap_in_eval_point(run);
     std::filesystem::create_directories(run.config.out + "/checkpoints");
     save_module(*run.model, model_checkpoint_path(run.config.out, run.step),
                 {{"workload", run.config.workload},
@@ -353,6 +355,12 @@ StopReason parse_stop_reason(const std::string& s) {
   for (StopReason r : {StopReason::kBudget, StopReason::kEarlyStop, StopReason::kSignal})
     if (s == stop_reason_name(r)) return r;
   return StopReason::kNone;
+}
+
+std::optional<EvalSwap> swap_in_eval_point(RunContext& run) {
+  if (!run.optimizer.has_eval_point()) return std::nullopt;
+  return run.averager.swap_in_params(run.optimizer.eval_params(), run.forward,
+                                     run.config.optimizer.schedule_free_bn_batches);
 }
 
 StateGroup RunContext::state_group() const {

@@ -258,7 +258,9 @@ void read_optimizer(const Reader& root, const WorkloadDefaults& d, RunConfig& c)
   static const toml::table empty;
   const toml::table* t = table_at(root, "optimizer");
   Reader o(t ? *t : empty, "optimizer.", root.defaulted());
-  o.allow({"name", "lr", "beta1", "beta2", "eps", "weight_decay", "nesterov", "clip_norm"});
+  o.allow({"name", "lr", "beta1", "beta2", "eps", "weight_decay", "nesterov", "clip_norm",
+           "shampoo_block_size", "shampoo_precondition_frequency", "shampoo_start_step",
+           "shampoo_eps", "schedule_free_bn_batches", "lookahead_k", "lookahead_alpha"});
   const OptimizerConfig base;
   c.optimizer.name = o.get<std::string>("name", base.name);
   c.optimizer.lr = o.get<double>("lr", d.lr);
@@ -268,6 +270,17 @@ void read_optimizer(const Reader& root, const WorkloadDefaults& d, RunConfig& c)
   c.optimizer.weight_decay = o.get<double>("weight_decay", d.weight_decay);
   c.optimizer.nesterov = o.get<bool>("nesterov", base.nesterov);
   c.optimizer.clip_norm = o.get<double>("clip_norm", base.clip_norm);
+  c.optimizer.shampoo_block_size = o.get<int64_t>("shampoo_block_size", base.shampoo_block_size);
+  c.optimizer.shampoo_precondition_frequency =
+      o.get<int64_t>("shampoo_precondition_frequency", base.shampoo_precondition_frequency);
+  // Distributed Shampoo's default start: the first inverse root (start_preconditioning_step = -1).
+  c.optimizer.shampoo_start_step =
+      o.get<int64_t>("shampoo_start_step", c.optimizer.shampoo_precondition_frequency);
+  c.optimizer.shampoo_eps = o.get<double>("shampoo_eps", base.shampoo_eps);
+  c.optimizer.schedule_free_bn_batches =
+      o.get<int64_t>("schedule_free_bn_batches", base.schedule_free_bn_batches);
+  c.optimizer.lookahead_k = o.get<int64_t>("lookahead_k", base.lookahead_k);
+  c.optimizer.lookahead_alpha = o.get<double>("lookahead_alpha", base.lookahead_alpha);
 }
 
 void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) {
@@ -277,7 +290,9 @@ void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) 
   s.allow({"kind", "warmup", "final_fraction", "decay_fraction", "total_steps"});
   const Schedule base;
   c.schedule.lr = c.optimizer.lr;
-  c.schedule.kind = parse_schedule_kind(s.get<std::string>("kind", "cosine"));
+  // Schedule-Free runs without a decaying schedule (Defazio et al. 2024): constant by default.
+  c.schedule.kind = parse_schedule_kind(
+      s.get<std::string>("kind", c.optimizer.name == "schedule_free_adamw" ? "constant" : "cosine"));
   c.schedule.warmup_steps =
       s.steps("warmup", c.steps, int64_t(std::llround(d.warmup_fraction * double(c.steps))));
   c.schedule.final_fraction = s.get<double>("final_fraction", base.final_fraction);
@@ -467,8 +482,10 @@ void check_range(const char* key, double v, double lo, double hi, bool hi_open, 
 
 void check_optimizer_and_schedule(const RunConfig& c) {
   const OptimizerConfig& o = c.optimizer;
-  WAVG_CHECK(o.name == "nadamw" || o.name == "adamw" || o.name == "sgd",
-             "config: 'optimizer.name' must be nadamw, adamw or sgd, got unknown name ", shown(o.name));
+  WAVG_CHECK(o.name == "nadamw" || o.name == "adamw" || o.name == "sgd" || o.name == "shampoo" ||
+                 o.name == "schedule_free_adamw",
+             "config: 'optimizer.name' must be nadamw, adamw, sgd, shampoo or schedule_free_adamw, "
+             "got unknown name ", shown(o.name));
   WAVG_CHECK(std::isfinite(o.lr) && o.lr > 0, "config: 'optimizer.lr' must be a finite number > 0, got ",
              format_exact(o.lr));
   check_range("optimizer.beta1", o.beta1, 0, 1, true, "[0, 1)");
@@ -476,8 +493,32 @@ void check_optimizer_and_schedule(const RunConfig& c) {
   check_range("optimizer.eps", o.eps, 0, HUGE_VAL, true, "[0, inf)");
   check_range("optimizer.weight_decay", o.weight_decay, 0, HUGE_VAL, true, "[0, inf)");
   check_range("optimizer.clip_norm", o.clip_norm, 0, HUGE_VAL, true, "[0, inf) (0: no clipping)");
+  check_range("optimizer.shampoo_eps", o.shampoo_eps, 0, HUGE_VAL, true, "(0, inf)");
+  check_range("optimizer.lookahead_alpha", o.lookahead_alpha, 0, 1, false, "(0, 1]");
+  WAVG_CHECK(o.shampoo_eps > 0, "config: 'optimizer.shampoo_eps' must be in (0, inf), got 0");
+  WAVG_CHECK(o.lookahead_alpha > 0, "config: 'optimizer.lookahead_alpha' must be in (0, 1], got 0");
+  WAVG_CHECK(o.shampoo_block_size >= 2, "config: 'optimizer.shampoo_block_size' must be >= 2, got ",
+             o.shampoo_block_size);
+  WAVG_CHECK(o.shampoo_precondition_frequency >= 1,
+             "config: 'optimizer.shampoo_precondition_frequency' must be >= 1 (steps), got ",
+             o.shampoo_precondition_frequency);
+  WAVG_CHECK(o.shampoo_start_step >= 1,
+             "config: 'optimizer.shampoo_start_step' must be >= 1 (steps), got ", o.shampoo_start_step);
+  WAVG_CHECK(o.schedule_free_bn_batches >= 1,
+             "config: 'optimizer.schedule_free_bn_batches' must be >= 1, got ",
+             o.schedule_free_bn_batches);
+  WAVG_CHECK(o.lookahead_k >= 0, "config: 'optimizer.lookahead_k' must be >= 0 (0: off), got ",
+             o.lookahead_k);
+  WAVG_CHECK(o.lookahead_k == 0 || o.name != "schedule_free_adamw", "config: 'optimizer.lookahead_k' = ",
+             o.lookahead_k, ": Lookahead cannot wrap schedule_free_adamw (its y is tied to its z and x)");
   validate(o);
   const Schedule& s = c.schedule;
+  // Schedule-Free replaces the schedule (Defazio et al. 2024): only a warmup is allowed.
+  WAVG_CHECK(o.name != "schedule_free_adamw" || s.kind == ScheduleKind::kConstant ||
+                 s.final_fraction == 1,
+             "config: optimizer 'schedule_free_adamw' runs without a decaying schedule: set "
+             "schedule.kind = \"constant\" (a warmup is allowed), got ", schedule_kind_name(s.kind),
+             " with final_fraction ", format_exact(s.final_fraction));
   WAVG_CHECK(s.total_steps >= 1, "config: 'schedule.total_steps' must be >= 1, got ", s.total_steps);
   WAVG_CHECK(s.warmup_steps >= 0 && s.warmup_steps <= s.total_steps, "config: 'schedule.warmup' ",
              "must be in [0, schedule.total_steps = ", s.total_steps, "] steps, got ", s.warmup_steps);
@@ -586,6 +627,17 @@ std::string resolved_toml(const RunConfig& c) {
          "\neps = " + toml_float(o.eps) + "\nweight_decay = " + toml_float(o.weight_decay) +
          "\nnesterov = " + b(o.nesterov) + "\n";
   if (o.clip_norm > 0) out += "clip_norm = " + toml_float(o.clip_norm) + "\n";  // 0 (none): unwritten
+  // Keys of one optimizer or of Lookahead only where they act (other runs keep their hashes).
+  if (o.name == "shampoo")
+    out += "shampoo_block_size = " + i(o.shampoo_block_size) +
+           "\nshampoo_precondition_frequency = " + i(o.shampoo_precondition_frequency) +
+           "  # steps\nshampoo_start_step = " + i(o.shampoo_start_step) +
+           "  # steps\nshampoo_eps = " + toml_float(o.shampoo_eps) + "\n";
+  if (o.name == "schedule_free_adamw")
+    out += "schedule_free_bn_batches = " + i(o.schedule_free_bn_batches) + "\n";
+  if (o.lookahead_k > 0)
+    out += "lookahead_k = " + i(o.lookahead_k) + "  # steps\nlookahead_alpha = " +
+           toml_float(o.lookahead_alpha) + "\n";
   const Schedule& s = c.schedule;
   out += "\n[schedule]\nkind = " + toml_string(schedule_kind_name(s.kind)) +
          "\nwarmup = " + i(s.warmup_steps) + "  # steps\ntotal_steps = " + i(s.total_steps) +

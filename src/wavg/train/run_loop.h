@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,10 @@ class TrainCallback {
   virtual StopReason wants_stop(RunContext& run) { return StopReason::kNone; }
   virtual void on_end(RunContext& run) {}    // the loop ended; run.stop says why
 };
+
+// The optimizer's evaluation point (Schedule-Free's x) in the module until the result dies, with
+// BatchNorm statistics recomputed there; nullopt when the optimizer evaluates its parameters.
+std::optional<EvalSwap> swap_in_eval_point(RunContext& run);
 
 // Runs updates until the budget or a callback stops the run.
 void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks);

@@ -128,7 +128,10 @@ void finish(RunContext& run) {
   const RunConfig& c = run.config;
   const std::map<std::string, std::string> meta = {
       {"workload", c.workload}, {"step", std::to_string(run.step)}, {"config_hash", run.hash}};
-  if (run.writer()) save_module(*run.model, c.out + "/final_raw.safetensors", meta);
+  if (run.writer()) {
+    const std::optional<EvalSwap> swap = detail::swap_in_eval_point(run);  // Schedule-Free: x
+    save_module(*run.model, c.out + "/final_raw.safetensors", meta);
+  }
   for (int i = 0; i < run.averager.size(); ++i) {
     if (run.averager.empty(i)) continue;
     if (run.writer())
@@ -199,6 +202,9 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
     specs.emplace_back(e.averager, e.buffers, e.recompute_batches);
   ModelAverager averager(model, specs);
   averager.set_async(c.async_averaging);
+  // Schedule-Free: the averagers sample its evaluation point x, from the optimizer's state.
+  if (optimizer.has_eval_point())
+    averager.set_sample_source([&optimizer] { return optimizer.eval_params(); });
   if (dist) join_group(*dist, *model, averager);
   // The workload (its data) is ready: now the run directory. The config comes first in a new run
   // directory, so that a run killed at any later moment can be resumed.
