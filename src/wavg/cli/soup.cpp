@@ -1,5 +1,7 @@
 // `wavg soup`: the uniform or greedy model soup (Wortsman et al. 2022) of a workload's checkpoints,
 // with a table of the ingredients on stdout.
+#include "wavg/study/soup.h"
+
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -8,7 +10,6 @@
 #include "wavg/cli/int_flag.h"
 #include "wavg/core/format.h"
 #include "wavg/io/atomic_file.h"
-#include "wavg/study/soup.h"
 #include "wavg/torch/threads.h"
 
 namespace wavg::cli {
@@ -33,8 +34,8 @@ void print_soup(const SoupResult& r, bool greedy, const std::string& out) {
   for (const SoupIngredient& i : r.table) {
     std::printf("%-40s %12s %14s %5s %12s%s%s\n", i.path.c_str(), shown(i.value).c_str(),
                 i.tried ? shown(i.candidate).c_str() : "-", i.kept ? "yes" : "no",
-                shown(i.soup).c_str(), i.diverged.empty() ? "" : "  diverged: ",
-                i.diverged.c_str());
+                shown(i.soup).c_str(),
+                i.diverged.empty() ? "" : "  diverged: ", i.diverged.c_str());
   }
   std::printf("soup of %zu of %zu ingredients: %s %s (%lld evaluations) -> %s\n", r.kept.size(),
               r.table.size(), r.metric.c_str(), format_number(r.value, 10).c_str(),
@@ -46,10 +47,12 @@ void print_soup(const SoupResult& r, bool greedy, const std::string& out) {
 Command register_soup(CLI::App& app) {
   auto a = std::make_shared<SoupArgs>();
   CLI::App* sub = app.add_subcommand(
-      "soup", "Model soup (Wortsman et al. 2022): the uniform mean of a workload's checkpoints, or "
-              "the greedy soup (ingredients best first, each kept if the validation metric does "
-              "not get worse)");
-  sub->add_option("--workload", a->options.workload, "fmnist_cnn | text_lm | synth_ctr")->required();
+      "soup",
+      "Model soup (Wortsman et al. 2022): the uniform mean of a workload's checkpoints, or "
+      "the greedy soup (ingredients best first, each kept if the validation metric does "
+      "not get worse)");
+  sub->add_option("--workload", a->options.workload, "fmnist_cnn | text_lm | synth_ctr")
+      ->required();
   add_int64_option(sub, "--seed", a->options.seed, "Seed of the data stream (synthetic workloads)");
   sub->add_flag("--greedy", a->options.greedy, "Greedy soup (default: uniform soup)");
   add_int64_option(sub, "--recompute-batches", a->options.recompute_batches,

@@ -38,7 +38,8 @@ class Ingredients {
     WAVG_CHECK(!inputs.empty(), "soup: no ingredients (give one checkpoint or more)");
     CheckpointSetOptions options;
     options.strip_prefixes = strip_prefixes;
-    for (const std::string& path : inputs) sets_.push_back(std::make_unique<CheckpointSet>(path, options));
+    for (const std::string& path : inputs)
+      sets_.push_back(std::make_unique<CheckpointSet>(path, options));
     for (const auto& s : sets_) {
       check_output_apart(out, {s.get()}, "soup");
       s->verify_checksums();
@@ -68,7 +69,8 @@ class Ingredients {
         }
       });
       if (bad >= 0)
-        return "tensor '" + quote_bytes(t.name) + "' element " + std::to_string(bad) + " is not finite";
+        return "tensor '" + quote_bytes(t.name) + "' element " + std::to_string(bad) +
+               " is not finite";
     }
     return "";
   }
@@ -127,7 +129,7 @@ class Tasting {
     auto add = [&](const std::string& name, const torch::Tensor& target) {
       const CheckpointTensor* c = ref.find(name);
       WAVG_CHECK(c != nullptr, ref.path(), ": tensor '", name, "' of the ", o.workload,
-                 " model is missing");
+                 " model is missing", strip_prefix_hint(ref, *module_));
       WAVG_CHECK(c->info->shape == target.sizes().vec(), ref.path(), ": tensor '", name,
                  "' has a different shape than the ", o.workload, " model's");
       targets_.push_back({size_t(c - ref.tensors().data()), target});
@@ -151,13 +153,15 @@ class Tasting {
       const TensorInfo& t = *ref.tensors()[k].info;
       buf.clear();
       ingredients_.write_mixed(k, mix, [&](const void* p, size_t n) {
-        buf.insert(buf.end(), static_cast<const unsigned char*>(p), static_cast<const unsigned char*>(p) + n);
+        buf.insert(buf.end(), static_cast<const unsigned char*>(p),
+                   static_cast<const unsigned char*>(p) + n);
       });
       target.copy_(torch::from_blob(buf.data(), t.shape,
                                     torch::TensorOptions().dtype(detail::to_scalar_type(t.dtype))));
     }
     if (batchnorm_)
-      recompute_batchnorm(*module_, batches_, [&](int64_t i) { workload_->forward_train_batch(i); });
+      recompute_batchnorm(*module_, batches_,
+                          [&](int64_t i) { workload_->forward_train_batch(i); });
   }
 
   double evaluate(const Mix& mix) {
@@ -219,7 +223,8 @@ Mix greedy(std::vector<SoupIngredient>& rows, Tasting& tasting, bool lower_is_be
   for (size_t n = 1; n < order->size(); ++n) {
     SoupIngredient& r = rows[(*order)[n]];
     Mix candidate = soup;
-    candidate.insert(std::upper_bound(candidate.begin(), candidate.end(), (*order)[n]), (*order)[n]);
+    candidate.insert(std::upper_bound(candidate.begin(), candidate.end(), (*order)[n]),
+                     (*order)[n]);
     r.tried = true;
     r.candidate = tasting.evaluate(candidate);
     r.kept = better_or_equal(r.candidate, *value, lower_is_better);
@@ -264,8 +269,8 @@ std::string dump(const nlohmann::ordered_json& j) {
 
 // The soup in the newest's form: parameters (and tensors the model does not have) mixed; with
 // BatchNorm, the model's buffers (the final soup's recomputed statistics).
-int64_t write_soup(const Ingredients& ing, const Mix& soup, Tasting& tasting, const std::string& out,
-                   bool overwrite, const nlohmann::ordered_json& rec) {
+int64_t write_soup(const Ingredients& ing, const Mix& soup, Tasting& tasting,
+                   const std::string& out, bool overwrite, const nlohmann::ordered_json& rec) {
   const CheckpointSet& ref = ing.newest();
   if (tasting.batchnorm()) tasting.load(soup);
   std::vector<TensorOut> outs;
@@ -275,10 +280,7 @@ int64_t write_soup(const Ingredients& ing, const Mix& soup, Tasting& tasting, co
     nbytes.push_back(ct.info->nbytes());
   }
   OutputLayout layout = output_layout(ref, nbytes, std::nullopt);
-  for (OutputShard& s : layout.shards) {
-    s.metadata.erase(kDataCrcKey);  // the newest's checksum is not the soup's
-    s.metadata["wavg.soup"] = dump(rec);
-  }
+  for (OutputShard& s : layout.shards) s.metadata["wavg.soup"] = dump(rec);
   CheckpointWriteOptions wo;
   wo.overwrite = overwrite;
   nlohmann::ordered_json meta = nlohmann::ordered_json::parse(ref.index_metadata());

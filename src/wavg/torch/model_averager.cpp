@@ -303,11 +303,7 @@ void save_module(const torch::nn::Module& module, const std::string& path,
   write_safetensors(path, outs, metadata, /*checksum=*/true);
 }
 
-namespace {
-
-// " (...: pass --strip-prefix P)" when one prefix P on the checkpoint's names explains every
-// difference from the module's names (checkpoint_set.h explaining_prefix), else "".
-std::string prefix_hint(const CheckpointSet& set, const torch::nn::Module& module) {
+std::string strip_prefix_hint(const CheckpointSet& set, const torch::nn::Module& module) {
   std::unordered_set<std::string> names;
   for (const auto& item : module.named_parameters()) names.insert(item.key());
   for (const auto& item : module.named_buffers()) names.insert(item.key());
@@ -322,8 +318,6 @@ std::string prefix_hint(const CheckpointSet& set, const torch::nn::Module& modul
            : "";
 }
 
-}  // namespace
-
 std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path,
                                                const std::vector<std::string>& strip_prefixes) {
   // A single file, a sharded checkpoint's index, or a directory (DESIGN.md §9).
@@ -335,7 +329,7 @@ std::map<std::string, std::string> load_module(torch::nn::Module& module, const 
   auto load = [&](const std::string& name, torch::Tensor& target) {
     const CheckpointTensor* c = set.find(name);
     WAVG_CHECK(c != nullptr, path, ": tensor '", name, "' of the model is missing",
-               prefix_hint(set, module));
+               strip_prefix_hint(set, module));
     const TensorInfo* t = c->info;
     WAVG_CHECK(t->shape == target.sizes().vec(), path, ": tensor '", name,
                "' has a different shape than the model's");
