@@ -10,11 +10,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, runner  # noqa: E402
 
 import numpy as np
 
 WAVG = sys.argv[1]
+run = runner(WAVG)
 NP_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
@@ -60,10 +61,6 @@ def read_st(path):
             arr = np.frombuffer(raw, NP_DTYPES[info["dtype"]])
         out[name] = (info["dtype"], arr.reshape(info["shape"]))
     return out, meta
-
-
-def run(*args):
-    return subprocess.run([WAVG, *args], capture_output=True, text=True)
 
 
 def reference(values, scheme, param=None, every=1, start=0):

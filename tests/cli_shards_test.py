@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, runner, split_into_shards  # noqa: E402
 
 import numpy as np
 
@@ -30,6 +30,7 @@ except ImportError:
 
 WAVG = sys.argv[1]
 TIMEOUT = 120
+run = runner(WAVG, timeout=TIMEOUT)
 NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 SHARDS = [["emb.w", "l0.w"], ["l0.b", "l1.w"], ["l1.b", "step"]]
 SHAPES = {"emb.w": (6, 4), "l0.w": (4, 4), "l0.b": (4,), "l1.w": (4, 3), "l1.b": (3,), "step": (1,)}
@@ -115,10 +116,6 @@ def read_checkpoint(path):
             check(index["weight_map"].get(k) == shard, f"{path}: {k} in the shard its index names")
         tensors.update(t)
     return tensors, index, meta
-
-
-def run(*args, env=None):
-    return subprocess.run([WAVG, *args], capture_output=True, text=True, timeout=TIMEOUT, env=env)
 
 
 def temporaries(d):
@@ -437,34 +434,6 @@ def test_stale_and_sigterm(d):
         check(not temporaries(d) and not os.path.exists(out), f"SIGTERM: no temporary left ({temporaries(d)})")
     for k in range(2):
         shutil.rmtree(os.path.join(d, f"big{k}"))
-
-
-def split_into_shards(path, d, shards):
-    """Splits a safetensors file into `shards` shard files and an index in directory d, bytes
-    copied as they are (the single file's checksum, over its whole buffer, is left out)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k != "wavg.data_crc32"}
-    names = sorted(header, key=lambda k: header[k]["data_offsets"][0])
-    os.makedirs(d)
-    weight_map = {}
-    for s in range(shards):
-        part, h, off = names[s::shards], {"__metadata__": meta}, 0
-        blobs = []
-        for k in part:
-            b, e = header[k]["data_offsets"]
-            h[k] = dict(header[k], data_offsets=[off, off + e - b])
-            blobs.append(data[8 + n + b:8 + n + e])
-            off += e - b
-        fn = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        hb = json.dumps(h).encode()
-        with open(os.path.join(d, fn), "wb") as f:
-            f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
-        weight_map.update({k: fn for k in part})
-    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": len(data) - 8 - n}, "weight_map": weight_map}, f)
 
 
 def test_eval(d):

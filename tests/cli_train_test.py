@@ -17,25 +17,10 @@ import tempfile
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, one_error_line, runner  # noqa: E402
 
 WAVG = sys.argv[1]
-
-
-def run(args, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run([WAVG, *args], capture_output=True, text=True, env=e)
-
-
-def one_error_line(r, what, needles):
-    """Exit 2, exactly one stderr line starting with 'wavg: error:', containing every needle."""
-    lines = r.stderr.splitlines()
-    check(r.returncode == 2, f"{what}: exit code {r.returncode}, want 2 ({r.stderr.strip()!r})")
-    check(len(lines) == 1 and lines[0].startswith("wavg: error: "),
-          f"{what}: want one line 'wavg: error: ...', got {lines}")
-    for n in needles:
-        check(n in r.stderr, f"{what}: message {r.stderr.strip()!r} lacks {n!r}")
+run = runner(WAVG)
 
 
 def strip_wall(row):
@@ -83,18 +68,18 @@ with tempfile.TemporaryDirectory() as tmp:
         (["--set", f"out={cfg}"], {}, [cfg, "not a directory"]),
     ]
     for extra, env, needles in errors:
-        one_error_line(run(["train", "--config", cfg, "--quiet", *extra], env), str(extra), needles)
-    one_error_line(run(["train", "--config", os.path.join(tmp, "missing.toml")]), "missing config",
+        one_error_line(run("train", "--config", cfg, "--quiet", *extra, env=env), str(extra), needles)
+    one_error_line(run("train", "--config", os.path.join(tmp, "missing.toml")), "missing config",
                    ["missing.toml"])
     bad = os.path.join(tmp, "bad.toml")
     with open(bad, "w") as f:
         f.write("workload = \n")
-    one_error_line(run(["train", "--config", bad]), "TOML syntax error", ["bad.toml:1", "not TOML"])
+    one_error_line(run("train", "--config", bad), "TOML syntax error", ["bad.toml:1", "not TOML"])
     binary = os.path.join(tmp, "binary.toml")
     with open(binary, "wb") as f:
         f.write(bytes(range(256)) * 4)
-    one_error_line(run(["train", "--config", binary]), "binary config", ["binary.toml", "not TOML"])
-    one_error_line(run(["train", "--resume", os.path.join(tmp, "nowhere")]), "resume of a missing dir",
+    one_error_line(run("train", "--config", binary), "binary config", ["binary.toml", "not TOML"])
+    one_error_line(run("train", "--resume", os.path.join(tmp, "nowhere")), "resume of a missing dir",
                    [os.path.join(tmp, "nowhere"), "does not exist"])
     # Raw bytes never reach the terminal: a key with byte 0xFF is escaped in the message.
     r = subprocess.run([WAVG, "train", "--config", cfg, "--set", b"st\xffeps=1"], capture_output=True)
@@ -102,7 +87,7 @@ with tempfile.TemporaryDirectory() as tmp:
           f"byte 0xFF escaped: {r.stderr!r}")
 
     # A short real run.
-    r = run(["train", "--config", cfg])
+    r = run("train", "--config", cfg)
     check(r.returncode == 0, f"run failed: {r.stderr}")
     rd = os.path.join(tmp, "run")
     rows = [json.loads(l) for l in open(os.path.join(rd, "metrics.jsonl"))]
@@ -165,7 +150,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # The resolved config is itself a config: it trains the same run, and resolves to itself.
     rd2 = os.path.join(tmp, "run2")
-    r = run(["train", "--config", os.path.join(rd, "config.toml"), "--set", f"out={rd2}", "--quiet"])
+    r = run("train", "--config", os.path.join(rd, "config.toml"), "--set", f"out={rd2}", "--quiet")
     check(r.returncode == 0, f"train from a resolved config: {r.stderr}")
     text1 = open(os.path.join(rd, "config.toml")).read().replace(rd, "OUT")
     text2 = open(os.path.join(rd2, "config.toml")).read().replace(rd2, "OUT")
@@ -174,13 +159,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check([strip_wall(x) for x in rows2] == [strip_wall(x) for x in rows], "same run from the resolved config")
     s2 = json.load(open(os.path.join(rd2, "summary.json")))
     check(s2["config_hash"] == summary["config_hash"], "same config hash (out is not part of it)")
-    r = run(["train", "--config", cfg, "--quiet", "--set", f"out={tmp}/run3", "--set", "optimizer.lr=0.01",
-             "--set", "steps=1", "--set", "eval_every=1"])
+    r = run("train", "--config", cfg, "--quiet", "--set", f"out={tmp}/run3", "--set", "optimizer.lr=0.01",
+             "--set", "steps=1", "--set", "eval_every=1")
     check(r.returncode == 0 and json.load(open(f"{tmp}/run3/summary.json"))["config_hash"] != summary["config_hash"],
           "another learning rate, another hash")
 
     # A second run into the same directory is refused without --overwrite.
-    one_error_line(run(["train", "--config", cfg, "--quiet"]), "second run", ["already holds a run", rd])
+    one_error_line(run("train", "--config", cfg, "--quiet"), "second run", ["already holds a run", rd])
 
     # --overwrite removes everything the previous run wrote (and what sweep/report added).
     for stale in ["sweep.jsonl", "sweep_summary.csv", "report.html", "final_old_average.safetensors",
@@ -188,7 +173,7 @@ with tempfile.TemporaryDirectory() as tmp:
         open(os.path.join(rd, stale), "w").write("stale")
     os.makedirs(os.path.join(rd, "checkpoints"), exist_ok=True)
     open(os.path.join(rd, "checkpoints", "model_00099999.safetensors"), "w").write("stale")
-    r = run(["train", "--config", cfg, "--quiet", "--overwrite", "--set", "lawa=[{window = 2}]"])
+    r = run("train", "--config", cfg, "--quiet", "--overwrite", "--set", "lawa=[{window = 2}]")
     check(r.returncode == 0, f"--overwrite: {r.stderr}")
     left = sorted(os.listdir(rd))
     check(left == sorted(["config.toml", "metrics.jsonl", "summary.json", "checkpoints", "state",
@@ -200,7 +185,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # A file wavg did not write makes --overwrite refuse, naming it, and nothing is removed.
     open(os.path.join(rd, "notes.txt"), "w").write("mine")
     before = sorted(os.listdir(rd))
-    one_error_line(run(["train", "--config", cfg, "--quiet", "--overwrite"]), "foreign file",
+    one_error_line(run("train", "--config", cfg, "--quiet", "--overwrite"), "foreign file",
                    ["notes.txt", "--overwrite"])
     check(sorted(os.listdir(rd)) == before and open(os.path.join(rd, "notes.txt")).read() == "mine",
           "refused --overwrite removes nothing")
@@ -212,8 +197,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for c in shipped:
         out = os.path.join(tmp, "shipped_" + c[:-5])
         want = tomllib.load(open(os.path.join(configs, c), "rb"))
-        r = run(["train", "--config", os.path.join(configs, c), "--quiet", "--set", "steps=4",
-                 "--set", "eval_every=4", "--set", "threads=1", "--set", f"out={out}"])
+        r = run("train", "--config", os.path.join(configs, c), "--quiet", "--set", "steps=4",
+                 "--set", "eval_every=4", "--set", "threads=1", "--set", f"out={out}")
         check(r.returncode == 0, f"configs/{c}: {r.stderr.strip()}")
         if r.returncode == 0:
             models = {json.loads(l)["model"] for l in open(os.path.join(out, "metrics.jsonl"))}

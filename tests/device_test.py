@@ -12,25 +12,10 @@ import tempfile
 import tomllib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, one_error_line, runner  # noqa: E402
 
 WAVG = sys.argv[1]
-
-
-def run(args, env=None):
-    e = dict(os.environ)
-    e.pop("LOCAL_RANK", None)
-    e.update(env or {})
-    return subprocess.run([WAVG, *args], capture_output=True, text=True, env=e)
-
-
-def one_error_line(r, what, needles):
-    lines = r.stderr.splitlines()
-    check(r.returncode == 2, f"{what}: exit code {r.returncode}, want 2 ({r.stderr.strip()!r})")
-    check(len(lines) == 1 and lines[0].startswith("wavg: error: "),
-          f"{what}: want one line 'wavg: error: ...', got {lines}")
-    for n in needles:
-        check(n in r.stderr, f"{what}: message {r.stderr.strip()!r} lacks {n!r}")
+run = runner(WAVG, unset=("LOCAL_RANK",))
 
 
 def gpu_visible():
@@ -58,7 +43,7 @@ with tempfile.TemporaryDirectory() as tmp:
         ("cuda:0 ", ['got "cuda:0 "']),
         ("1", ["'device' must be a string", "1"]),
     ]:
-        r = run(["train", "--config", cfg, "--set", f"device={value}"])
+        r = run("train", "--config", cfg, "--set", f"device={value}")
         one_error_line(r, f"device={value!r}", ["'device'", *needles])
         check(not os.path.exists(out), f"device={value!r}: {out} was created")
 
@@ -69,16 +54,16 @@ with tempfile.TemporaryDirectory() as tmp:
         reasons = ("built against a LibTorch without CUDA", "no CUDA device is visible")
         for value, env, shown in [("cuda", {}, "(cuda:0)"), ("cuda:1", {}, 'device "cuda:1"'),
                                   ("cuda", {"LOCAL_RANK": "3"}, "(cuda:3)")]:
-            r = run(["train", "--config", cfg, "--set", f"device={value}"], env)
+            r = run("train", "--config", cfg, "--set", f"device={value}", env=env)
             one_error_line(r, f"device={value} {env}", [f'device "{value}"', shown])
             check(any(x in r.stderr for x in reasons), f"device={value}: no reason in {r.stderr!r}")
             check(not os.path.exists(out), f"device={value}: {out} was created")
     # LOCAL_RANK is read only for "cuda", and must be an index.
-    r = run(["train", "--config", cfg, "--set", "device=cuda"], {"LOCAL_RANK": "one"})
+    r = run("train", "--config", cfg, "--set", "device=cuda", env={"LOCAL_RANK": "one"})
     one_error_line(r, "LOCAL_RANK=one", ["LOCAL_RANK", "'one'"])
 
     # A CPU run records the device and async_averaging's default for it (off on the CPU).
-    r = run(["train", "--config", cfg, "--quiet"])
+    r = run("train", "--config", cfg, "--quiet")
     check(r.returncode == 0, f"cpu run: exit {r.returncode} ({r.stderr.strip()!r})")
     with open(os.path.join(out, "config.toml"), "rb") as f:
         resolved = tomllib.load(f)
@@ -90,7 +75,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # machine the run then stops at the device check, with the device's reason.
     if not gpu_visible():
         os.remove(os.path.join(out, "summary.json"))  # as if killed before it was written
-        r = run(["train", "--resume", out, "--set", "device=cuda:0"])
+        r = run("train", "--resume", out, "--set", "device=cuda:0")
         check(r.returncode == 2, f"resume on cuda:0: exit {r.returncode}")
         check("warning: resume: device (run: \"cpu\", now: \"cuda:0\")" in r.stderr,
               f"resume on cuda:0: no device warning in {r.stderr!r}")

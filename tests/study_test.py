@@ -12,16 +12,16 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, runner  # noqa: E402
 
 WAVG, SRC = sys.argv[1], sys.argv[2]
+run = runner(WAVG)
 INF = math.inf
 MODELS = {"nadamw": "raw", "nadamw+lawa": "lawa_rec", "nadamw+ema": "ema_rec"}
 
@@ -165,10 +165,6 @@ def check_lm(out, lm):
     check('name = "adamw"' in cfg and "clip_norm = 1.0" in cfg, "LM runs use AdamW with clipping")
     seeds = [str(s) for s in lm["scoring_seeds"]]
     check_steps(lm["steps_to_target"], lm["curves"], seeds, lm["target"], "lm_protocol")
-
-
-def run(*args):
-    return subprocess.run([WAVG, *args], capture_output=True, text=True)
 
 
 CONFIG = ('workloads = ["synth_ctr"]\nsteps = [1500]\nlm_workload = "text_lm"\nlm_steps = 600\nlm_batch_size = 8\n'

@@ -5,18 +5,14 @@ a saved average agrees with the sweep's last value. Usage: sweep_test.py PATH_TO
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, runner  # noqa: E402
 
 WAVG = sys.argv[1]
-
-
-def run(*args):
-    return subprocess.run([WAVG, *args], capture_output=True, text=True)
+run = runner(WAVG)
 
 
 with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,14 @@
-"""Shared helpers of the Python CLI tests: soft checks that collect failures, and the closing line
-'N passed, N failed' that CTest's log and CI read."""
+"""Shared helpers of the Python CLI tests: soft checks that collect failures and the closing line
+'N passed, N failed' that CTest's log and CI read; running the CLI; the one-line error contract
+(exit 2, one line 'wavg: error: ...'); and a safetensors reader and writer written from the format's
+specification with numpy (Debian has no python3-safetensors), independent of the code under test."""
+import json
+import os
+import struct
+import subprocess
 import sys
+
+import numpy as np
 
 failures = []
 checks = 0
@@ -18,3 +26,93 @@ def check(cond, what):
 def finish():
     print(f"{checks - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
+
+
+def runner(exe, timeout=None, unset=()):
+    """A function run(*args, env=None) that runs `exe args...` with stdout and stderr captured as
+    text, in this process's environment without the variables `unset` and with `env` added."""
+    def run(*args, env=None):
+        e = dict(os.environ)
+        for k in unset:
+            e.pop(k, None)
+        e.update(env or {})
+        return subprocess.run([exe, *args], capture_output=True, text=True, env=e, timeout=timeout)
+    return run
+
+
+def one_error_line(r, what, needles, out=None):
+    """Exit 2 and exactly one stderr line starting with 'wavg: error: ' that contains every needle;
+    with `out`, also that nothing was written there."""
+    lines = r.stderr.splitlines()
+    check(r.returncode == 2, f"{what}: exit code {r.returncode}, want 2 ({r.stderr.strip()!r})")
+    check(len(lines) == 1 and lines[0].startswith("wavg: error: "),
+          f"{what}: want one line 'wavg: error: ...', got {lines}")
+    for n in needles:
+        check(n in r.stderr, f"{what}: message {r.stderr.strip()!r} lacks {n!r}")
+    if out is not None:
+        check(not os.path.exists(out), f"{what}: wrote {out}")
+
+
+ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+             "I32": np.int32, "U8": np.uint8}
+
+
+def read_safetensors(path):
+    """-> (name -> numpy array in its stored dtype, __metadata__ dict)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, info in header.items():
+        b, e = info["data_offsets"]
+        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], ST_DTYPES[info["dtype"]]).reshape(
+            info["shape"])
+    return out, meta
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: name -> numpy array of a dtype in ST_DTYPES; header padded to 8 bytes."""
+    names = {np.dtype(v): k for k, v in ST_DTYPES.items()}
+    header, offset = {}, 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, arr in tensors.items():
+        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for arr in tensors.values():
+            f.write(np.ascontiguousarray(arr).tobytes())
+
+
+def split_into_shards(path, d, shards):
+    """Splits a safetensors file into `shards` shard files and an index in directory d, bytes
+    copied as they are (the single file's checksum, over its whole buffer, is left out)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = {k: v for k, v in header.pop("__metadata__", {}).items() if k != "wavg.data_crc32"}
+    names = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    os.makedirs(d)
+    weight_map = {}
+    for s in range(shards):
+        part, h, off = names[s::shards], {"__metadata__": meta}, 0
+        blobs = []
+        for k in part:
+            b, e = header[k]["data_offsets"]
+            h[k] = dict(header[k], data_offsets=[off, off + e - b])
+            blobs.append(data[8 + n + b:8 + n + e])
+            off += e - b
+        fn = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        hb = json.dumps(h).encode()
+        with open(os.path.join(d, fn), "wb") as f:
+            f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+        weight_map.update({k: fn for k in part})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": len(data) - 8 - n}, "weight_map": weight_map}, f)

@@ -33,9 +33,10 @@ struct OutputLayout {
 
 // The layout of an output written in the order of `newest`'s tensors (tensor k is
 // newest.tensors()[k], taking out_nbytes[k] bytes): newest's own form, shards, file names and
-// per-shard metadata; with max_shard_size, a sharded layout whose shards hold at most that many data
-// bytes (a larger tensor gets a shard of its own), named `<base>-00001-of-0000N.safetensors` after
-// the newest's index (base "model" when the newest is a single file).
+// per-shard metadata (less its data checksum, which the output's bytes would fail); with
+// max_shard_size, a sharded layout whose shards hold at most that many data bytes (a larger tensor
+// gets a shard of its own), named `<base>-00001-of-0000N.safetensors` after the newest's index (base
+// "model" when the newest is a single file).
 OutputLayout output_layout(const CheckpointSet& newest, const std::vector<uint64_t>& out_nbytes,
                            std::optional<uint64_t> max_shard_size);
 

@@ -37,6 +37,7 @@ namespace wavg {
 namespace detail {
 class DeviceOffload;  // src/wavg/torch/device_offload.h
 }
+class CheckpointSet;  // wavg/io/checkpoint_set.h
 
 // One averager of a ModelAverager: its options and what it does with the module's buffers.
 //   wavg::AveragerSpec(wavg::LawaOptions(20).every(16), wavg::BufferPolicy::kAverage)
@@ -191,7 +192,20 @@ void save_module(const torch::nn::Module& module, const std::string& path,
                  const std::map<std::string, std::string>& metadata = {});
 // Loads a checkpoint into a module: a safetensors file, a sharded checkpoint's index or a directory
 // (CheckpointSet). Every parameter and buffer must be present with the same shape; dtypes are
-// converted; a recorded checksum must match. Returns the (first shard's) file metadata.
-std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path);
+// converted; a recorded checksum must match. With strip_prefixes, the checkpoint's names are matched
+// without them (--strip-prefix: "module.", "_orig_mod."). Returns the (first shard's) file metadata.
+std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path,
+                                               const std::vector<std::string>& strip_prefixes = {});
+
+// The hint of a "tensor ... is missing" error: " (the prefix 'P' on the checkpoint's names explains
+// every difference: pass --strip-prefix P)" when one prefix on the checkpoint's names explains every
+// difference from the module's names (checkpoint_set.h explaining_prefix), else "".
+std::string strip_prefix_hint(const CheckpointSet& checkpoint, const torch::nn::Module& module);
+
+// Whether the module tree holds a BatchNorm layer (1d, 2d or 3d).
+bool has_batchnorm(torch::nn::Module& module);
+// BatchNorm statistics from `batches` forward passes in training mode, as a cumulative average
+// (torch.optim.swa_utils.update_bn); the layers' momenta and the module's mode are restored.
+void recompute_batchnorm(torch::nn::Module& module, int64_t batches, const ForwardBatch& forward);
 
 }  // namespace wavg

@@ -26,21 +26,27 @@ std::string self_dir() {
 int g_argc = 0;
 char** g_argv = nullptr;
 
+// Replaces this process by wavg-torch with the original arguments.
+[[noreturn]] void exec_wavg_torch() {
+  const std::string exe = self_dir() + "/wavg-torch";
+  std::vector<char*> args(g_argv, g_argv + g_argc);
+  args[0] = const_cast<char*>(exe.c_str());
+  args.push_back(nullptr);
+  ::execv(exe.c_str(), args.data());
+  throw Error("cannot run " + exe + " (" + std::strerror(errno) + ")");
+}
+
 Command forwarded(CLI::App& app, const char* name, const char* description) {
   CLI::App* sub = app.add_subcommand(name, description);
   sub->prefix_command();  // everything after the name goes to wavg-torch as it is
   sub->set_help_flag();   // so does --help
-  return {sub, []() -> int {
-            const std::string exe = self_dir() + "/wavg-torch";
-            std::vector<char*> args(g_argv, g_argv + g_argc);
-            args[0] = const_cast<char*>(exe.c_str());
-            args.push_back(nullptr);
-            ::execv(exe.c_str(), args.data());
-            throw Error("cannot run " + exe + " (" + std::strerror(errno) + ")");
-          }};
+  return {sub, []() -> int { exec_wavg_torch(); }};
 }
 
 }  // namespace
+
+// `wavg phema --eval` evaluates models: wavg-torch runs the whole command.
+int run_phema_eval(const PhemaEval&) { exec_wavg_torch(); }
 
 void set_forward_argv(int argc, char** argv) {
   g_argc = argc;
@@ -55,6 +61,9 @@ std::vector<Command> register_commands(CLI::App& app) {
           forwarded(app, "eval", "Evaluate a safetensors checkpoint of a workload"),
           forwarded(app, "study",
                     "Run the AlgoPerf-style study (resumable) and write results.json and report.html"),
+          forwarded(app, "soup",
+                    "Model soup (uniform or greedy) of a workload's checkpoints, evaluated on its "
+                    "validation split"),
           register_report(app), register_phema(app)};
 }
 

@@ -29,6 +29,7 @@ struct EvalArgs {
   std::string checkpoint, workload, run_dir, split = "validation";
   int64_t seed = 0;
   bool force = false;
+  std::vector<std::string> strip_prefixes;
 };
 
 void print_sweep(const SweepResult& r, const std::string& run_dir) {
@@ -79,7 +80,7 @@ int run_eval(const EvalArgs& a, bool workload_given, bool seed_given) {
     wo.batch_size = c.batch_size;
   }
   auto w = make_workload(workload, wo);
-  load_module(*w->model(), a.checkpoint);
+  load_module(*w->model(), a.checkpoint, a.strip_prefixes);
   const Evaluation ev = w->evaluate(split);
   std::printf("%s %s %s %.10g loss %.10g\n", workload.c_str(), a.split.c_str(),
               w->metric().c_str(), ev.value, ev.loss);
@@ -120,6 +121,10 @@ Command register_eval(CLI::App& app) {
   CLI::Option* seed =
       add_int64_option(sub, "--seed", a->seed, "Seed of the data stream (synthetic workloads)");
   sub->add_flag("--force", a->force, "With --run: accept a raw (old) config.toml");
+  sub->add_option("--strip-prefix", a->strip_prefixes,
+                  "Remove this prefix from the checkpoint's tensor names before matching the "
+                  "model's (repeatable: module., _orig_mod.)")
+      ->allow_extra_args(false);
   return {sub, [a, workload, seed] { return run_eval(*a, workload->count() > 0, seed->count() > 0); }};
 }
 

@@ -32,6 +32,15 @@ using detail::dir_of;
 using detail::ends_with;
 using detail::base_name;
 
+// A shard's metadata as an output made from `newest` carries it: the newest's, without its data
+// checksum (wavg.data_crc32 covers the newest's bytes, not the output's: a reader that verifies it,
+// such as load_module, would refuse the output as corrupted).
+std::map<std::string, std::string> carried_metadata(const SafetensorsFile& shard) {
+  std::map<std::string, std::string> m = shard.metadata();
+  m.erase(kDataCrcKey);
+  return m;
+}
+
 void fsync_directory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
@@ -50,7 +59,7 @@ OutputLayout output_layout(const CheckpointSet& newest, const std::vector<uint64
     layout.form = newest.form();
     layout.index_name = base_name(newest.source());
     for (size_t s = 0; s < newest.shard_count(); ++s)
-      layout.shards.push_back({newest.shard_names()[s], {}, newest.shard(s).metadata()});
+      layout.shards.push_back({newest.shard_names()[s], {}, carried_metadata(newest.shard(s))});
     for (size_t k = 0; k < tensors.size(); ++k) layout.shards[tensors[k].shard].tensors.push_back(k);
     return layout;
   }
@@ -66,7 +75,7 @@ OutputLayout output_layout(const CheckpointSet& newest, const std::vector<uint64
   uint64_t used = 0;
   for (size_t k = 0; k < tensors.size(); ++k) {
     if (layout.shards.empty() || (used > 0 && used + out_nbytes[k] > *max_shard_size)) {
-      layout.shards.push_back({"", {}, newest.shard(0).metadata()});
+      layout.shards.push_back({"", {}, carried_metadata(newest.shard(0))});
       used = 0;
     }
     layout.shards.back().tensors.push_back(k);

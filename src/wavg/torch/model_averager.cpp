@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <optional>
+#include <unordered_set>
 
 #include "wavg/core/error.h"
 #include "wavg/io/checkpoint_set.h"
@@ -258,23 +260,33 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile)
 }
 
 void ModelAverager::recompute_batchnorm(int64_t batches, const ForwardBatch& forward) {
+  wavg::recompute_batchnorm(*module_, batches, forward);
+}
+
+bool has_batchnorm(torch::nn::Module& module) {
+  bool any = false;
+  for_each_batchnorm(module, [&](auto&) { any = true; });
+  return any;
+}
+
+void recompute_batchnorm(torch::nn::Module& module, int64_t batches, const ForwardBatch& forward) {
   std::vector<c10::optional<double>> momenta;
-  for_each_batchnorm(*module_, [&](auto& options) {
+  for_each_batchnorm(module, [&](auto& options) {
     momenta.push_back(options.momentum());
     options.momentum(c10::nullopt);  // cumulative average over the passes, as torch's update_bn
   });
-  for (const auto& sub : module_->modules(/*include_self=*/true)) {
+  for (const auto& sub : module.modules(/*include_self=*/true)) {
     if (auto* b = sub->as<torch::nn::BatchNorm1dImpl>()) b->reset_running_stats();
     if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) b->reset_running_stats();
     if (auto* b = sub->as<torch::nn::BatchNorm3dImpl>()) b->reset_running_stats();
   }
-  const bool was_training = module_->is_training();
+  const bool was_training = module.is_training();
   auto restore_settings = [&] {
-    module_->train(was_training);
+    module.train(was_training);
     size_t j = 0;
-    for_each_batchnorm(*module_, [&](auto& options) { options.momentum(momenta[j++]); });
+    for_each_batchnorm(module, [&](auto& options) { options.momentum(momenta[j++]); });
   };
-  module_->train(true);
+  module.train(true);
   try {
     for (int64_t k = 0; k < batches; ++k) forward(k);
   } catch (...) {
@@ -335,15 +347,33 @@ void save_module(const torch::nn::Module& module, const std::string& path,
   write_safetensors(path, outs, metadata, /*checksum=*/true);
 }
 
-std::map<std::string, std::string> load_module(torch::nn::Module& module,
-                                               const std::string& path) {
+std::string strip_prefix_hint(const CheckpointSet& set, const torch::nn::Module& module) {
+  std::unordered_set<std::string> names;
+  for (const auto& item : module.named_parameters()) names.insert(item.key());
+  for (const auto& item : module.named_buffers()) names.insert(item.key());
+  std::vector<std::string> missing, extra;
+  for (const std::string& n : names)
+    if (!set.find(n)) missing.push_back(n);
+  for (const CheckpointTensor& t : set.tensors())
+    if (!names.count(t.key)) extra.push_back(t.key);
+  const std::optional<std::string> p = explaining_prefix(extra, missing);
+  return p ? " (the prefix '" + quote_bytes(*p) + "' on the checkpoint's names explains every " +
+                 "difference: pass --strip-prefix " + quote_bytes(*p) + ")"
+           : "";
+}
+
+std::map<std::string, std::string> load_module(torch::nn::Module& module, const std::string& path,
+                                               const std::vector<std::string>& strip_prefixes) {
   // A single file, a sharded checkpoint's index, or a directory (DESIGN.md §9).
-  CheckpointSet set(path);
+  CheckpointSetOptions options;
+  options.strip_prefixes = strip_prefixes;
+  CheckpointSet set(path, options);
   set.verify_checksums();
   torch::NoGradGuard no_grad;
   auto load = [&](const std::string& name, torch::Tensor& target) {
     const CheckpointTensor* c = set.find(name);
-    WAVG_CHECK(c != nullptr, path, ": tensor '", name, "' of the model is missing");
+    WAVG_CHECK(c != nullptr, path, ": tensor '", name, "' of the model is missing",
+               strip_prefix_hint(set, module));
     const TensorInfo* t = c->info;
     WAVG_CHECK(t->shape == target.sizes().vec(), path, ": tensor '", name,
                "' has a different shape than the model's");
