@@ -9,7 +9,7 @@
 // others drawn once from a fixed seed. The input is the magnitude of the zero-filled inverse FFT,
 // |IFFT2(mask * FFT2(image))| (fastMRI's baseline input).
 //
-// Model. fastMRI's U-Net (Ronneberger et al. 2015; fastmri/models/unet.py) with 16 channels and two
+// Model. fastMRI's U-Net (Ronneberger et al. 2015; fastmri/models/unet.py) with 8 channels and two
 // pooling levels (28 -> 14 -> 7): blocks of two [3x3 conv, InstanceNorm, LeakyReLU(0.2)], average
 // pooling down, 2x2 transposed convolutions up, skip concatenations, a final 1x1 convolution. It
 // predicts a correction added to the zero-filled input (residual learning; fastMRI's U-Net predicts
@@ -36,7 +36,7 @@ namespace {
 
 constexpr int64_t kTrain = 55000, kSide = detail::kFashionSide, kPixels = detail::kFashionPixels;
 constexpr int64_t kAcceleration = 4, kCentreLines = 4;
-constexpr int64_t kChans = 16;
+constexpr int64_t kChans = 8;
 constexpr int64_t kValidationImages = 2000;  // of the 5 000 held out: evaluation dominates the cost
 constexpr int64_t kEvalChunk = 250;           // images per evaluation batch
 static_assert(kValidationImages % kEvalChunk == 0 && 10000 % kEvalChunk == 0, "whole batches");
