@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -283,6 +284,19 @@ TEST_P(HigherIsBetter, RanksCombineIntoTheOneProcessValues) {
     EXPECT_NEAR(metric_sum / count, whole.value, 1e-9);
     EXPECT_THROW(one->metric_of_rows(rows), wavg::Error);
   }
+}
+
+TEST(MriRecon, MissingDataNamesThePackage) {
+  ::setenv("WAVG_FMNIST_DIR", "/nonexistent", 1);
+  try {
+    wavg::make_workload("mri_recon", {});
+    ADD_FAILURE() << "no error without the data";
+  } catch (const wavg::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("mri_recon: cannot open /nonexistent/"), std::string::npos) << m;
+    EXPECT_NE(m.find("apt-get install dataset-fashion-mnist"), std::string::npos) << m;
+  }
+  ::unsetenv("WAVG_FMNIST_DIR");
 }
 
 INSTANTIATE_TEST_SUITE_P(Workloads, HigherIsBetter, ::testing::Values("graph_mol", "mri_recon"));

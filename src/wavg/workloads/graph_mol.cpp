@@ -95,53 +95,73 @@ int distance(const std::vector<std::vector<int>>& adj, int a, int b, int most) {
 }
 
 // A random tree of typed atoms within their valences, then ring closures of five or six atoms.
-Molecule make_molecule(uint64_t key) {
-  std::mt19937_64 rng(key);
-  std::uniform_real_distribution<double> unif(0.0, 1.0);
-  std::discrete_distribution<int> atom_type(kAtomFreq.begin(), kAtomFreq.end());
-  const int n = std::uniform_int_distribution<int>(kMinAtoms, kMaxAtoms)(rng);
-  Molecule m;
-  m.atoms = {0};  // a carbon to grow from
-  std::vector<int> spare = {kValence[0]};
-  std::vector<std::vector<int>> adj(1);
-  auto bond_order = [&](int most) {  // 1-3, at most `most`
-    const double r = unif(rng);
+class MoleculeBuilder {
+ public:
+  explicit MoleculeBuilder(uint64_t key) : rng_(key) {}
+
+  Molecule build() {
+    const int n = std::uniform_int_distribution<int>(kMinAtoms, kMaxAtoms)(rng_);
+    add_atom(0);  // a carbon to grow from
+    for (int i = 1; i < n; ++i)
+      if (!grow()) break;
+    const double r = unif_(rng_);
+    close_rings(/*closures=*/r < 0.35 ? 0 : r < 0.8 ? 1 : 2);
+    return std::move(m_);
+  }
+
+ private:
+  void add_atom(int type) {
+    m_.atoms.push_back(type);
+    spare_.push_back(kValence[size_t(type)]);
+    adj_.emplace_back();
+  }
+  void add_bond(int a, int b, int order) {
+    m_.bonds.push_back({a, b, order - 1});
+    spare_[size_t(a)] -= order;
+    spare_[size_t(b)] -= order;
+    adj_[size_t(a)].push_back(b);
+    adj_[size_t(b)].push_back(a);
+  }
+  int bond_order(int most) {  // 1-3, at most `most`
+    const double r = unif_(rng_);
     return std::min(most, r < 0.05 ? 3 : r < 0.25 ? 2 : 1);
-  };
-  auto add_bond = [&](int a, int b, int order) {
-    m.bonds.push_back({a, b, order - 1});
-    spare[size_t(a)] -= order;
-    spare[size_t(b)] -= order;
-    adj[size_t(a)].push_back(b);
-    adj[size_t(b)].push_back(a);
-  };
-  for (int i = 1; i < n; ++i) {
+  }
+  // A new atom bonded to a random atom with a free valence; false when there is none.
+  bool grow() {
     std::vector<int> open;
-    for (int j = 0; j < i; ++j)
-      if (spare[size_t(j)] > 0) open.push_back(j);
-    if (open.empty()) break;
-    const int t = atom_type(rng);
-    const int j = open[std::uniform_int_distribution<size_t>(0, open.size() - 1)(rng)];
-    m.atoms.push_back(t);
-    spare.push_back(kValence[size_t(t)]);
-    adj.emplace_back();
-    add_bond(j, i, bond_order(std::min(spare[size_t(j)], kValence[size_t(t)])));
+    for (int j = 0; j < int(m_.atoms.size()); ++j)
+      if (spare_[size_t(j)] > 0) open.push_back(j);
+    if (open.empty()) return false;
+    const int t = atom_type_(rng_);
+    const int j = open[std::uniform_int_distribution<size_t>(0, open.size() - 1)(rng_)];
+    add_atom(t);
+    add_bond(j, int(m_.atoms.size()) - 1, bond_order(std::min(spare_[size_t(j)], kValence[size_t(t)])));
+    return true;
   }
-  const double r = unif(rng);
-  const int closures = r < 0.35 ? 0 : r < 0.8 ? 1 : 2;
-  const int atoms = int(m.atoms.size());
-  for (int c = 0, tries = 0; c < closures && tries < 30; ++tries) {
-    const int a = std::uniform_int_distribution<int>(0, atoms - 1)(rng);
-    const int b = std::uniform_int_distribution<int>(0, atoms - 1)(rng);
-    if (spare[size_t(a)] < 1 || spare[size_t(b)] < 1) continue;
-    const int d = a == b ? 0 : distance(adj, a, b, /*most=*/5);
-    if (d != 4 && d != 5) continue;  // a ring of d + 1 atoms
-    add_bond(a, b, bond_order(std::min(spare[size_t(a)], spare[size_t(b)])));
-    m.rings.push_back(d + 1);
-    ++c;
+  // Bonds between random pairs of atoms with free valences 4 or 5 bonds apart (30 tries at most).
+  void close_rings(int closures) {
+    const int atoms = int(m_.atoms.size());
+    for (int c = 0, tries = 0; c < closures && tries < 30; ++tries) {
+      const int a = std::uniform_int_distribution<int>(0, atoms - 1)(rng_);
+      const int b = std::uniform_int_distribution<int>(0, atoms - 1)(rng_);
+      if (spare_[size_t(a)] < 1 || spare_[size_t(b)] < 1) continue;
+      const int d = a == b ? 0 : distance(adj_, a, b, /*most=*/5);
+      if (d != 4 && d != 5) continue;  // a ring of d + 1 atoms
+      add_bond(a, b, bond_order(std::min(spare_[size_t(a)], spare_[size_t(b)])));
+      m_.rings.push_back(d + 1);
+      ++c;
+    }
   }
-  return m;
-}
+
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> unif_{0.0, 1.0};
+  std::discrete_distribution<int> atom_type_{kAtomFreq.begin(), kAtomFreq.end()};
+  Molecule m_;
+  std::vector<int> spare_;               // free valence of each atom
+  std::vector<std::vector<int>> adj_;    // bonded atoms of each atom
+};
+
+Molecule make_molecule(uint64_t key) { return MoleculeBuilder(key).build(); }
 
 // Substructure counts the hidden rule reads: atoms by type, branching atoms (degree >= 3) by type,
 // bonds by (type of one end <= type of the other, bond type), rings of five and of six atoms.
