@@ -25,6 +25,10 @@ struct Evaluation {
   // Sufficient statistics of those rows, which data-parallel ranks sum (value = metric_sum / count,
   // loss = loss_sum / count): count rows (or predicted bytes), metric_sum the metric's numerator.
   double metric_sum = 0, loss_sum = 0, count = 0;
+  // A metric that is not a mean over rows (average precision ranks every example of the split)
+  // needs the rows themselves: this process's per-row values in the workload's layout, which
+  // data-parallel ranks gather in rank order for Workload::metric_of_rows. Empty otherwise.
+  std::vector<float> rows;
 };
 
 // Rows [first, first + count) of n that data-parallel rank `rank` of `world` takes.
@@ -54,6 +58,11 @@ class Workload {
   virtual void forward_train_batch(int64_t index) = 0;
   // Metric and loss over a split, in eval mode, without gradients.
   virtual Evaluation evaluate(Split split) = 0;
+  // True when the metric needs every row of the split (Evaluation::rows) rather than sums.
+  virtual bool metric_needs_all_rows() const { return false; }
+  // The metric of the whole split from the rows of all ranks, concatenated in rank order (only for
+  // workloads whose metric_needs_all_rows()).
+  virtual double metric_of_rows(const std::vector<float>& rows) const;
 };
 
 // Loads the data (from Debian packages or generated) and builds the model from the seed. A missing

@@ -110,7 +110,8 @@ class EvaluationCallback : public TrainCallback {
   }
 
  private:
-  // The validation metric; data parallel: each rank's sufficient statistics summed over ranks.
+  // The validation metric; data parallel: each rank's sufficient statistics summed over ranks, and
+  // for a metric that needs every row (average precision) the rows of all ranks, gathered.
   static Evaluation evaluate(RunContext& run) {
     Evaluation ev = run.workload.evaluate(Split::kValidation);
     if (!run.dist) return ev;
@@ -118,7 +119,10 @@ class EvaluationCallback : public TrainCallback {
     run.dist->all_reduce(sums);
     WAVG_CHECK(sums[2] > 0, "data parallel: workload '", run.config.workload,
                "' reports no sufficient statistics for its validation metric");
-    return {sums[0] / sums[2], sums[1] / sums[2], sums[0], sums[1], sums[2]};
+    Evaluation all{sums[0] / sums[2], sums[1] / sums[2], sums[0], sums[1], sums[2], {}};
+    if (run.workload.metric_needs_all_rows())
+      all.value = run.workload.metric_of_rows(run.dist->all_gather_concat(ev.rows));
+    return all;
   }
 
   static void record(RunContext& run, size_t m, const Evaluation& ev) {

@@ -274,6 +274,31 @@ void Distributed::all_gather(void* whole, int64_t numel, size_t elem_bytes) {
   }
 }
 
+std::vector<float> Distributed::all_gather_concat(const std::vector<float>& mine) {
+  std::vector<double> lengths(size_t(world_), 0.0);  // each rank fills its own slot
+  lengths[size_t(rank_)] = double(mine.size());
+  all_reduce(lengths);
+  const int64_t most = int64_t(*std::max_element(lengths.begin(), lengths.end()));
+  std::vector<float> out;
+  try {
+    // Gloo gathers equal lengths: every rank's vector padded to the longest.
+    std::vector<at::Tensor> in{torch::zeros({std::max<int64_t>(most, 1)}, torch::kFloat)};
+    std::copy(mine.begin(), mine.end(), in[0].data_ptr<float>());
+    std::vector<std::vector<at::Tensor>> gathered(1);
+    for (int r = 0; r < world_; ++r) gathered[0].push_back(torch::empty_like(in[0]));
+    impl_->pg->allgather(gathered, in)->wait();
+    for (int r = 0; r < world_; ++r) {
+      const float* p = gathered[0][size_t(r)].data_ptr<float>();
+      out.insert(out.end(), p, p + int64_t(lengths[size_t(r)]));
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("all_gather", e.what());
+  }
+  return out;
+}
+
 void Distributed::barrier() {
   try {
     impl_->pg->barrier()->wait();

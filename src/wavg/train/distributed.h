@@ -1,7 +1,7 @@
 // Data-parallel training on torch.distributed's c10d (DESIGN.md §8): the torchrun launch environment,
 // a TCPStore rendezvous and a ProcessGroupGloo, and the few collectives the runner needs (broadcast
 // of the initial model, bucketed gradient all-reduce, sums of evaluation statistics, all-gather of
-// averager shards, barriers). c10d stays inside distributed.cpp.
+// averager shards and of evaluation rows, barriers). c10d stays inside distributed.cpp.
 //
 // A collective that fails (a rank died, or did not answer within the timeout) throws wavg::Error
 // naming the lost rank(s): every surviving rank reports itself to the store, and the ranks that do
@@ -56,6 +56,9 @@ class Distributed {
   // `whole` holds numel elements of elem_bytes bytes; this rank's shard (rank_rows(numel, rank,
   // world)) is filled; on return every shard is.
   void all_gather(void* whole, int64_t numel, size_t elem_bytes);
+  // Every rank's `mine` (lengths may differ), concatenated in rank order, on every rank: the rows
+  // of an evaluation whose metric needs them all (average precision).
+  std::vector<float> all_gather_concat(const std::vector<float>& mine);
   void barrier();
 
  private:

@@ -2,62 +2,21 @@
 // BatchNorm — the CPU-sized stand-in for AlgoPerf's ImageNet ResNet. Split: the first 55 000
 // training images train, the last 5 000 validate, t10k is the test set. Metric: error rate.
 #include <torch/torch.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <random>
 
 #include "wavg/core/error.h"
 #include "wavg/torch/device.h"
+#include "wavg/workloads/fashion_mnist.h"
 #include "wavg/workloads/registry.h"
 
 namespace wavg {
 
 namespace {
 
-constexpr const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
-constexpr int64_t kTrain = 55000, kPixels = 28 * 28;
+constexpr int64_t kTrain = 55000, kPixels = detail::kFashionPixels;
 constexpr float kMean = 0.2860f, kStd = 0.3530f;
-
-std::string data_dir() {
-  const char* env = std::getenv("WAVG_FMNIST_DIR");
-  return env ? env : kDefaultDir;
-}
-
-// Reads a gzip'ed IDX file: magic (0x0000080D with D dimensions), big-endian sizes, u8 data.
-std::vector<uint8_t> read_idx(const std::string& path, std::vector<int64_t>* dims) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  WAVG_CHECK(f != nullptr, "fmnist_cnn: cannot open ", path,
-             " (install the data with 'apt-get install dataset-fashion-mnist' or "
-             "'scripts/setup.sh')");
-  auto read_u32 = [&](const char* what) {
-    unsigned char b[4];
-    if (gzread(f, b, 4) != 4) {
-      gzclose(f);
-      throw Error("fmnist_cnn: " + path + ": truncated " + what);
-    }
-    return uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | uint32_t(b[3]);
-  };
-  const uint32_t magic = read_u32("magic");
-  const uint32_t nd = magic & 0xff;
-  if ((magic >> 8) != 0x08 || nd < 1 || nd > 3) {
-    gzclose(f);
-    throw Error("fmnist_cnn: " + path + ": not an IDX u8 file");
-  }
-  int64_t total = 1;
-  dims->clear();
-  for (uint32_t i = 0; i < nd; ++i) {
-    dims->push_back(read_u32("dimensions"));
-    total *= dims->back();
-  }
-  std::vector<uint8_t> data(static_cast<size_t>(total));
-  const int got = gzread(f, data.data(), unsigned(total));
-  gzclose(f);
-  WAVG_CHECK(got == total, "fmnist_cnn: ", path, ": truncated data (", got, " of ", total,
-             " bytes)");
-  return data;
-}
 
 struct CnnImpl : torch::nn::Module {
   CnnImpl()
@@ -93,14 +52,11 @@ class FmnistCnn : public Workload {
   explicit FmnistCnn(const WorkloadOptions& o)
       : seed_(o.seed), batch_(o.batch_size > 0 ? o.batch_size : fmnist_defaults().batch_size),
         rank_(o.rank), world_(o.world) {
-    std::vector<int64_t> dims;
-    const std::string dir = data_dir();
-    train_images_ = read_idx(dir + "/train-images-idx3-ubyte.gz", &dims);
-    WAVG_CHECK(dims.size() == 3 && dims[0] == 60000 && dims[1] * dims[2] == kPixels,
-               "fmnist_cnn: unexpected training image file shape");
-    train_labels_ = read_idx(dir + "/train-labels-idx1-ubyte.gz", &dims);
-    test_images_ = read_idx(dir + "/t10k-images-idx3-ubyte.gz", &dims);
-    test_labels_ = read_idx(dir + "/t10k-labels-idx1-ubyte.gz", &dims);
+    detail::FashionMnist data = detail::load_fashion_mnist("fmnist_cnn");
+    train_images_ = std::move(data.train_images);
+    train_labels_ = std::move(data.train_labels);
+    test_images_ = std::move(data.test_images);
+    test_labels_ = std::move(data.test_labels);
     torch::manual_seed(uint64_t(seed_));
     model_ = Cnn();
   }
@@ -145,7 +101,7 @@ class FmnistCnn : public Workload {
       count += x.size(0);
     }
     model_->train(was_training);
-    return {errors / double(count), loss / double(count), errors, loss, double(count)};
+    return {errors / double(count), loss / double(count), errors, loss, double(count), {}};
   }
 
  private:

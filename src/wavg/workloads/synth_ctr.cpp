@@ -165,7 +165,7 @@ class SynthCtr : public Workload {
                   .item<double>();
     }
     model_->train(was_training);
-    return {loss / double(n), loss / double(n), loss, loss, double(n)};
+    return {loss / double(n), loss / double(n), loss, loss, double(n), {}};
   }
 
  private:

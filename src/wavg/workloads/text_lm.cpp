@@ -187,7 +187,7 @@ class TextLm : public Workload {
     }
     model_->train(was_training);
     const double bytes = double(count * kContext), ce = loss / bytes;
-    return {ce, ce, loss, loss, bytes};
+    return {ce, ce, loss, loss, bytes, {}};
   }
 
  private:
