@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
 #endif
     std::vector<float> ema(size_t(m) * betas.size(), 0.0f), ring(size_t(m) * 51, 0.0f);
     int64_t s1 = 0, s2 = 0, s3 = 0;
-    for (int64_t k = 0; k < 50; ++k) bank20.observe(s1++, x.data()), bank25.observe(s2++, x.data());
+    for (int64_t k = 0; k < 60; ++k) bank20.observe(s1++, x.data()), bank25.observe(s2++, x.data());
     const auto t = interleaved(
         {[&] {
            float* slot = ring.data() + size_t(s3++ % 51) * size_t(m);
