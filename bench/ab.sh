@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs two builds of one benchmark alternately (A, B, A, B, …) on a loaded machine, so that both
 # see the same load, and prints each run's lines and then, per line (keyed by its text before the
-# first number), the median of each of its numbers over the runs of each binary; the load average
+# first number and its N), the median of each of its numbers over the runs of each binary; the load average
 # is printed before each run.
 # Usage: bench/ab.sh RUNS "A command" "B command"
 #   e.g. bench/ab.sh 5 "/tmp/bench_core_main 2097152" "build/bench/bench_core 2097152"
@@ -21,11 +21,12 @@ echo "== medians over $runs runs of each (A: $a | B: $b)"
 import re, statistics, sys
 NUM = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 def table(path):
-    """Lines keyed by their text before the first number; the numbers of each, run by run."""
+    """Lines keyed by their text before the first number (and the size N = … if they give one); the
+    numbers of each, run by run."""
     rows = {}
     for line in open(path):
         line = line.rstrip()
-        key = re.split(NUM, line, maxsplit=1)[0]
+        key = re.split(NUM, line, maxsplit=1)[0] + " ".join(re.findall(r"N = \d+", line))
         rows.setdefault(key, []).append((line, [float(x) for x in re.findall(NUM, line)]))
     return rows
 def median_line(rows):
@@ -38,6 +39,5 @@ for key in a:
     if key in b:
         print("A:", median_line(a[key]))
         print("B:", median_line(b[key]))
-PY
 PY
 rm -rf "$out"

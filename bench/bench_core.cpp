@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -166,6 +167,44 @@ int main(int argc, char** argv) {
                 "ratio %.2f | + 5 EXP windows on the same ring %.2f ms, ratio %.2f   "
                 "(target >= 0.8)\n",
                 (long long)m, t[0] * 1e3, t[1] * 1e3, t[0] / t[1], t[2] * 1e3, t[0] / t[2]);
+  }
+  // Staging a sample for the bank (ModelAverager::observe): before issue 14 §5, a copy and then a
+  // second pass that checks for NaN/Inf (find_non_finite); now the check rides the copy
+  // (copy_find_non_finite). Measured at the averaged sizes of fmnist_cnn and text_lm, against the
+  // bank's own step of 20 averagers at ν = 1 over the same elements (the whole averaging step is
+  // staging + bank step).
+  for (const int64_t m : {int64_t(106000), int64_t(461000), std::min<int64_t>(n, 1 << 21)}) {
+    std::vector<float> stage(static_cast<size_t>(m));
+    AveragerBank bank(m, DType::kF32);
+    for (int64_t w : {2, 5, 8, 10, 15, 20, 25, 30, 40, 50}) bank.add(LawaOptions(w));
+    for (double b : {0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999})
+      bank.add(EmaOptions(b));
+    bank.set_check_finite(false);
+    int64_t s = 0;
+    for (int64_t k = 0; k < 60; ++k) bank.observe(s++, x.data());
+    int64_t bad = 0;
+    const int reps = int(std::max<int64_t>(1, (int64_t(1) << 22) / m));  // ~4M elements a sample
+    const auto t = interleaved(
+        {[&] {
+           for (int r = 0; r < reps; ++r) {
+             std::memcpy(stage.data(), x.data(), size_t(m) * sizeof(float));
+             bad += find_non_finite(DType::kF32, stage.data(), m) >= 0;
+           }
+         },
+         [&] {
+           for (int r = 0; r < reps; ++r)
+             bad += copy_find_non_finite(DType::kF32, x.data(), stage.data(), m) >= 0;
+         },
+         [&] {
+           for (int r = 0; r < reps; ++r) bank.observe(s++, x.data());
+         }},
+        rounds);
+    const double before = (t[0] + t[2]) / reps, after = (t[1] + t[2]) / reps;
+    std::printf("staging + bank step of 20 averagers at nu=1 (N = %lld): copy then check %.3f ms, "
+                "check riding the copy %.3f ms (%.2fx), bank step %.3f ms | averaging step before "
+                "%.3f ms, now %.3f ms: now/before %.3f%s\n",
+                (long long)m, t[0] / reps * 1e3, t[1] / reps * 1e3, t[0] / t[1], t[2] / reps * 1e3,
+                before * 1e3, after * 1e3, after / before, bad ? " (non-finite?)" : "");
   }
   return 0;
 }

@@ -79,8 +79,9 @@ class AveragerBank {
 
   // Names tensors in error messages (optional).
   void set_layout(std::vector<TensorSpan> layout) { layout_ = std::move(layout); }
-  // Refuse non-finite samples (default true). With a LAWA ring the check rides the copy of the
-  // sample into the ring's spare slot; without one it reads the shard once before updating.
+  // Refuse non-finite samples (default true). With a ring (LAWA or EXP windows) the check rides the
+  // copy of the sample into the ring's spare slot; without one it reads the shard once before
+  // updating.
   void set_check_finite(bool on) { check_finite_ = on; }
 
   // True when at least one averager samples at `step`: callers skip staging a sample otherwise.
