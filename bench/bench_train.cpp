@@ -4,6 +4,8 @@
 //  2. wavg's step time against the same model, batch and optimizer in Debian's python3-torch with
 //     the same threads (bench/torch_step.py, run between wavg's rounds; target >= 1.0).
 // Usage: bench_train [--python-script bench/torch_step.py] [--steps N] [--averaging-threads N]
+//                    [--intra-op-threads N] [--workload NAME]   (on a loaded machine: 1 thread,
+//                    which LibTorch's spinning threads need when the cores are oversubscribed)
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -79,12 +81,17 @@ void python_comparison(const std::string& python_script, const ThreadSettings& t
 int main(int argc, char** argv) {
   std::string python_script;
   int64_t steps = 25;
+  std::string only;  // empty: both workloads
   ThreadSettings requested;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--python-script")) {
       python_script = argv[i + 1];
     } else if (!std::strcmp(argv[i], "--averaging-threads")) {
       requested.averaging = std::atoi(argv[i + 1]);
+    } else if (!std::strcmp(argv[i], "--intra-op-threads")) {
+      requested.intra_op = std::atoi(argv[i + 1]);
+    } else if (!std::strcmp(argv[i], "--workload")) {
+      only = argv[i + 1];
     } else if (!std::strcmp(argv[i], "--steps")) {
       steps = std::atoll(argv[i + 1]);
     }
@@ -94,6 +101,7 @@ int main(int argc, char** argv) {
               describe(threads).c_str(), (long long)steps);
   if (!python_script.empty()) python_comparison(python_script, threads, steps);
   for (const std::string name : {"fmnist_cnn", "text_lm"}) {
+    if (!only.empty() && name != only) continue;
     WorkloadOptions wo;
     auto w = make_workload(name, wo);
     auto model = w->model();

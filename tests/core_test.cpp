@@ -36,6 +36,18 @@ struct NaiveAverager {
         for (size_t i = 0; i < dim; ++i) v[i] = o.beta * v[i] + (1 - o.beta) * samples[k][i];
       return v;
     }
+    if (o.scheme == Scheme::kLawaExp) {
+      // Kaddour's EXP: over the last m samples, x_{n−m+i} weighs (1 − α)^(m−i), i = 1..m.
+      const size_t m = std::min(n, size_t(o.window));
+      double total = 0;
+      for (size_t i = 1; i <= m; ++i) {
+        const double w = std::pow(1.0 - o.alpha, double(m - i));
+        total += w;
+        for (size_t d = 0; d < dim; ++d) v[d] += w * samples[n - m + i - 1][d];
+      }
+      for (double& x : v) x /= total;
+      return v;
+    }
     const size_t first = o.scheme == Scheme::kLawa && n > size_t(o.window) ? n - o.window : 0;
     for (size_t k = first; k < n; ++k)
       for (size_t i = 0; i < dim; ++i) v[i] += samples[k][i];
@@ -288,6 +300,8 @@ TEST(Averager, DefaultNames) {
   EXPECT_EQ(default_name(LawaOptions(20).every(16)), "lawa_L20_nu16");
   EXPECT_EQ(default_name(EmaOptions(0.9).every(64)), "ema_b0.9_nu64");
   EXPECT_EQ(default_name(SwaOptions().start(500)), "swa_nu1_s500");
+  EXPECT_EQ(default_name(LawaExpOptions(20, 0.1).every(4)), "lawa_exp_k20_a0.1_nu4");
+  EXPECT_EQ(default_name(LawaExpOptions(5, 0.25).start(30)), "lawa_exp_k5_a0.25_nu1_s30");
 }
 
 // ---- offline weights --------------------------------------------------------------------------
@@ -318,8 +332,12 @@ TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
     const int count = 1 + int(rng() % 6);
     for (int a = 0; a < count; ++a) {
       AveragerOptions o;
-      const int kind = int(rng() % 3);
+      const int kind = int(rng() % 4);
       const int64_t every = 1 + int64_t(rng() % 4), start = int64_t(rng() % 3) * 3;
+      if (kind == 3)
+        o = LawaExpOptions(1 + int64_t(rng() % 9), double(1 + rng() % 999) / 1000.0)
+                .every(every)
+                .start(start);
       if (kind == 0) o = LawaOptions(1 + int64_t(rng() % 7)).every(every).start(start);
       if (kind == 1) o = EmaOptions(double(rng() % 1000) / 1000.0).every(every).start(start);
       if (kind == 2) o = SwaOptions().every(every).start(start);
@@ -454,7 +472,7 @@ TEST(Bank, ManyAveragersEqualSeparateRunsBitExactly) {
   const std::vector<AveragerOptions> specs = {
       LawaOptions(2),          LawaOptions(20),          LawaOptions(5).start(7),
       LawaOptions(3).every(4), EmaOptions(0.9).every(4), EmaOptions(0.99),
-      SwaOptions().every(2).start(10)};
+      SwaOptions().every(2).start(10), LawaExpOptions(30, 0.2), LawaExpOptions(4, 0.5).every(4)};
   const int64_t n = 100000;  // above the parallel grain: exercises the thread split
   AveragerBank all(n, DType::kF32);
   std::vector<std::unique_ptr<AveragerBank>> single;
@@ -505,7 +523,8 @@ TEST(Bank, OnlineEqualsOfflineWeights) {
   for (int64_t i = 0; i < files; ++i) xs.push_back(random_sample(DType::kF64, n, rng, &raw[i]));
   for (const AveragerOptions& o : std::vector<AveragerOptions>{
            LawaOptions(4).every(3).start(2), EmaOptions(0.7).every(2),
-           SwaOptions().every(5).start(1)}) {
+           SwaOptions().every(5).start(1), LawaExpOptions(5, 0.3).every(2).start(1),
+           LawaExpOptions(40, 0.05)}) {
     AveragerBank bank(n, DType::kF64);
     bank.add(o);
     for (int64_t i = 0; i < files; ++i) bank.observe(i, raw[i].data());
@@ -708,6 +727,141 @@ TEST(LawaRing, RefusedSampleLeavesWrappedRingsUnchanged) {
   clean.observe(14, bytes.data());
   EXPECT_EQ(bank_value(bank, 0), bank_value(clean, 0));
   EXPECT_EQ(bank_value(bank, 1), bank_value(clean, 1));
+}
+
+// ---- Kaddour's EXP window ------------------------------------------------------------------------
+
+TEST(LawaExp, OptionsRejectBadValuesNamingThem) {
+  EXPECT_EQ(error_of([] { LawaExpOptions(0, 0.1); }), "lawa_exp: window (k) must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { LawaExpOptions(5, 0.0); }), "lawa_exp: alpha must be in (0, 1), got 0");
+  EXPECT_EQ(error_of([] { LawaExpOptions(5, 1.0); }), "lawa_exp: alpha must be in (0, 1), got 1");
+  EXPECT_EQ(error_of([] { LawaExpOptions(5, std::nan("")); }),
+            "lawa_exp: alpha must be in (0, 1), got nan");
+  EXPECT_EQ(error_of([] { LawaExpOptions(5, 0.5).every(0); }),
+            "lawa_exp: every (nu) must be >= 1, got 0");
+  AveragerOptions o = LawaExpOptions(5, 0.5);
+  o.alpha = -0.5;  // generic options filled by hand: validate() says the same
+  EXPECT_EQ(error_of([&] { validate(o); }), "lawa_exp: alpha must be in (0, 1), got -0.5");
+  const AveragerOptions g = LawaExpOptions(20, 0.1).every(4).start(8);
+  EXPECT_EQ(g.scheme, Scheme::kLawaExp);
+  EXPECT_EQ(g.window, 20);
+  EXPECT_EQ(g.alpha, 0.1);
+  EXPECT_EQ(g.every, 4);
+  EXPECT_EQ(g.start, 8);
+  EXPECT_EQ(std::string(scheme_name(g.scheme)), "lawa_exp");
+}
+
+// Sample k is the constant k (k = 0, 1, …); window k = 3, α = 1/2: weights 1/4, 1/2, 1 (oldest
+// first), by hand: n = 1: 0; n = 2: (½·0 + 1)/(3/2) = 2/3; n = 3: (½ + 2)/(7/4) = 10/7;
+// n = 4: (¼ + 1 + 3)/(7/4) = 17/7; then +1 per sample.
+TEST(LawaExp, HandCheckedValuesWithFewerAndMoreSamplesThanTheWindow) {
+  AveragerBank bank(4, DType::kF32);
+  const int exp = bank.add(LawaExpOptions(3, 0.5));
+  const double want[] = {0.0, 2.0 / 3.0, 10.0 / 7.0, 17.0 / 7.0, 24.0 / 7.0, 31.0 / 7.0};
+  for (int64_t n = 1; n <= 6; ++n) {
+    const std::vector<float> x(4, float(n - 1));
+    bank.observe(n - 1, x.data());
+    for (double v : bank_value(bank, exp)) ASSERT_NEAR(v, want[n - 1], 1e-15) << "n=" << n;
+    ASSERT_EQ(bank.full(exp), n >= 3);
+  }
+  // The offline weights of the same averager over six inputs: (¼, ½, 1)/(7/4) on the last three.
+  const auto w = offline_weights(LawaExpOptions(3, 0.5), 6);
+  const std::vector<double> hand = {0, 0, 0, 1.0 / 7.0, 2.0 / 7.0, 4.0 / 7.0};
+  for (size_t i = 0; i < hand.size(); ++i) EXPECT_NEAR(w[i], hand[i], 1e-16) << i;
+}
+
+// EXP and LAWA windows of one ν read one ring (sized by the largest window of either kind); another
+// ν has its own. Their state is that ring only.
+TEST(LawaExp, SharesTheRingOfTheLawaWindowsOfItsNu) {
+  AveragerBank bank(10, DType::kF32);
+  bank.add(LawaOptions(20));
+  bank.add(LawaExpOptions(30, 0.1));  // widens the ν = 1 ring to 30 + 1 samples
+  bank.add(LawaExpOptions(4, 0.1).every(3));
+  EXPECT_EQ(bank.state_bytes_per_element(), 31 * 4 + 5 * 4);
+  EXPECT_EQ(state_bytes_per_element({LawaExpOptions(20, 0.5)}, DType::kBF16), 21 * 2);
+  EXPECT_EQ(shared_ring_window(LawaExpOptions(7, 0.5)), 7);
+  EXPECT_EQ(shared_ring_window(EmaOptions(0.5)), 0);
+  const float x[10] = {};
+  bank.observe(0, x);
+  EXPECT_EQ(bank.ring_count(), 2);
+  EXPECT_EQ(bank.state_bytes(), (31 + 5) * 4 * 10);
+}
+
+// Random trajectories against the naive fp64 reference (DESIGN.md §2's formula, in NaiveAverager):
+// windows longer and shorter than the number of samples, later starts, ν > 1, sharing a ring with
+// LAWA windows; the state copied out mid-way into a fresh bank, which continues bit-identically to an
+// uninterrupted one; at the end the value equals the offline weights applied to the same inputs.
+class LawaExpVsNaive : public ::testing::TestWithParam<DType> {};
+
+TEST_P(LawaExpVsNaive, RandomTrajectoriesSaveRestoreAndOffline) {
+  const DType dtype = GetParam();
+  const int64_t n = 5000, steps = 90, cut = 37;  // n above the parallel grain
+  const std::vector<AveragerOptions> specs = {
+      LawaExpOptions(12, 0.2).every(2).start(3), LawaOptions(5).every(2),
+      LawaExpOptions(4, 0.5).every(3),           LawaExpOptions(200, 0.01),
+      LawaExpOptions(1, 0.9).start(50),          LawaExpOptions(7, 0.999)};
+  auto make = [&] {
+    auto b = std::make_unique<AveragerBank>(n, dtype);
+    for (const auto& o : specs) b->add(o);
+    return b;
+  };
+  auto straight = make(), first = make();
+  std::unique_ptr<AveragerBank> second;
+  std::vector<NaiveAverager> naive;
+  for (const auto& o : specs) naive.push_back({o, {}});
+  std::mt19937_64 rng(31 + int(dtype));
+  std::vector<std::vector<double>> xs;
+  std::vector<unsigned char> bytes;
+  for (int64_t step = 0; step < steps; ++step) {
+    xs.push_back(random_sample(dtype, size_t(n), rng, &bytes, 1.0 + 0.1 * double(step)));
+    straight->observe(step, bytes.data());
+    (second ? *second : *first).observe(step, bytes.data());
+    for (auto& r : naive) r.observe(step, xs.back());
+    for (size_t a = 0; a < specs.size(); ++a) {
+      ASSERT_EQ(straight->empty(int(a)), naive[a].samples.empty());
+      if (straight->empty(int(a))) continue;
+      ASSERT_LT(max_rel_err(bank_value(*straight, int(a)), naive[a].value(), 1.0 + 0.1 * step),
+                1e-12)
+          << describe(specs[a]) << " step " << step;
+    }
+    if (step != cut) continue;
+    second = make();  // a save and a load, in memory
+    second->restore_meta(first->state_meta());
+    auto src = first->state_arrays(), dst = second->state_arrays();
+    ASSERT_EQ(src.size(), dst.size());
+    for (size_t i = 0; i < src.size(); ++i)
+      std::memcpy(dst[i].data, src[i].data, size_t(src[i].numel) * dtype_size(src[i].dtype));
+  }
+  for (size_t a = 0; a < specs.size(); ++a) {
+    EXPECT_EQ(bank_value(*straight, int(a)), bank_value(*second, int(a))) << describe(specs[a]);
+    const auto w = offline_weights(specs[a], steps);
+    std::vector<double> want(size_t(n), 0.0);
+    for (int64_t i = 0; i < steps; ++i)
+      for (int64_t k = 0; k < n; ++k) want[size_t(k)] += w[size_t(i)] * xs[size_t(i)][size_t(k)];
+    EXPECT_LT(max_rel_err(bank_value(*second, int(a)), want, 10.0), 1e-12) << describe(specs[a]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, LawaExpVsNaive, ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// A state records α: a bank whose EXP has another α (or a LAWA of the same window) refuses it.
+TEST(LawaExp, StateRecordsAlphaAndRefusesAnother) {
+  AveragerBank a(3, DType::kF32);
+  a.add(LawaExpOptions(4, 0.1).name("w"));
+  const float x[3] = {1, 2, 3};
+  a.observe(0, x);
+  const auto meta = a.state_meta();
+  EXPECT_EQ(meta.at("averager.0.spec"), "w|lawa_exp|4|0|1|0|0.1");
+  AveragerBank same(3, DType::kF32), other(3, DType::kF32), lawa(3, DType::kF32);
+  same.add(LawaExpOptions(4, 0.1).name("w"));
+  other.add(LawaExpOptions(4, 0.2).name("w"));
+  lawa.add(LawaOptions(4).name("w"));
+  EXPECT_EQ(same.restore_meta(meta), AveragerBank::kStateFormat);
+  EXPECT_EQ(error_of([&] { other.restore_meta(meta); }),
+            "bank state: averager 0 is 'w|lawa_exp|4|0|1|0|0.1', this bank has "
+            "'w|lawa_exp|4|0|1|0|0.2'");
+  EXPECT_THROW(lawa.restore_meta(meta), Error);
 }
 
 // copy_find_non_finite against a naive scan and a plain copy, for every floating dtype, with NaN

@@ -33,6 +33,8 @@ TEST(ResourceCheck, BankBytesPerElementMatchTheBanksOwnState) {
       {LawaOptions(20), LawaOptions(5)},                  // one shared ring: L_max + 1 sums
       {LawaOptions(20).every(4), LawaOptions(7).every(2)},  // two rings
       {EmaOptions(0.9), SwaOptions(), LawaOptions(3).every(8), EmaOptions(0.99).every(2)},
+      {LawaOptions(20), LawaExpOptions(30, 0.1)},  // EXP shares (and widens) the LAWA ring
+      {LawaExpOptions(5, 0.5).every(3), EmaOptions(0.9), LawaExpOptions(2, 0.1).every(3)},
   };
   const int64_t n = 1000;
   const std::vector<float> sample(size_t(n), 1.0f);
@@ -97,6 +99,10 @@ TEST(ResourceCheck, DefaultsFitAndHugeSettingsAreRefusedByKey) {
   c.averagers = {{LawaOptions(20)}, {LawaOptions(1000000000000)}, {EmaOptions(0.9)}};
   m = refusal(c, 16 * kGiB);
   EXPECT_NE(m.find("'lawa[1].window' = 1000000000000 needs about "), std::string::npos) << m;
+  // Kaddour's EXP window: its ring is counted (here it sizes the ring it shares with a LAWA window).
+  c.averagers = {{LawaOptions(20)}, {LawaExpOptions(1000000000000, 0.1)}};
+  m = refusal(c, 16 * kGiB);
+  EXPECT_NE(m.find("'lawa_exp[0].window' = 1000000000000 needs about "), std::string::npos) << m;
 
   c = default_run_config("fmnist_cnn");
   c.batch_size = 55001;

@@ -1,7 +1,9 @@
-// Averaging schemes of DESIGN.md §2 — what the user chooses (LawaOptions, EmaOptions, SwaOptions,
-// each convertible to the generic AveragerOptions), the sampling rule, and the horizon conversions. The state and the kernels live in AveragerBank (bank.h).
+// Averaging schemes of DESIGN.md §2 — what the user chooses (LawaOptions, LawaExpOptions, EmaOptions,
+// SwaOptions, PhemaOptions, each convertible to the generic AveragerOptions), the sampling rule, and
+// the horizon conversions. The state and the kernels live in AveragerBank (bank.h), one class per
+// scheme behind it (src/wavg/core/averager_kinds.h).
 //
-// Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA; Ajroldi, Orvieto, Geiping, "When, Where
+// Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA, and its App. B for EXP; Ajroldi, Orvieto, Geiping, "When, Where
 // and Why to Average Weights?" (ICML 2025), Algorithms 1-2, for LAWA and EMA with period ν; Izmailov
 // et al. (2018) for SWA; Karras et al. (2024, EDM2) for post-hoc EMA profiles (phema.h).
 #pragma once
@@ -13,9 +15,9 @@
 
 namespace wavg {
 
-enum class Scheme { kLawa, kEma, kSwa, kPhema };
+enum class Scheme { kLawa, kEma, kSwa, kPhema, kLawaExp };
 
-const char* scheme_name(Scheme s);  // "lawa", "ema", "swa", "phema"
+const char* scheme_name(Scheme s);  // "lawa", "ema", "swa", "phema", "lawa_exp"
 
 // What an averager does with the module's buffers (BatchNorm running statistics) when swapped in.
 enum class BufferPolicy {
@@ -35,8 +37,9 @@ const char* buffer_policy_name(BufferPolicy p);
 // weights, is a sample point when start == 0).
 struct AveragerOptions {
   Scheme scheme = Scheme::kLawa;
-  int64_t window = 0;  // LAWA only: L, samples in the window (>= 1)
+  int64_t window = 0;  // LAWA and EXP: L (or k), samples in the window (>= 1)
   double beta = 0.0;   // EMA only: e_n = beta * e_{n-1} + (1 - beta) * x_n, in [0, 1)
+  double alpha = 0.0;  // EXP only: the window's weights ∝ (1 - alpha)^age, in (0, 1)
   // phema only: σ_rel of each tracked power-function EMA profile (EDM2: 0.05 and 0.10), each in
   // (0, phema_max_sigma_rel()], distinct. The averager's value is its first profile's.
   std::vector<double> sigma_rels;
@@ -53,8 +56,9 @@ namespace detail {
 // "lawa: window (L) must be >= 1, got 0", "ema: beta must be in [0, 1), got 1.5".
 void check_every(Scheme s, int64_t every);
 void check_start(Scheme s, int64_t start);
-void check_window(int64_t window);
+void check_window(Scheme s, int64_t window);
 void check_beta(double beta);
+void check_alpha(double alpha);
 void check_sigma_rels(const std::vector<double>& sigma_rels);
 
 // ν, s and the name, common to the three schemes' options. Setters validate at once and return the
@@ -103,7 +107,7 @@ class LawaOptions : public detail::SampledOptions<LawaOptions, Scheme::kLawa> {
  public:
   explicit LawaOptions(int64_t window) { this->window(window); }
   LawaOptions& window(int64_t window) {  // L, samples in the window (>= 1)
-    detail::check_window(window);
+    detail::check_window(Scheme::kLawa, window);
     window_ = window;
     return *this;
   }
@@ -117,6 +121,44 @@ class LawaOptions : public detail::SampledOptions<LawaOptions, Scheme::kLawa> {
  private:
   int64_t window_ = 1;
 };
+
+// Kaddour's EXP (Kaddour 2022, App. B): exponentially decayed weights inside the LAWA window. Over
+// the last m = min(n, k) samples, x_{n−m+i} (i = 1..m) weighs ∝ (1 − α)^(m−i), normalised to sum to
+// 1: the newest weighs most. Shares the ring of samples of the LAWA windows with the same ν.
+//   wavg::LawaExpOptions(/*window=*/20, /*alpha=*/0.1).every(4)
+class LawaExpOptions : public detail::SampledOptions<LawaExpOptions, Scheme::kLawaExp> {
+ public:
+  LawaExpOptions(int64_t window, double alpha) {
+    this->window(window);
+    this->alpha(alpha);
+  }
+  LawaExpOptions& window(int64_t window) {  // k, samples in the window (>= 1)
+    detail::check_window(Scheme::kLawaExp, window);
+    window_ = window;
+    return *this;
+  }
+  LawaExpOptions& alpha(double alpha) {  // in (0, 1)
+    detail::check_alpha(alpha);
+    alpha_ = alpha;
+    return *this;
+  }
+  int64_t window() const { return window_; }
+  double alpha() const { return alpha_; }
+  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
+    AveragerOptions o = generic();
+    o.window = window_;
+    o.alpha = alpha_;
+    return o;
+  }
+
+ private:
+  int64_t window_ = 1;
+  double alpha_ = 0.5;
+};
+
+// The weights of an EXP window holding m samples, oldest first: (1 − α)^(m−i) for i = 1..m, not
+// normalised (divide by their sum).
+std::vector<double> lawa_exp_weights(double alpha, int64_t m);
 
 // EMA (Ajroldi et al. 2025, Algorithm 2): e_1 = x_1, e_n = β·e_{n-1} + (1 − β)·x_n.
 //   wavg::EmaOptions(/*beta=*/0.9).every(16)
@@ -173,8 +215,8 @@ class PhemaOptions : public detail::SampledOptions<PhemaOptions, Scheme::kPhema>
   std::vector<double> sigma_rels_;
 };
 
-// "lawa_L20_nu16", "ema_b0.9_nu64", "swa_nu1_s500", "phema_0.05_0.1_nu1" (start shown only when
-// non-zero).
+// "lawa_L20_nu16", "lawa_exp_k20_a0.1_nu4", "ema_b0.9_nu64", "swa_nu1_s500", "phema_0.05_0.1_nu1"
+// (start shown only when non-zero).
 std::string default_name(const AveragerOptions& o);
 inline const std::string& display_name(const AveragerOptions& o, std::string* scratch) {
   if (!o.name.empty()) return o.name;
@@ -210,8 +252,9 @@ namespace wavg {
 // Offline form of an averager over a known, finite sequence x_0..x_{count-1} (sample i taken at
 // step i): the weight of each element in the averager's value after the last one, so that
 // value = Σ w_i x_i (Σ w_i = 1). Elements that are never sampled, or have left a LAWA window, get
-// weight 0. EMA: w = β^(n-1) for the first sample, (1-β)·β^(n-k) for sample k >= 2. phema: the
-// first profile's weights, with β_t of each sample's step t = i.
+// weight 0. EMA: w = β^(n-1) for the first sample, (1-β)·β^(n-k) for sample k >= 2. EXP: the
+// window's normalised (1 − α)^age. phema: the first profile's weights, with β_t of each sample's
+// step t = i.
 // Throws wavg::Error if no element is sampled.
 std::vector<double> offline_weights(const AveragerOptions& o, int64_t count);
 

@@ -2,23 +2,26 @@
 //
 // The bank sees the model as one flat vector of `numel` elements of one floating dtype (the sample).
 // It may work on a contiguous shard [offset, offset + length) of that vector, so that a distributed
-// trainer can give each process one shard. At every observed step, one fused pass over the shard
-// updates every averager that samples at that step:
+// trainer can give each process one shard. Each averager is an object of its kind (EMA, SWA, post-hoc
+// EMA, LAWA, Kaddour's EXP; src/wavg/core/averager_kinds.h). At every observed step, one fused pass
+// over the shard updates every averager that samples at that step:
 //   EMA   e ← β·e + (1−β)·x                        (e₁ = x₁; fp32 state and arithmetic)
 //   SWA   S ← S + x                                (fp64 running sum of all samples)
-//   LAWA  ring[n mod (L_max+1)] ← x                (the sample itself, in its own dtype)
 //   phema e_p ← β_t,p·e_p + (1−β_t,p)·x per profile (β_t,p = (1 − ν/t)^(γ_p+1); fp32, as EMA)
-// LAWA averagers with the same ν share one ring holding their last L_max samples x_{n−L_max} …
-// x_{n−1} in the sample dtype, plus one spare slot that receives the incoming sample (so that the
-// non-finite check rides the copy and a refused sample leaves the ring unchanged): (L_max + 1)·s
-// bytes per parameter, 84 B for L = 20 over fp32. A step writes one sample (s bytes per parameter)
-// whatever the number of windows and their L. A window's mean is computed when read (average():
-// evaluation, swap, save) by summing its last L samples in fp64, oldest first, tile by tile: O(N·L)
-// per readout, no running sum, no drift (exact unless an element's samples differ by ~2^25 in size).
+//   LAWA, EXP  ring[n mod (L_max+1)] ← x           (the sample itself, in its own dtype)
+// Windowed averagers (LAWA and EXP) with the same ν share one ring holding their last L_max samples
+// x_{n−L_max} … x_{n−1} in the sample dtype, plus one spare slot that receives the incoming sample
+// (so that the non-finite check rides the copy and a refused sample leaves the ring unchanged):
+// (L_max + 1)·s bytes per parameter, 84 B for L = 20 over fp32. A step writes one sample (s bytes
+// per parameter) whatever the number of windows and their L. A window's value is computed when read
+// (average(): evaluation, swap, save) by summing its last L samples in fp64 (EXP: each times its
+// weight), oldest first, tile by tile: O(N·L) per readout, no running sum, no drift (exact unless an
+// element's samples differ by ~2^25 in size).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,20 +56,32 @@ int64_t copy_find_non_finite(DType dtype, const void* src, void* dst, int64_t n)
 // sample_dtype (the bank's layout; no allocation): what AveragerBank::state_bytes_per_element()
 // reports once built, and what a run checks against the memory available before it starts.
 double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype);
+// Samples of its ν an averager keeps in the ring its ν's windowed averagers share (LAWA and EXP: its
+// window; 0 for the others). A ring holds the largest of them, plus one spare slot.
+int64_t shared_ring_window(const AveragerOptions& o);
+
+namespace detail {
+class AveragerKind;
+class SampleRing;
+}  // namespace detail
 
 class AveragerBank {
  public:
   // shard_length < 0: to the end of the vector.
   AveragerBank(int64_t numel, DType sample_dtype, int64_t shard_offset = 0,
                int64_t shard_length = -1);
+  ~AveragerBank();
+  AveragerBank(AveragerBank&&) noexcept;
+  AveragerBank& operator=(AveragerBank&&) noexcept;
 
   // Adds an averager (validated; names must be unique). Only before the first observe().
   int add(AveragerOptions options);
 
   // Names tensors in error messages (optional).
   void set_layout(std::vector<TensorSpan> layout) { layout_ = std::move(layout); }
-  // Refuse non-finite samples (default true). With a LAWA ring the check rides the copy of the
-  // sample into the ring's spare slot; without one it reads the shard once before updating.
+  // Refuse non-finite samples (default true). With a ring (LAWA or EXP windows) the check rides the
+  // copy of the sample into the ring's spare slot; without one it reads the shard once before
+  // updating.
   void set_check_finite(bool on) { check_finite_ = on; }
 
   // True when at least one averager samples at `step`: callers skip staging a sample otherwise.
@@ -77,13 +92,13 @@ class AveragerBank {
   // with a non-finite value in the shard is refused (wavg::Error) and leaves the bank unchanged.
   void observe(int64_t step, const void* sample);
 
-  int size() const { return int(slots_.size()); }
+  int size() const { return int(kinds_.size()); }
   int find(const std::string& name) const;  // -1 if absent
-  const AveragerOptions& options(int i) const { return slots_.at(i).options; }
-  const std::string& name(int i) const { return slots_.at(i).options.name; }
-  int64_t samples(int i) const { return slots_.at(i).state.samples; }
-  bool empty(int i) const { return slots_.at(i).state.samples == 0; }
-  // LAWA: the window holds L samples; EMA, SWA, phema: at least one sample.
+  const AveragerOptions& options(int i) const;
+  const std::string& name(int i) const { return options(i).name; }
+  int64_t samples(int i) const;
+  bool empty(int i) const { return samples(i) == 0; }
+  // LAWA, EXP: the window holds L (k) samples; EMA, SWA, phema: at least one sample.
   bool full(int i) const;
   // Values an averager holds: its profiles for phema, 1 for the others.
   int profiles(int i) const;
@@ -121,39 +136,10 @@ class AveragerBank {
   int64_t ring_count() const { return int64_t(rings_.size()); }
 
  private:
-  // A LAWA ring: its settings are derived from the windows that share it; count and samples are
-  // state.
-  struct Ring {
-    int64_t every = 1;
-    int64_t window_max = 0;  // L_max of its windows
-    int64_t start = 0;       // smallest start among its windows
-    int64_t count = 0;       // n, samples pushed so far
-    size_t slot_bytes = 0;   // length × sample size
-    std::vector<unsigned char> samples;  // (L_max + 1) × length samples: x_k in slot k mod (L_max+1)
-    int64_t slots() const { return window_max + 1; }
-    unsigned char* at(int64_t k) { return samples.data() + size_t(k % slots()) * slot_bytes; }
-    const unsigned char* at(int64_t k) const {
-      return samples.data() + size_t(k % slots()) * slot_bytes;
-    }
-  };
-  // What one averager has accumulated: saved and restored (state_meta, state_arrays) next to the
-  // options that produced it. A LAWA window's values live in its ring.
-  struct AveragerState {
-    int64_t samples = 0;      // n, samples taken
-    std::vector<float> ema;   // EMA: e_n (fp32), shard_length elements; phema: one per profile
-    std::vector<double> sum;  // SWA: Σ x_k (fp64), shard_length elements
-  };
-  struct Slot {
-    AveragerOptions options;  // as added (validated, named); never changes
-    int ring = -1;            // LAWA: index into rings_
-    AveragerState state;
-  };
-
   void allocate();
   // Throws the non-finite error for element i of the shard (at step).
   [[noreturn]] void refuse(int64_t step, const void* shard, int64_t i) const;
   void check_finite(int64_t step, const void* shard) const;
-  void lawa_mean(const Ring& r, int64_t k, DType out_dtype, void* out) const;
   std::string where(int64_t index) const;
 
   int64_t numel_, offset_, length_;
@@ -161,8 +147,11 @@ class AveragerBank {
   bool check_finite_ = true;
   bool allocated_ = false;
   int64_t last_step_ = -1;
-  std::vector<Slot> slots_;
-  std::vector<Ring> rings_;
+  // One object per averager, in the order added (validated, named; options never change); and the
+  // rings of the windowed ones, one per ν, in the order of their first window. Held by pointer so
+  // that a moved bank keeps the kinds' links to their rings.
+  std::vector<std::unique_ptr<detail::AveragerKind>> kinds_;
+  std::vector<std::unique_ptr<detail::SampleRing>> rings_;
   std::vector<TensorSpan> layout_;
 };
 

@@ -33,6 +33,7 @@ const char* scheme_name(Scheme s) {
     case Scheme::kEma: return "ema";
     case Scheme::kSwa: return "swa";
     case Scheme::kPhema: return "phema";
+    case Scheme::kLawaExp: return "lawa_exp";
   }
   return "?";
 }
@@ -47,8 +48,14 @@ void check_start(Scheme s, int64_t start) {
   WAVG_CHECK(start >= 0, scheme_name(s), ": start must be >= 0, got ", start);
 }
 
-void check_window(int64_t window) {
-  WAVG_CHECK(window >= 1, "lawa: window (L) must be >= 1, got ", window);
+void check_window(Scheme s, int64_t window) {
+  WAVG_CHECK(window >= 1, scheme_name(s), ": window (", s == Scheme::kLawa ? "L" : "k",
+             ") must be >= 1, got ", window);
+}
+
+void check_alpha(double alpha) {
+  WAVG_CHECK(std::isfinite(alpha) && alpha > 0.0 && alpha < 1.0,
+             "lawa_exp: alpha must be in (0, 1), got ", format_exact(alpha));
 }
 
 void check_beta(double beta) {
@@ -71,7 +78,9 @@ void check_sigma_rels(const std::vector<double>& sigma_rels) {
 void validate(const AveragerOptions& o) {
   detail::check_every(o.scheme, o.every);
   detail::check_start(o.scheme, o.start);
-  if (o.scheme == Scheme::kLawa) detail::check_window(o.window);
+  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp)
+    detail::check_window(o.scheme, o.window);
+  if (o.scheme == Scheme::kLawaExp) detail::check_alpha(o.alpha);
   if (o.scheme == Scheme::kEma) detail::check_beta(o.beta);
   if (o.scheme == Scheme::kPhema) detail::check_sigma_rels(o.sigma_rels);
 }
@@ -84,6 +93,10 @@ std::string default_name(const AveragerOptions& o) {
       break;
     case Scheme::kEma:
       std::snprintf(buf, sizeof buf, "ema_b%.10g_nu%lld", o.beta, (long long)o.every);
+      break;
+    case Scheme::kLawaExp:
+      std::snprintf(buf, sizeof buf, "lawa_exp_k%lld_a%.10g_nu%lld", (long long)o.window, o.alpha,
+                    (long long)o.every);
       break;
     case Scheme::kSwa: std::snprintf(buf, sizeof buf, "swa_nu%lld", (long long)o.every); break;
     case Scheme::kPhema: {
@@ -140,6 +153,13 @@ std::string describe(const AveragerOptions& o, int64_t total_steps) {
       std::snprintf(buf, sizeof buf, "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)",
                     o.beta, (long long)o.every, (long long)o.start, ema_half_life(o.beta, o.every));
       break;
+    case Scheme::kLawaExp:
+      std::snprintf(buf, sizeof buf,
+                    "EXP window (Kaddour) k=%lld alpha=%.10g every=%lld start=%lld (newest sample "
+                    "weighs %.3g of the full window)",
+                    (long long)o.window, o.alpha, (long long)o.every, (long long)o.start,
+                    o.alpha / (1.0 - std::pow(1.0 - o.alpha, double(o.window))));
+      break;
     case Scheme::kSwa:
       std::snprintf(buf, sizeof buf, "SWA every=%lld start=%lld", (long long)o.every,
                     (long long)o.start);
@@ -169,6 +189,13 @@ std::string describe(const AveragerOptions& o, int64_t total_steps) {
 
 namespace wavg {
 
+std::vector<double> lawa_exp_weights(double alpha, int64_t m) {
+  // (1 − α)^(m−i), i = 1..m (Kaddour 2022, App. B): the oldest first, the newest weighs 1.
+  std::vector<double> w(size_t(std::max<int64_t>(m, 0)));
+  for (int64_t i = 1; i <= m; ++i) w[size_t(i - 1)] = std::pow(1.0 - alpha, double(m - i));
+  return w;
+}
+
 std::vector<double> offline_weights(const AveragerOptions& o, int64_t count) {
   validate(o);
   std::vector<int64_t> sampled;
@@ -182,6 +209,14 @@ std::vector<double> offline_weights(const AveragerOptions& o, int64_t count) {
     case Scheme::kLawa: {
       const int64_t k = std::min(n, o.window);
       for (int64_t j = n - k; j < n; ++j) w[sampled[j]] = 1.0 / double(k);
+      break;
+    }
+    case Scheme::kLawaExp: {
+      const int64_t m = std::min(n, o.window);
+      const std::vector<double> v = lawa_exp_weights(o.alpha, m);
+      double total = 0;
+      for (double x : v) total += x;
+      for (int64_t i = 0; i < m; ++i) w[sampled[n - m + i]] = v[size_t(i)] / total;
       break;
     }
     case Scheme::kSwa:

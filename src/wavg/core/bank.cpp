@@ -1,4 +1,5 @@
-// AveragerBank: storage, the fused update kernel, averages, and exact state.
+// AveragerBank: its averager kinds and rings, the fused update kernel, the non-finite check, and
+// exact state.
 #include "wavg/core/bank.h"
 
 #include <algorithm>
@@ -7,14 +8,18 @@
 #include <mutex>
 #include <cstdlib>
 
+#include "wavg/core/averager_kinds.h"
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/core/parallel.h"
-#include "wavg/core/phema.h"
+#include "wavg/core/sample_ring.h"
 
 namespace wavg {
 
+using detail::AveragerKind;
 using detail::parallel_for;
+using detail::SampleRing;
+using detail::TileOp;
 
 namespace {
 
@@ -66,37 +71,34 @@ int64_t first_non_finite(const T* x, int64_t n) {
   return -1;
 }
 
-// "name|scheme|window|beta|every|start": an averager as recorded in a state file; phema adds
-// "|σ_1,σ_2,…".
-std::string sigma_list(const std::vector<double>& sigma_rels) {
-  std::string out;
-  for (double v : sigma_rels) out += (out.empty() ? "" : ",") + format_exact(v);
-  return out;
-}
-
-std::string spec_string(const AveragerOptions& o) {
+// "name|scheme|window|beta|every|start": an averager as recorded in a state file; kinds with more
+// settings add a field (phema "|σ_1,σ_2,…", EXP "|α").
+std::string spec_string(const AveragerKind& k) {
+  const AveragerOptions& o = k.options();
   std::string s = o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
                   format_exact(o.beta) + "|" + std::to_string(o.every) + "|" +
                   std::to_string(o.start);
-  if (o.scheme == Scheme::kPhema) s += "|" + sigma_list(o.sigma_rels);
+  const std::string extra = k.spec_extra();
+  if (!extra.empty()) s += "|" + extra;
   return s;
 }
 
-// Whether a recorded spec is the averager `o`. Fields are compared as values, not text, so that a
+// Whether a recorded spec is the averager `k`. Fields are compared as values, not text, so that a
 // beta written with more digits than format_exact's (older files: 17) still matches.
-bool same_spec(const std::string& recorded, const AveragerOptions& o) {
+bool same_spec(const std::string& recorded, const AveragerKind& k) {
+  const AveragerOptions& o = k.options();
   const std::string prefix = o.name + "|";
   if (recorded.compare(0, prefix.size(), prefix) != 0) return false;
-  std::vector<std::string> f;  // scheme, window, beta, every, start
+  std::vector<std::string> f;  // scheme, window, beta, every, start[, extra]
   for (size_t from = prefix.size();;) {
     const size_t bar = recorded.find('|', from);
     f.push_back(recorded.substr(from, bar == std::string::npos ? bar : bar - from));
     if (bar == std::string::npos) break;
     from = bar + 1;
   }
-  const bool phema = o.scheme == Scheme::kPhema;
-  if (f.size() != (phema ? 6u : 5u)) return false;
-  if (phema && f[5] != sigma_list(o.sigma_rels)) return false;
+  const bool extra = !k.spec_extra().empty();
+  if (f.size() != (extra ? 6u : 5u)) return false;
+  if (extra && !k.same_extra(f[5])) return false;
   auto int_is = [](const std::string& t, int64_t want) {
     char* stop = nullptr;
     const long long v = std::strtoll(t.c_str(), &stop, 10);
@@ -137,88 +139,75 @@ AveragerBank::AveragerBank(int64_t numel, DType sample_dtype, int64_t shard_offs
              ") exceeds numel ", numel);
 }
 
+AveragerBank::~AveragerBank() = default;
+AveragerBank::AveragerBank(AveragerBank&&) noexcept = default;
+AveragerBank& AveragerBank::operator=(AveragerBank&&) noexcept = default;
+
 int AveragerBank::add(AveragerOptions options) {
   WAVG_CHECK(!allocated_, "bank: averagers must be added before the first observe()");
   validate(options);
   if (options.name.empty()) options.name = default_name(options);
   WAVG_CHECK(find(options.name) < 0, "bank: duplicate averager name '", options.name, "'");
-  Slot slot;
-  slot.options = options;
-  slots_.push_back(std::move(slot));
-  return int(slots_.size()) - 1;
+  kinds_.push_back(detail::make_kind(options));
+  return int(kinds_.size()) - 1;
 }
 
 int AveragerBank::find(const std::string& name) const {
-  for (size_t i = 0; i < slots_.size(); ++i)
-    if (slots_[i].options.name == name) return int(i);
+  for (size_t i = 0; i < kinds_.size(); ++i)
+    if (kinds_[i]->options().name == name) return int(i);
   return -1;
 }
 
-bool AveragerBank::full(int i) const {
-  const Slot& s = slots_.at(i);
-  return s.options.scheme == Scheme::kLawa ? s.state.samples >= s.options.window
-                                           : s.state.samples > 0;
-}
-
-int AveragerBank::profiles(int i) const {
-  const AveragerOptions& o = slots_.at(i).options;
-  return o.scheme == Scheme::kPhema ? int(o.sigma_rels.size()) : 1;
-}
+const AveragerOptions& AveragerBank::options(int i) const { return kinds_.at(size_t(i))->options(); }
+int64_t AveragerBank::samples(int i) const { return kinds_.at(size_t(i))->samples(); }
+bool AveragerBank::full(int i) const { return kinds_.at(size_t(i))->full(); }
+int AveragerBank::profiles(int i) const { return kinds_.at(size_t(i))->profiles(); }
 
 bool AveragerBank::wants(int64_t step) const {
-  for (const Slot& s : slots_)
-    if (samples_at(s.options, step)) return true;
+  for (const auto& k : kinds_)
+    if (k->samples_at(step)) return true;
   return false;
 }
 
 void AveragerBank::allocate() {
   if (allocated_) return;
   allocated_ = true;
-  for (Slot& s : slots_) {
-    if (s.options.scheme == Scheme::kEma) s.state.ema.assign(size_t(length_), 0.0f);
-    if (s.options.scheme == Scheme::kPhema)  // one fp32 EMA per profile, profile-major
-      s.state.ema.assign(s.options.sigma_rels.size() * size_t(length_), 0.0f);
-    if (s.options.scheme == Scheme::kSwa) s.state.sum.assign(size_t(length_), 0.0);
-    if (s.options.scheme != Scheme::kLawa) continue;
+  for (auto& k : kinds_) {
+    k->allocate(length_, dtype_);
+    const int64_t window = k->ring_window();
+    if (window == 0) continue;
+    const AveragerOptions& o = k->options();
     auto it = std::find_if(rings_.begin(), rings_.end(),
-                           [&](const Ring& r) { return r.every == s.options.every; });
+                           [&](const auto& r) { return r->every() == o.every; });
     if (it == rings_.end()) {
-      Ring r;
-      r.every = s.options.every;
-      r.start = s.options.start;
-      rings_.push_back(r);
+      rings_.push_back(std::make_unique<SampleRing>(o.every, o.start));
       it = rings_.end() - 1;
     }
-    it->window_max = std::max(it->window_max, s.options.window);
-    it->start = std::min(it->start, s.options.start);
-    s.ring = int(it - rings_.begin());
+    (*it)->join(window, o.start);
+    k->attach(it->get());
   }
-  for (Ring& r : rings_) {
-    r.slot_bytes = size_t(length_) * dtype_size(dtype_);
-    r.samples.assign(size_t(r.slots()) * r.slot_bytes, 0);
-  }
+  for (auto& r : rings_) r->allocate(dtype_, length_);
 }
 
 int64_t AveragerBank::state_bytes() const {
   int64_t bytes = 0;
-  for (const Slot& s : slots_)
-    bytes += int64_t(s.state.ema.size() * sizeof(float) + s.state.sum.size() * sizeof(double));
-  for (const Ring& r : rings_) bytes += int64_t(r.samples.size());
+  for (const auto& k : kinds_) bytes += k->state_bytes();
+  for (const auto& r : rings_) bytes += r->bytes();
   return bytes;
 }
 
+int64_t shared_ring_window(const AveragerOptions& o) { return detail::make_kind(o)->ring_window(); }
+
 double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype) {
-  // EMA: fp32 average; SWA: fp64 sum; phema: fp32 per profile; LAWA: one ring per ν of L_max + 1
-  // samples.
+  // Each kind's own state, plus one ring per ν of windowed kinds: L_max + 1 samples.
   double bytes = 0;
   std::map<int64_t, int64_t> ring_window;  // ν -> L_max
   for (const AveragerOptions& o : averagers) {
-    if (o.scheme == Scheme::kEma) bytes += sizeof(float);
-    if (o.scheme == Scheme::kSwa) bytes += sizeof(double);
-    if (o.scheme == Scheme::kPhema) bytes += sizeof(float) * double(o.sigma_rels.size());
-    if (o.scheme != Scheme::kLawa) continue;
+    const auto kind = detail::make_kind(o);
+    bytes += kind->own_bytes_per_element();
+    if (kind->ring_window() == 0) continue;
     int64_t& w = ring_window[o.every];
-    w = std::max(w, o.window);
+    w = std::max(w, kind->ring_window());
   }
   for (const auto& [every, window] : ring_window)
     bytes += (double(window) + 1) * double(dtype_size(sample_dtype));
@@ -227,7 +216,7 @@ double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DT
 
 double AveragerBank::state_bytes_per_element() const {
   std::vector<AveragerOptions> averagers;
-  for (const Slot& s : slots_) averagers.push_back(s.options);
+  for (const auto& k : kinds_) averagers.push_back(k->options());
   return wavg::state_bytes_per_element(averagers, dtype_);
 }
 
@@ -288,18 +277,9 @@ void AveragerBank::check_finite(int64_t step, const void* shard) const {
 
 namespace {
 
-// One EMA or SWA update of a step.
-struct Op {
-  Scheme scheme;
-  float* ema;
-  double* sum;
-  double beta;
-  bool first;
-};
-
 // The fused pass of a step over a shard of `length` samples x: every op, then the copy of x into
 // each ring slot in `pushes`, chunk by chunk, so that x is read from memory once.
-void fused_update(DType dtype, const void* shard, int64_t length, const std::vector<Op>& ops,
+void fused_update(DType dtype, const void* shard, int64_t length, const std::vector<TileOp>& ops,
                   const std::vector<unsigned char*>& pushes) {
   dispatch_floating(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -307,8 +287,8 @@ void fused_update(DType dtype, const void* shard, int64_t length, const std::vec
     parallel_for(length, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; b += kChunk) {
         const int64_t e = std::min(end, b + kChunk);
-        for (const Op& op : ops) {
-          if (op.scheme == Scheme::kEma) {
+        for (const TileOp& op : ops) {
+          if (op.ema) {
             float* __restrict m = op.ema;
             if (op.first) {
               for (int64_t i = b; i < e; ++i) m[i] = load_f32(x[i]);
@@ -336,23 +316,12 @@ void AveragerBank::observe(int64_t step, const void* sample) {
   WAVG_CHECK(step > last_step_, "bank: steps must increase, got step ", step, " after step ",
              last_step_);
   allocate();
-  std::vector<Op> ops;
+  std::vector<TileOp> ops;
   std::vector<unsigned char*> pushes;  // the spare slot of each sampling ring: x_n goes there
-  for (Slot& s : slots_) {
-    if (!samples_at(s.options, step) || s.options.scheme == Scheme::kLawa) continue;
-    if (s.options.scheme != Scheme::kPhema) {
-      ops.push_back({s.options.scheme, s.state.ema.data(), s.state.sum.data(), s.options.beta,
-                     s.state.samples == 0});
-      continue;
-    }
-    // Each profile is an EMA whose β depends on the step: (1 − ν/t)^(γ+1).
-    for (size_t p = 0; p < s.options.sigma_rels.size(); ++p)
-      ops.push_back({Scheme::kEma, s.state.ema.data() + p * size_t(length_), nullptr,
-                     phema_beta(phema_gamma(s.options.sigma_rels[p]), step, s.options.every),
-                     s.state.samples == 0});
-  }
-  for (Ring& r : rings_)
-    if (samples_at(r.every, r.start, step)) pushes.push_back(r.at(r.count));
+  for (auto& k : kinds_)
+    if (k->samples_at(step)) k->plan(step, &ops);
+  for (auto& r : rings_)
+    if (r->samples_at(step)) pushes.push_back(r->spare());
   if (ops.empty() && pushes.empty()) {
     last_step_ = step;
     return;
@@ -370,69 +339,22 @@ void AveragerBank::observe(int64_t step, const void* sample) {
   }
   if (!ops.empty() || !pushes.empty()) fused_update(dtype_, shard, length_, ops, pushes);
 
-  for (Slot& s : slots_)
-    if (samples_at(s.options, step)) ++s.state.samples;
-  for (Ring& r : rings_)
-    if (samples_at(r.every, r.start, step)) ++r.count;
+  for (auto& k : kinds_)
+    if (k->samples_at(step)) k->commit();
+  for (auto& r : rings_)
+    if (r->samples_at(step)) r->commit();
   last_step_ = step;
 }
 
-void AveragerBank::lawa_mean(const Ring& r, int64_t k, DType out_dtype, void* out) const {
-  // (x_{n−k} + … + x_{n−1}) / k in fp64, oldest first, as a naive mean sums them. Tiles of kChunk
-  // elements: the tile's fp64 accumulator stays in L1 while the k samples stream through it.
-  std::vector<const unsigned char*> window;
-  for (int64_t m = r.count - k; m < r.count; ++m) window.push_back(r.at(m));
-  const double count = double(k);
-  dispatch_floating(dtype_, [&](auto tag) {
-    using T = decltype(tag);
-    dispatch_floating(out_dtype, [&](auto out_tag) {
-      using O = decltype(out_tag);
-      O* y = static_cast<O*>(out);
-      parallel_for(length_, [&](int64_t begin, int64_t end) {
-        std::vector<double> acc(static_cast<size_t>(kChunk));
-        for (int64_t b = begin; b < end; b += kChunk) {
-          const int64_t n = std::min(end, b + kChunk) - b;
-          double* __restrict a = acc.data();
-          std::fill(a, a + n, 0.0);
-          for (const unsigned char* slot : window) {
-            const T* __restrict x = reinterpret_cast<const T*>(slot) + b;
-            for (int64_t i = 0; i < n; ++i) a[i] += load_f64(x[i]);
-          }
-          for (int64_t i = 0; i < n; ++i) y[b + i] = store_as<O>(a[i] / count);
-        }
-      });
-    });
-  });
-}
-
 void AveragerBank::average(int i, DType out_dtype, void* out, int profile) const {
-  const Slot& s = slots_.at(i);
-  WAVG_CHECK(profile >= 0 && profile < profiles(i), "averager '", s.options.name, "' has no profile ",
-             profile, " (it has ", profiles(i), ")");
-  WAVG_CHECK(s.state.samples > 0, "averager '", s.options.name,
-             "' is empty: it has taken no sample yet (first sample at step >= ",
-             s.options.start, ", every ", s.options.every, ")");
-  if (s.options.scheme == Scheme::kLawa) {
-    // The window holds this averager's last k samples, the ring's last k.
-    lawa_mean(rings_[size_t(s.ring)], std::min(s.state.samples, s.options.window), out_dtype, out);
-    return;
-  }
-  dispatch_floating(out_dtype, [&](auto tag) {
-    using O = decltype(tag);
-    O* y = static_cast<O*>(out);
-    if (s.options.scheme == Scheme::kEma || s.options.scheme == Scheme::kPhema) {
-      const float* m = s.state.ema.data() + size_t(profile) * size_t(length_);
-      parallel_for(length_, [&](int64_t b, int64_t e) {
-        for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(m[k]);
-      });
-      return;
-    }
-    const double count = double(s.state.samples);
-    const double* sum = s.state.sum.data();
-    parallel_for(length_, [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) y[k] = store_as<O>(sum[k] / count);
-    });
-  });
+  const AveragerKind& k = *kinds_.at(size_t(i));
+  const AveragerOptions& o = k.options();
+  WAVG_CHECK(profile >= 0 && profile < k.profiles(), "averager '", o.name, "' has no profile ",
+             profile, " (it has ", k.profiles(), ")");
+  WAVG_CHECK(k.samples() > 0, "averager '", o.name,
+             "' is empty: it has taken no sample yet (first sample at step >= ", o.start,
+             ", every ", o.every, ")");
+  k.average(profile, out_dtype, out);
 }
 
 std::map<std::string, std::string> AveragerBank::state_meta() const {
@@ -443,17 +365,17 @@ std::map<std::string, std::string> AveragerBank::state_meta() const {
   m["bank.shard_offset"] = std::to_string(offset_);
   m["bank.shard_length"] = std::to_string(length_);
   m["bank.last_step"] = std::to_string(last_step_);
-  m["bank.averagers"] = std::to_string(slots_.size());
-  for (size_t i = 0; i < slots_.size(); ++i) {
+  m["bank.averagers"] = std::to_string(kinds_.size());
+  for (size_t i = 0; i < kinds_.size(); ++i) {
     const std::string p = "averager." + std::to_string(i);
-    m[p + ".spec"] = spec_string(slots_[i].options);
-    m[p + ".samples"] = std::to_string(slots_[i].state.samples);
+    m[p + ".spec"] = spec_string(*kinds_[i]);
+    m[p + ".samples"] = std::to_string(kinds_[i]->samples());
   }
   // Rings are derived from the averagers; their counters are state.
   AveragerBank* self = const_cast<AveragerBank*>(this);
   self->allocate();
   for (size_t j = 0; j < rings_.size(); ++j)
-    m["ring." + std::to_string(j) + ".count"] = std::to_string(rings_[j].count);
+    m["ring." + std::to_string(j) + ".count"] = std::to_string(rings_[j]->count());
   return m;
 }
 
@@ -471,52 +393,33 @@ int AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
                  parse_int(meta, "bank.shard_length") == length_,
              "bank state: shard does not match");
   const int64_t averagers = parse_int(meta, "bank.averagers");
-  WAVG_CHECK(averagers == int64_t(slots_.size()), "bank state: has ", averagers,
-             " averagers, this bank has ", slots_.size());
-  for (size_t i = 0; i < slots_.size(); ++i) {
+  WAVG_CHECK(averagers == int64_t(kinds_.size()), "bank state: has ", averagers,
+             " averagers, this bank has ", kinds_.size());
+  for (size_t i = 0; i < kinds_.size(); ++i) {
     const std::string p = "averager." + std::to_string(i);
     auto it = meta.find(p + ".spec");
-    WAVG_CHECK(it != meta.end() && same_spec(it->second, slots_[i].options),
-               "bank state: averager ", i, " is '",
-               it == meta.end() ? "?" : quote_bytes(it->second), "', this bank has '",
-               spec_string(slots_[i].options), "'");
-    slots_[i].state.samples = parse_int(meta, p + ".samples");
+    WAVG_CHECK(it != meta.end() && same_spec(it->second, *kinds_[i]), "bank state: averager ", i,
+               " is '", it == meta.end() ? "?" : quote_bytes(it->second), "', this bank has '",
+               spec_string(*kinds_[i]), "'");
+    kinds_[i]->set_samples(parse_int(meta, p + ".samples"));
   }
   for (size_t j = 0; j < rings_.size(); ++j)
-    rings_[j].count = parse_int(meta, "ring." + std::to_string(j) + ".count");
+    rings_[j]->set_count(parse_int(meta, "ring." + std::to_string(j) + ".count"));
   last_step_ = parse_int(meta, "bank.last_step");
   return int(format);
 }
 
 void AveragerBank::restore_ring_from_cumulative_sums(int j, const double* cumsum) {
   allocate();
-  Ring& r = rings_.at(size_t(j));
-  const int64_t slots = r.slots();
-  dispatch_floating(dtype_, [&](auto tag) {
-    using T = decltype(tag);
-    for (int64_t k = std::max<int64_t>(0, r.count - r.window_max); k < r.count; ++k) {
-      const double* lo = cumsum + (k % slots) * length_;        // C_k
-      const double* hi = cumsum + ((k + 1) % slots) * length_;  // C_{k+1}
-      T* x = reinterpret_cast<T*>(r.at(k));
-      for (int64_t i = 0; i < length_; ++i) x[i] = store_as<T>(hi[i] - lo[i]);
-    }
-  });
+  rings_.at(size_t(j))->restore_from_cumulative_sums(cumsum);
 }
 
 std::vector<StateArray> AveragerBank::state_arrays() {
   allocate();
   std::vector<StateArray> out;
-  for (size_t i = 0; i < slots_.size(); ++i) {
-    Slot& s = slots_[i];
-    const std::string p = "averager." + std::to_string(i);
-    if (!s.state.ema.empty())
-      out.push_back({p + ".ema", DType::kF32, int64_t(s.state.ema.size()), s.state.ema.data()});
-    if (!s.state.sum.empty())
-      out.push_back({p + ".sum", DType::kF64, length_, s.state.sum.data()});
-  }
+  for (size_t i = 0; i < kinds_.size(); ++i) kinds_[i]->arrays("averager." + std::to_string(i), &out);
   for (size_t j = 0; j < rings_.size(); ++j)
-    out.push_back({"ring." + std::to_string(j), dtype_, rings_[j].slots() * length_,
-                   rings_[j].samples.data()});
+    out.push_back(rings_[j]->array("ring." + std::to_string(j)));
   return out;
 }
 

@@ -328,6 +328,22 @@ void read_lawa(const Reader& r, const std::string& prefix, int64_t total, Averag
   }
 }
 
+// Kaddour's EXP window: window = k samples, alpha = the decay per sample inside it, every = ν.
+void read_lawa_exp(const Reader& r, const std::string& prefix, AveragerOptions& o) {
+  r.allow({"name", "buffers", "recompute_batches", "start", "eval_every", "every", "window", "alpha"});
+  const auto window = r.opt<int64_t>("window");
+  const auto alpha = r.opt<double>("alpha");
+  WAVG_CHECK(window && alpha, "config: '", prefix, "' needs window (k samples) and alpha, like ",
+             "{window = 20, alpha = 0.1}");
+  o.window = *window;
+  WAVG_CHECK(o.window >= 1, "config: '", r.full("window"), "' must be >= 1, got ", o.window);
+  o.alpha = *alpha;
+  WAVG_CHECK(std::isfinite(o.alpha) && o.alpha > 0 && o.alpha < 1, "config: '", r.full("alpha"),
+             "' must be in (0, 1), got ", format_exact(o.alpha));
+  o.every = r.get<int64_t>("every", 1);
+  WAVG_CHECK(o.every >= 1, "config: '", r.full("every"), "' must be >= 1, got ", o.every);
+}
+
 void read_ema(const Reader& r, const std::string& prefix, AveragerOptions& o) {
   r.allow({"name", "buffers", "recompute_batches", "start", "eval_every", "every", "beta", "half_life"});
   const auto beta = r.opt<double>("beta");
@@ -396,6 +412,7 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
       o.every = r.get<int64_t>("every", 1);
       break;
     case Scheme::kPhema: read_phema(r, c, e); break;
+    case Scheme::kLawaExp: read_lawa_exp(r, prefix, o); break;
   }
   if (o.name.empty()) o.name = default_name(o);
   return e;
@@ -403,7 +420,8 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
 
 void read_averagers(const Reader& r, RunConfig& c) {
   for (auto [key, scheme] : {std::pair{"lawa", Scheme::kLawa}, std::pair{"ema", Scheme::kEma},
-                             std::pair{"swa", Scheme::kSwa}, std::pair{"phema", Scheme::kPhema}}) {
+                             std::pair{"swa", Scheme::kSwa}, std::pair{"phema", Scheme::kPhema},
+                             std::pair{"lawa_exp", Scheme::kLawaExp}}) {
     const toml::node* n = r.node(key);
     if (!n) continue;
     WAVG_CHECK(n->is_array(), "config: '", key, "' must be an array of tables, like ", key,
@@ -418,7 +436,7 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   Reader r(root, "", source ? &source->defaulted : nullptr);
   r.allow({"wavg", "workload", "seed", "steps", "eval_every", "target", "out", "threads",
            "batch_size", "early_stop", "async_averaging", "optimizer", "schedule", "lawa", "ema",
-           "swa", "phema", "ckpt_every", "state_every", "keep_states", "device",
+           "swa", "phema", "lawa_exp", "ckpt_every", "state_every", "keep_states", "device",
            "dist_timeout"});
   read_marker(r, source);
   RunConfig c;
@@ -436,10 +454,11 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   return c;
 }
 
-// The bank in its canonical order: lawa, ema, swa, phema, each in its listed order.
+// The bank in its canonical order: lawa, ema, swa, phema, lawa_exp, each in its listed order (the
+// runner's order: lawa_exp ranks with phema, after it as read).
 std::vector<const AveragerEntry*> bank_order(const RunConfig& c) {
   std::vector<const AveragerEntry*> out;
-  for (Scheme s : {Scheme::kLawa, Scheme::kEma, Scheme::kSwa, Scheme::kPhema})
+  for (Scheme s : {Scheme::kLawa, Scheme::kEma, Scheme::kSwa, Scheme::kPhema, Scheme::kLawaExp})
     for (const AveragerEntry& e : c.averagers)
       if (e.averager.scheme == s) out.push_back(&e);
   return out;
@@ -456,8 +475,11 @@ void check_averager(const AveragerEntry& e, const std::string& key, std::set<std
              ".name': duplicate averager name ", shown(name));
   WAVG_CHECK(o.every >= 1, "config: '", key, ".every' must be >= 1, got ", o.every);
   WAVG_CHECK(o.start >= 0, "config: '", key, ".start' must be >= 0 steps, got ", o.start);
-  if (o.scheme == Scheme::kLawa)
+  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp)
     WAVG_CHECK(o.window >= 1, "config: '", key, ".window' must be >= 1, got ", o.window);
+  if (o.scheme == Scheme::kLawaExp)
+    WAVG_CHECK(std::isfinite(o.alpha) && o.alpha > 0 && o.alpha < 1, "config: '", key,
+               ".alpha' must be in (0, 1), got ", format_exact(o.alpha));
   if (o.scheme == Scheme::kEma)
     WAVG_CHECK(std::isfinite(o.beta) && o.beta >= 0 && o.beta < 1, "config: '", key,
                ".beta' must be in [0, 1), got ", format_exact(o.beta));
@@ -534,7 +556,9 @@ void write_averager(std::string& out, const AveragerEntry& e) {
   const AveragerOptions& o = e.averager;
   out += "\n[[" + std::string(scheme_name(o.scheme)) + "]]\n";
   out += "name = " + toml_string(o.name.empty() ? default_name(o) : o.name) + "\n";
-  if (o.scheme == Scheme::kLawa) out += "window = " + std::to_string(o.window) + "\n";
+  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp)
+    out += "window = " + std::to_string(o.window) + "\n";
+  if (o.scheme == Scheme::kLawaExp) out += "alpha = " + toml_float(o.alpha) + "\n";
   if (o.scheme == Scheme::kEma) out += "beta = " + toml_float(o.beta) + "\n";
   if (o.scheme == Scheme::kPhema) {
     std::string list;

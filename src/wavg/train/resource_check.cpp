@@ -49,31 +49,34 @@ std::vector<std::string> averager_keys(const RunConfig& c) {
   return keys;
 }
 
-// The bank's state, one need per EMA/SWA averager and per LAWA ring (attributed to the window that
-// sizes it, the largest of the ring), for `elements` averaged elements.
+// The bank's state, one need per averager with state of its own (EMA, SWA, phema) and one per ring
+// of windowed averagers (LAWA, EXP; one ring per ν, attributed to the window that sizes it, the
+// largest of the ring), for `elements` averaged elements.
 void bank_needs(const RunConfig& c, double elements, std::vector<MemoryNeed>* out) {
   const std::vector<std::string> keys = averager_keys(c);
   std::map<int64_t, size_t> ring_owner;  // ν -> index of its largest window
   for (size_t i = 0; i < c.averagers.size(); ++i) {
     const AveragerOptions& o = c.averagers[i].averager;
-    if (o.scheme != Scheme::kLawa) continue;
+    if (shared_ring_window(o) == 0) continue;
     auto it = ring_owner.find(o.every);
-    if (it == ring_owner.end() || c.averagers[it->second].averager.window < o.window)
+    if (it == ring_owner.end() || shared_ring_window(c.averagers[it->second].averager) <
+                                      shared_ring_window(o))
       ring_owner[o.every] = i;
   }
   for (size_t i = 0; i < c.averagers.size(); ++i) {
     const AveragerOptions& o = c.averagers[i].averager;
     MemoryNeed n;
-    if (o.scheme == Scheme::kLawa) {
+    if (shared_ring_window(o) > 0) {
       if (ring_owner[o.every] != i) continue;  // shares a larger window's ring
       n.key = keys[i] + ".window";
       n.value = std::to_string(o.window);
-      n.what = "a LAWA ring of " + std::to_string(o.window) + " + 1 fp64 sums of " +
-               format_number(elements, 6) + " elements";
+      n.what = "a ring of " + std::to_string(o.window) + " + 1 fp32 samples of " +
+               format_number(elements, 6) + " elements (windows with every = " +
+               std::to_string(o.every) + ")";
     } else {
       n.key = keys[i];
       n.value = o.name.empty() ? default_name(o) : o.name;
-      n.what = std::string(o.scheme == Scheme::kEma ? "an fp32 average" : "an fp64 sum") + " of " +
+      n.what = std::string(o.scheme == Scheme::kSwa ? "an fp64 sum" : "fp32 averages") + " of " +
                format_number(elements, 6) + " elements";
     }
     n.bytes = kMemorySafetyFactor * elements * bank_bytes_per_element({o});

@@ -1,0 +1,137 @@
+// Bank state files: a format-2 state written before the averager kinds became classes
+// (tests/data/bank_state_format2.safetensors, made by tests/data/make_bank_state_format2.cpp at
+// 600a172) loads into today's bank, holds the values a naive fp64 reference gives, and continues
+// bit-identically to an uninterrupted bank; states with Kaddour's EXP windows round-trip through a
+// file and continue exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include <unistd.h>
+
+#include "wavg/core/bank.h"
+#include "wavg/core/error.h"
+#include "wavg/io/bank_state.h"
+
+using namespace wavg;
+
+namespace {
+
+// Must match tests/data/make_bank_state_format2.cpp.
+float sample(int64_t step, int64_t i) {
+  return float(std::sin(0.37 * double(step) + 1.3 * double(i)) * (1.0 + 0.1 * double(step)));
+}
+
+constexpr int64_t kN = 37, kSavedSteps = 23;
+
+std::unique_ptr<AveragerBank> old_averagers() {
+  auto bank = std::make_unique<AveragerBank>(kN, DType::kF32);
+  bank->add(LawaOptions(5).every(2));
+  bank->add(LawaOptions(3).every(2).start(6));
+  bank->add(LawaOptions(4));
+  bank->add(EmaOptions(0.9));
+  bank->add(SwaOptions().start(4));
+  bank->add(PhemaOptions({0.05, 0.1}));
+  return bank;
+}
+
+void observe_range(AveragerBank& bank, int64_t from, int64_t to) {
+  std::vector<float> x(kN);
+  for (int64_t step = from; step < to; ++step) {
+    for (int64_t i = 0; i < kN; ++i) x[size_t(i)] = sample(step, i);
+    bank.observe(step, x.data());
+  }
+}
+
+std::vector<double> value(const AveragerBank& bank, int a, int profile = 0) {
+  std::vector<double> v(size_t(bank.shard_length()));
+  bank.average(a, DType::kF64, v.data(), profile);
+  return v;
+}
+
+// Mean of the samples at the given steps, in fp64.
+std::vector<double> naive_mean(const std::vector<int64_t>& steps) {
+  std::vector<double> v(kN, 0.0);
+  for (int64_t s : steps)
+    for (int64_t i = 0; i < kN; ++i) v[size_t(i)] += double(sample(s, i));
+  for (double& x : v) x /= double(steps.size());
+  return v;
+}
+
+std::string data_file() { return std::string(WAVG_TEST_DATA) + "/bank_state_format2.safetensors"; }
+
+}  // namespace
+
+TEST(BankStateFile, Format2FromBeforeTheKindClassesLoadsWithTheNaiveValues) {
+  auto bank = old_averagers();
+  load_bank_state(data_file(), *bank);
+  EXPECT_EQ(bank->last_step(), kSavedSteps - 1);
+  EXPECT_EQ(bank->samples(0), 12);  // steps 0, 2, …, 22
+  auto near = [](const std::vector<double>& got, const std::vector<double>& want, double tol) {
+    for (size_t i = 0; i < got.size(); ++i)
+      if (std::abs(got[i] - want[i]) > tol * (1 + std::abs(want[i]))) return false;
+    return true;
+  };
+  EXPECT_TRUE(near(value(*bank, 0), naive_mean({14, 16, 18, 20, 22}), 1e-12));
+  EXPECT_TRUE(near(value(*bank, 1), naive_mean({18, 20, 22}), 1e-12));
+  EXPECT_TRUE(near(value(*bank, 2), naive_mean({19, 20, 21, 22}), 1e-12));
+  std::vector<int64_t> swa;
+  for (int64_t s = 4; s < kSavedSteps; ++s) swa.push_back(s);
+  EXPECT_TRUE(near(value(*bank, 4), naive_mean(swa), 1e-12));
+  std::vector<double> ema(kN);
+  for (int64_t s = 0; s < kSavedSteps; ++s)
+    for (int64_t i = 0; i < kN; ++i)
+      ema[size_t(i)] = s == 0 ? sample(0, i) : 0.9 * ema[size_t(i)] + 0.1 * sample(s, i);
+  EXPECT_TRUE(near(value(*bank, 3), ema, 1e-5));  // fp32 state
+}
+
+TEST(BankStateFile, Format2FromBeforeTheKindClassesContinuesBitIdentically) {
+  auto straight = old_averagers(), loaded = old_averagers();
+  observe_range(*straight, 0, 41);
+  load_bank_state(data_file(), *loaded);
+  observe_range(*loaded, kSavedSteps, 41);
+  for (int a = 0; a < straight->size(); ++a)
+    for (int p = 0; p < straight->profiles(a); ++p)
+      EXPECT_EQ(value(*straight, a, p), value(*loaded, a, p)) << straight->name(a) << " " << p;
+}
+
+TEST(BankStateFile, ExpWindowsRoundTripThroughAFileAndContinueExactly) {
+  auto make = [] {
+    auto bank = std::make_unique<AveragerBank>(kN, DType::kF32);
+    bank->add(LawaOptions(3).every(2));
+    bank->add(LawaExpOptions(6, 0.3).every(2));  // shares the ν = 2 ring, widens it
+    bank->add(LawaExpOptions(40, 0.05).start(5));
+    bank->add(EmaOptions(0.8));
+    return bank;
+  };
+  auto straight = make(), first = make(), second = make();
+  observe_range(*straight, 0, 60);
+  observe_range(*first, 0, 31);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("wavg_bank_state_test_" +
+                                                 std::to_string(::getpid()) + ".safetensors"))
+          .string();
+  save_bank_state(path, *first);
+  load_bank_state(path, *second);
+  std::filesystem::remove(path);
+  observe_range(*second, 31, 60);
+  for (int a = 0; a < straight->size(); ++a)
+    EXPECT_EQ(value(*straight, a), value(*second, a)) << straight->name(a);
+  // A bank whose EXP has another α refuses the file, naming both specs.
+  auto other = std::make_unique<AveragerBank>(kN, DType::kF32);
+  other->add(LawaOptions(3).every(2));
+  other->add(LawaExpOptions(6, 0.4).every(2));
+  other->add(LawaExpOptions(40, 0.05).start(5));
+  other->add(EmaOptions(0.8));
+  save_bank_state(path, *first);
+  try {
+    load_bank_state(path, *other);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lawa_exp|6|0|2|0|0.3"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
