@@ -12,8 +12,6 @@ Usage: lawa_exp_test.py PATH_TO_WAVG"""
 import glob
 import json
 import os
-import struct
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -21,36 +19,15 @@ import tomllib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, one_error_line, read_safetensors, runner  # noqa: E402
 
 WAVG = sys.argv[1]
-NP_DTYPES = {"F64": np.float64, "F32": np.float32, "I64": np.int64}
+run = runner(WAVG)
 
 
 def read_st(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b : 8 + n + e], NP_DTYPES[info["dtype"]]).reshape(
-            info["shape"]).astype(np.float64)
-    return out, meta
-
-
-def run(*args):
-    return subprocess.run([WAVG, *args], capture_output=True, text=True)
-
-
-def one_error_line(r, what, needles):
-    lines = r.stderr.splitlines()
-    check(r.returncode == 2, f"{what}: exit code {r.returncode}, want 2 ({r.stderr.strip()!r})")
-    check(len(lines) == 1 and lines[0].startswith("wavg: error: "), f"{what}: one line, got {lines}")
-    for n in needles:
-        check(n in r.stderr, f"{what}: message {r.stderr.strip()!r} lacks {n!r}")
+    tensors, meta = read_safetensors(path)
+    return {k: v.astype(np.float64) for k, v in tensors.items()}, meta
 
 
 def exp_reference(traj, window, alpha, every, start, last):
@@ -107,10 +84,12 @@ with tempfile.TemporaryDirectory() as tmp:
     check(summary.get("averager_state_bytes_per_param") == 4.0 * (6 + 51 + 5),
           f"state bytes per parameter: {summary.get('averager_state_bytes_per_param')}, want 248")
 
-    traj = {}
+    traj, paths = {}, {}
     for p in glob.glob(os.path.join(rd, "checkpoints", "*.safetensors")):
         t, meta = read_st(p)
         traj[int(meta["step"])] = t
+        paths[int(meta["step"])] = p
+    ckpts = [paths[t] for t in sorted(paths)]  # oldest first: checkpoint i is step i
     check(sorted(traj) == list(range(STEPS + 1)), f"checkpoints at steps 0..{STEPS}")
     for name, window, alpha, every, start in AVERAGERS:
         want = exp_reference(traj, window, alpha, every, start, STEPS)
@@ -118,4 +97,21 @@ with tempfile.TemporaryDirectory() as tmp:
         num = sum(float(np.sum((final[k] - want[k]) ** 2)) for k in want)
         den = sum(float(np.sum(want[k] ** 2)) for k in want)
         check((num / den) ** 0.5 < 1e-6, f"{name}: relative error {(num / den) ** 0.5:.3g} vs numpy")
+        # Offline = online: `wavg average --lawa-exp` over the ordered per-step checkpoints.
+        out = os.path.join(tmp, f"offline_{name}.safetensors")
+        r = run("average", "--lawa-exp", str(window), "--exp-alpha", str(alpha), "--every",
+                str(every), "--start", str(start), "-o", out, *ckpts)
+        check(r.returncode == 0, f"{name}: wavg average --lawa-exp failed: {r.stderr.strip()}")
+        if r.returncode == 0:
+            offline, meta = read_st(out)
+            num = sum(float(np.sum((offline[k] - want[k]) ** 2)) for k in want)
+            check((num / den) ** 0.5 < 1e-6,
+                  f"{name}: offline relative error {(num / den) ** 0.5:.3g} vs numpy")
+            rec = json.loads(meta.get("wavg.average", "{}"))
+            check(rec.get("scheme") == "lawa_exp" and rec.get("window") == window
+                  and rec.get("alpha") == alpha, f"{name}: the offline record {rec}")
+    one_error_line(run("average", "--lawa-exp", "3", "-o", os.path.join(tmp, "x.safetensors"),
+                       *ckpts), "--lawa-exp without --exp-alpha", ["--exp-alpha"])
+    one_error_line(run("average", "--lawa-exp", "3", "--exp-alpha", "1.5", "-o",
+                       os.path.join(tmp, "x.safetensors"), *ckpts), "--exp-alpha 1.5", ["1.5"])
 finish()

@@ -23,6 +23,8 @@ struct AverageArgs {
   int64_t last = 0;
   double ema = -1;
   int64_t lawa = 0;
+  int64_t lawa_exp = 0;
+  double exp_alpha = -1;
   bool swa = false;
   bool saturate = false;
   bool overwrite = false;
@@ -98,11 +100,15 @@ class ProgressBar {
 
 AveragerOptions averager_of(const AverageArgs& a, CLI::App* sub) {
   const bool last = sub->count("--last") > 0, ema = sub->count("--ema") > 0,
-             lawa = sub->count("--lawa") > 0, swa = a.swa, weights = !a.weights.empty();
-  const int schemes = int(last) + int(ema) + int(lawa) + int(swa);
+             lawa = sub->count("--lawa") > 0, swa = a.swa, weights = !a.weights.empty(),
+             exp = sub->count("--lawa-exp") > 0;
+  const int schemes = int(last) + int(ema) + int(lawa) + int(swa) + int(exp);
   WAVG_CHECK(schemes == 1 || (schemes == 0 && weights),
-             "average: give exactly one of --last K, --ema BETA, --lawa L, --swa (or --weights ",
-             "alone for a weighted mean of every input)");
+             "average: give exactly one of --last K, --ema BETA, --lawa L, --lawa-exp K, --swa (or ",
+             "--weights alone for a weighted mean of every input)");
+  WAVG_CHECK(exp == (sub->count("--exp-alpha") > 0),
+             "average: --lawa-exp K and --exp-alpha A go together (Kaddour's EXP window: weights "
+             "proportional to (1 - A)^(age))");
   const bool spaced = sub->count("--every") > 0 || sub->count("--start") > 0;
   WAVG_CHECK(!(last && spaced), "average: --every/--start do not apply to --last (use --lawa)");
   if (last) {
@@ -111,6 +117,7 @@ AveragerOptions averager_of(const AverageArgs& a, CLI::App* sub) {
   }
   if (ema) return EmaOptions(a.ema).every(a.every).start(a.start);
   if (lawa) return LawaOptions(a.lawa).every(a.every).start(a.start);
+  if (exp) return LawaExpOptions(a.lawa_exp, a.exp_alpha).every(a.every).start(a.start);
   return SwaOptions().every(a.every).start(a.start);  // --swa, or the inputs --weights weighs
 }
 
@@ -159,6 +166,9 @@ Command register_average(CLI::App& app) {
   add_int64_option(sub, "--last", args->last, "Uniform mean of the last K files (fairseq's --num)");
   sub->add_option("--ema", args->ema, "EMA with this beta in [0, 1)");
   add_int64_option(sub, "--lawa", args->lawa, "LAWA: mean of the last L sampled files");
+  add_int64_option(sub, "--lawa-exp", args->lawa_exp,
+                   "Kaddour's EXP: the last K sampled files weighted by (1 - A)^(age) (--exp-alpha)");
+  sub->add_option("--exp-alpha", args->exp_alpha, "The decay A in (0, 1) of --lawa-exp");
   sub->add_flag("--swa", args->swa, "SWA: mean of every sampled file");
   add_int64_option(sub, "--every", args->every, "Sample every NU-th file (default 1)");
   add_int64_option(sub, "--start", args->start, "First file index that may be sampled (default 0)");

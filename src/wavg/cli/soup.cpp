@@ -51,7 +51,7 @@ Command register_soup(CLI::App& app) {
       "Model soup (Wortsman et al. 2022): the uniform mean of a workload's checkpoints, or "
       "the greedy soup (ingredients best first, each kept if the validation metric does "
       "not get worse)");
-  sub->add_option("--workload", a->options.workload, "fmnist_cnn | text_lm | synth_ctr")
+  sub->add_option("--workload", a->options.workload, "fmnist_cnn | text_lm | synth_ctr | graph_mol | mri_recon")
       ->required();
   add_int64_option(sub, "--seed", a->options.seed, "Seed of the data stream (synthetic workloads)");
   sub->add_flag("--greedy", a->options.greedy, "Greedy soup (default: uniform soup)");

@@ -114,7 +114,7 @@ Command register_eval(CLI::App& app) {
                   "*.safetensors.index.json, or a directory")
       ->required();
   CLI::Option* workload =
-      sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr");
+      sub->add_option("--workload", a->workload, "fmnist_cnn | text_lm | synth_ctr | graph_mol | mri_recon");
   sub->add_option("--run", a->run_dir,
                   "Run directory: workload, seed and batch size from its resolved config.toml");
   sub->add_option("--split", a->split, "validation | test | train");

@@ -88,7 +88,8 @@ nlohmann::ordered_json average_record(const CheckpointAverageOptions& o,
   const AveragerOptions& a = o.averager;
   nlohmann::ordered_json rec;
   rec["scheme"] = scheme_name(a.scheme);
-  if (a.scheme == Scheme::kLawa) rec["window"] = a.window;
+  if (a.scheme == Scheme::kLawa || a.scheme == Scheme::kLawaExp) rec["window"] = a.window;
+  if (a.scheme == Scheme::kLawaExp) rec["alpha"] = a.alpha;
   if (a.scheme == Scheme::kEma) rec["beta"] = a.beta;
   rec["every"] = a.every;
   rec["start"] = a.start;

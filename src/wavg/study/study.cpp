@@ -38,6 +38,17 @@ void take_direction(const study::RunRecord& r, const std::string& dir, Data* d, 
              study::direction_name(d->lower_is_better), ")");
 }
 
+// The fields a workload's data and the LM protocol's data take from their plans.
+template <typename Plan, typename Data>
+void start_data(const Plan& p, Data* d) {
+  d->name = p.name;
+  d->H = p.H;
+  d->eval_every = p.eval_every;
+  d->bank = p.bank;
+  d->target_seeds = p.target_seeds;
+  d->scoring_seeds = p.scoring_seeds;
+}
+
 // Seconds of training and evaluation of a finished run (summary.json).
 void add_time(const study::RunRecord& r, study::WorkloadData* d) {
   d->train_s += r.train_wall_s;
@@ -118,14 +129,9 @@ void run_schedules(const study::WorkloadPlan& p, const StudyConfig& cfg,
 json run_workload(const study::WorkloadPlan& p, const StudyConfig& cfg,
                   const std::string& study_dir, study::RunCache* cache) {
   study::WorkloadData d;
-  d.name = p.name;
+  start_data(p, &d);
   d.T = p.T;
-  d.H = p.H;
-  d.eval_every = p.eval_every;
   d.bank_eval_every = p.bank_eval_every;
-  d.bank = p.bank;
-  d.target_seeds = p.target_seeds;
-  d.scoring_seeds = p.scoring_seeds;
   const std::string wdir = study::workload_dir(study_dir, p);
   run_grid(p, cfg, wdir, cache, &d);
   run_targets(p, cfg, wdir, cache, &d);
@@ -141,13 +147,8 @@ json run_workload(const study::WorkloadPlan& p, const StudyConfig& cfg,
 json run_lm(const study::LmPlan& p, const StudyConfig& cfg, const std::string& study_dir,
             study::RunCache* cache) {
   study::LmData d;
-  d.name = p.name;
-  d.H = p.H;
-  d.eval_every = p.eval_every;
+  start_data(p, &d);
   d.target_step = p.target_step;
-  d.bank = p.bank;
-  d.target_seeds = p.target_seeds;
-  d.scoring_seeds = p.scoring_seeds;
   const std::string wdir = study_dir + "/runs/lm_protocol";
   for (const study::LmGridPoint& g : p.grid) {
     const std::string dir = wdir + "/" + study::lm_grid_dir_name(g);

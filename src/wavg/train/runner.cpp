@@ -24,12 +24,20 @@ namespace {
 using detail::RunContext;
 using detail::StopReason;
 
+// The same order as config.cpp's bank_order (lawa, ema, swa, phema, lawa_exp).
 int scheme_rank(Scheme s) {
-  return s == Scheme::kLawa ? 0 : s == Scheme::kEma ? 1 : s == Scheme::kSwa ? 2 : 3;
+  switch (s) {
+    case Scheme::kLawa: return 0;
+    case Scheme::kEma: return 1;
+    case Scheme::kSwa: return 2;
+    case Scheme::kPhema: return 3;
+    case Scheme::kLawaExp: return 4;
+  }
+  return 5;
 }
 
 // The run as it is recorded and trained: threads in force, the bank in its canonical order
-// (lawa, ema, swa, phema), the schedule's peak equal to optimizer.lr, every averager named.
+// (lawa, ema, swa, phema, lawa_exp), the schedule's peak equal to optimizer.lr, every averager named.
 RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env) {
   validate(config);
   WAVG_CHECK(config.batch_size % env.world == 0, "data parallel: batch_size ", config.batch_size,
