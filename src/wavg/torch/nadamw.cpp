@@ -41,22 +41,12 @@ void NAdamWParamState::serialize(torch::serialize::InputArchive& archive) {
 NAdamW::NAdamW(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                NAdamWOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<NAdamWOptions>(defaults)) {
-  TORCH_CHECK(defaults.lr() >= 0, "nadamw: lr must be >= 0, got ", defaults.lr());
-  TORCH_CHECK(defaults.eps() >= 0, "nadamw: eps must be >= 0, got ", defaults.eps());
-  const auto [b1, b2] = defaults.betas();
-  TORCH_CHECK(0 <= b1 && b1 < 1, "nadamw: beta1 must be in [0, 1), got ", b1);
-  TORCH_CHECK(0 <= b2 && b2 < 1, "nadamw: beta2 must be in [0, 1), got ", b2);
-  TORCH_CHECK(defaults.weight_decay() >= 0, "nadamw: weight_decay must be >= 0, got ",
-              defaults.weight_decay());
+  detail::check_adam_options("nadamw", defaults);
 }
 
 torch::Tensor NAdamW::step(LossClosure closure) {
+  torch::Tensor loss = detail::run_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss = {};
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const NAdamWOptions&>(group.options());
     const double lr = o.lr(), wd = o.weight_decay(), eps = o.eps();

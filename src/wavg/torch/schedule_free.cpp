@@ -56,22 +56,12 @@ void ScheduleFreeAdamWParamState::serialize(torch::serialize::InputArchive& arch
 ScheduleFreeAdamW::ScheduleFreeAdamW(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                                      ScheduleFreeAdamWOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<ScheduleFreeAdamWOptions>(defaults)) {
-  TORCH_CHECK(defaults.lr() >= 0, "schedule_free_adamw: lr must be >= 0, got ", defaults.lr());
-  TORCH_CHECK(defaults.eps() >= 0, "schedule_free_adamw: eps must be >= 0, got ", defaults.eps());
-  const auto [b1, b2] = defaults.betas();
-  TORCH_CHECK(0 <= b1 && b1 < 1, "schedule_free_adamw: beta1 must be in [0, 1), got ", b1);
-  TORCH_CHECK(0 <= b2 && b2 < 1, "schedule_free_adamw: beta2 must be in [0, 1), got ", b2);
-  TORCH_CHECK(defaults.weight_decay() >= 0, "schedule_free_adamw: weight_decay must be >= 0, got ",
-              defaults.weight_decay());
+  detail::check_adam_options("schedule_free_adamw", defaults);
 }
 
 torch::Tensor ScheduleFreeAdamW::step(LossClosure closure) {
+  torch::Tensor loss = detail::run_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss = {};
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const ScheduleFreeAdamWOptions&>(group.options());
     const double lr = o.lr();

@@ -206,13 +206,7 @@ torch::Tensor shampoo_direction(const ShampooParamState& s, const torch::Tensor&
 Shampoo::Shampoo(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                  ShampooOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<ShampooOptions>(defaults)) {
-  TORCH_CHECK(defaults.lr() >= 0, "shampoo: lr must be >= 0, got ", defaults.lr());
-  TORCH_CHECK(defaults.eps() >= 0, "shampoo: eps must be >= 0, got ", defaults.eps());
-  const auto [b1, b2] = defaults.betas();
-  TORCH_CHECK(0 <= b1 && b1 < 1, "shampoo: beta1 must be in [0, 1), got ", b1);
-  TORCH_CHECK(0 <= b2 && b2 < 1, "shampoo: beta2 must be in [0, 1), got ", b2);
-  TORCH_CHECK(defaults.weight_decay() >= 0, "shampoo: weight_decay must be >= 0, got ",
-              defaults.weight_decay());
+  detail::check_adam_options("shampoo", defaults);
   TORCH_CHECK(defaults.block_size() >= 1, "shampoo: block_size must be >= 1, got ",
               defaults.block_size());
   TORCH_CHECK(defaults.precondition_frequency() >= 1,
@@ -224,12 +218,8 @@ Shampoo::Shampoo(std::vector<torch::optim::OptimizerParamGroup> param_groups,
 }
 
 torch::Tensor Shampoo::step(LossClosure closure) {
+  torch::Tensor loss = detail::run_closure(closure);
   torch::NoGradGuard no_grad;
-  torch::Tensor loss = {};
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const ShampooOptions&>(group.options());
     const auto [beta1, beta2] = o.betas();
