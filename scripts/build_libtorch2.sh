@@ -14,11 +14,11 @@
 # `wavg train`), and device = "cuda" must be refused with "no CUDA device" (built with CUDA, no GPU
 # here) or, where there is a GPU, train for a few steps.
 # Skips (one line, exit 0) without PyPI, without nvcc or without the disk space (about 8 GB).
-# Environment: VENV (default .venv-libtorch2), BUILD (default build-libtorch2), JOBS.
+# Environment: VENV (default ~/.cache/wavg/venv-libtorch2, outside the tree), BUILD (default build-libtorch2), JOBS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pin=2.11.0
-venv=${VENV:-.venv-libtorch2}
+venv=${VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wavg/venv-libtorch2}  # outside the source tree
 build=${BUILD:-build-libtorch2}
 jobs=${JOBS:-$(nproc)}
 skip() { echo "build-libtorch2: skipped: $*"; exit 0; }

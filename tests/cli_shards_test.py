@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish, runner, split_into_shards  # noqa: E402
+from wavg_testlib import check, finish, runner, split_into_shards, write_safetensors  # noqa: E402
 
 import numpy as np
 
@@ -42,20 +42,7 @@ def write_st(path, tensors, metadata=None):
         reference_save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
                             metadata=metadata)
         return
-    header, offset = {}, 0
-    if metadata:
-        header["__metadata__"] = metadata
-    names = {np.dtype(v): k for k, v in NP.items()}
-    for name, arr in tensors.items():
-        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
-        offset += arr.nbytes
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for arr in tensors.values():
-            np.ascontiguousarray(arr).tofile(f)
+    write_safetensors(path, tensors, metadata)
 
 
 def read_st(path):

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, read_safetensors  # noqa: E402
 
 WAVG = sys.argv[1]
 WALL = {"train_wall_s", "eval_wall_s"}
@@ -25,16 +25,7 @@ NP = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
 
 def read_st(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], NP[info["dtype"]]).reshape(info["shape"])
-    return out
+    return read_safetensors(path)[0]
 
 
 def strip(obj):
