@@ -18,68 +18,13 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish, runner  # noqa: E402
+from wavg_testlib import (check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
+                          runner)
 
 WAVG, SRC = sys.argv[1], sys.argv[2]
 run = runner(WAVG)
 INF = math.inf
 MODELS = {"nadamw": "raw", "nadamw+lawa": "lawa_rec", "nadamw+ema": "ema_rec"}
-
-
-def median(values):
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-
-def first_reaching(curve, target):
-    """AlgoPerf: the first evaluation at or past the target (lower is better here)."""
-    return next((step for step, value in curve if value <= target), INF)
-
-
-def interpolated(curve, target):
-    """The crossing of the straight line between the last miss and the first hit."""
-    for i, (step, value) in enumerate(curve):
-        if value <= target:
-            if i == 0:
-                return float(step)
-            s0, v0 = curve[i - 1]
-            return s0 + (step - s0) * (v0 - target) / (v0 - value)
-    return INF
-
-
-def as_steps(v):
-    return INF if v == "inf" else v
-
-
-def metrics(path):
-    return [json.loads(line) for line in open(os.path.join(path, "metrics.jsonl"))]
-
-
-def curve_of(rows, model):
-    return [[r["step"], r["value"]] for r in rows if r["model"] == model]
-
-
-def check_steps(entry, curves, seeds, target, name):
-    """steps_to_target of one protocol recomputed from its curves; returns the AlgoPerf medians."""
-    times = {}
-    for method, e in entry.items():
-        model = e["model"]
-        algo = [first_reaching(curves[s][model], target) for s in seeds]
-        interp = [interpolated(curves[s][model], target) for s in seeds]
-        got = [as_steps(v) for v in e["per_seed"]]
-        check(got == algo, f"{name} {method}: AlgoPerf steps {got} vs {algo} from the curves")
-        got_i = [as_steps(v) for v in e["interpolated_per_seed"]]
-        check(all(a == b or abs(a - b) < 1e-9 for a, b in zip(got_i, interp)),
-              f"{name} {method}: interpolated steps {got_i} vs {interp}")
-        check(all(i <= a for i, a in zip(interp, algo)), f"{name} {method}: interpolated <= AlgoPerf")
-        check(as_steps(e["median"]) == median(algo), f"{name} {method}: median")
-        mi = median(interp)
-        check(as_steps(e["interpolated_median"]) == mi or abs(as_steps(e["interpolated_median"]) - mi) < 1e-9,
-              f"{name} {method}: interpolated median")
-        check(e["pre_registered"] == (method != "selected"), f"{name} {method}: pre-registered flag")
-        times[method] = median(algo)
-    return times
 
 
 def check_workload(out, w):

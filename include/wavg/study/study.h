@@ -14,6 +14,9 @@
 // invocation merges the parts present into STUDY_DIR/results.json (schema "study-v3"), which holds
 // everything the report draws. Each run lives in STUDY_DIR/runs/...; finished runs are skipped,
 // interrupted ones resumed, one made with another configuration refused.
+// Further optimizer arms (issue 13, `[[arm]]` tables) ride a workload's protocol: each is tuned
+// over its own learning-rate grid at T (seed 0, the raw model's best value), then runs the scoring
+// seeds at H with the pre-registered averages, and is scored against the workload's NAdamW target.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,18 @@
 #include <vector>
 
 namespace wavg {
+
+// An optimizer arm beside the NAdamW baseline: Shampoo, Schedule-Free AdamW, NAdamW + Lookahead...
+struct ArmConfig {
+  std::string name;                      // its methods: NAME, NAME+lawa, NAME+ema
+  std::string optimizer = "nadamw";      // optimizer.name of `wavg train`
+  std::vector<double> lr_scale = {1.0};  // its grid: × the workload's default learning rate
+  bool decay = true;                     // cosine to 0 over the budget; false: constant after warmup
+  int64_t lookahead_k = 0;               // 0: no Lookahead
+  double lookahead_alpha = 0.5;
+  int64_t shampoo_precondition_frequency = 0;  // 0: the optimizer's default
+  std::vector<std::string> workloads;    // empty: every workload of the study
+};
 
 struct StudyConfig {
   std::vector<std::string> workloads = {"fmnist_cnn", "text_lm", "synth_ctr"};
@@ -51,6 +66,10 @@ struct StudyConfig {
   std::vector<double> lm_weight_decay;  // empty: the workload's default
   std::vector<double> lm_clip = {0.0, 1.0};  // 0: no clipping
   int threads = 0;               // 0: measured defaults
+  std::vector<ArmConfig> arms;   // `[[arm]]`: further optimizers under the same protocol
+  // Kaddour's EXP windows in the bank: L = 20 at the pre-registered ν, evaluated as finely as the
+  // pre-registered averages, one per decay α (named exp_rec_a<α>).
+  std::vector<double> lawa_exp_alpha;
 };
 
 // Reads a study TOML file (keys as in StudyConfig; unknown keys are errors). `quick` applies the

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "wavg/core/error.h"
 
@@ -105,6 +106,7 @@ json bank_rows(const WorkloadData& d, double target, double raw_time) {
     json row = {{"name", o.name}, {"scheme", scheme_name(o.scheme)}};
     if (o.scheme == Scheme::kLawa) row["window"] = o.window;
     if (o.scheme == Scheme::kEma) row["beta"] = o.beta;
+    if (o.scheme == Scheme::kLawaExp) row["window"] = o.window, row["alpha"] = o.alpha;
     row["every"] = o.every;
     row["horizon"] = s.horizon;
     row["eval_every"] = s.eval_every;
@@ -127,7 +129,8 @@ json horizon_fits(const json& bank_rows, int64_t interval) {
   std::vector<std::pair<double, double>> lawa, all;
   double lo = kMiss, hi = -kMiss;
   for (const json& row : bank_rows) {
-    if (row.at("interpolated_median").is_null()) continue;
+    // Kaddour's EXP windows share lawa_rec's horizon: they are a comparison, not a horizon.
+    if (row.at("interpolated_median").is_null() || row.at("scheme") == "lawa_exp") continue;
     const double m = row.at("interpolated_median").get<double>();
     const std::pair<double, double> p{std::log10(row.at("horizon").get<double>()), m};
     all.push_back(p);
@@ -169,6 +172,54 @@ json schedule_rows(const WorkloadData& d, double target) {
                     {"raw_steps_to_target", number_or_null(steps_or_miss(raw, target, lower))},
                     {"lawa_steps_to_target", number_or_null(steps_or_miss(lawa, target, lower))},
                     {"ema_steps_to_target", number_or_null(steps_or_miss(ema, target, lower))}});
+  }
+  return rows;
+}
+
+namespace {
+
+// The median of a steps_entry field ("median" or "interpolated_median") as a number (kMiss).
+double entry_median(const json& e, const char* key) {
+  return e.at(key).is_string() ? kMiss : e.at(key).get<double>();
+}
+
+}  // namespace
+
+json arm_rows(const WorkloadData& d, double target) {
+  const bool lower = d.lower_is_better;
+  const json base = steps_entry(d.seeds, "raw", target, lower, true, d.eval_every);
+  json rows = json::array();
+  for (const ArmRuns& a : d.arms) {
+    json grid = json::array();
+    for (const GridRun& g : a.grid)
+      grid.push_back({{"lr", g.lr}, {"best_raw", number_or_null(best_value(
+                                                     model_curve(g.curves, "raw"), lower))}});
+    json methods = json::object();
+    json own;
+    for (const auto& [suffix, model] : {std::pair{"", "raw"}, std::pair{"+lawa", "lawa_rec"},
+                                        std::pair{"+ema", "ema_rec"}}) {
+      json e = steps_entry(a.seeds, model, target, lower, true, d.eval_every);
+      std::vector<double> bests;
+      for (const ModelCurves& c : a.seeds) bests.push_back(best_value(model_curve(c, model), lower));
+      e["best_values"] = numbers_or_null(bests);
+      e["best_mean"] = number_or_null(mean_std(bests).mean);
+      e["best_std"] = number_or_null(mean_std(bests).std);
+      // Against NAdamW's raw model (the workload's baseline) and the arm's own raw model.
+      for (const auto& [key, ref] :
+           {std::pair{"relative_to_nadamw", &base},
+            std::pair{"relative_to_own_raw", &std::as_const(own)}}) {
+        if (ref->is_null()) continue;
+        e[key] = {{"steps", relative(entry_median(e, "median"), entry_median(*ref, "median"))},
+                  {"interpolated", relative(entry_median(e, "interpolated_median"),
+                                            entry_median(*ref, "interpolated_median"))}};
+      }
+      if (own.is_null()) own = e;
+      methods[a.name + suffix] = e;
+    }
+    rows.push_back({{"name", a.name}, {"optimizer", a.optimizer}, {"decay", a.decay},
+                    {"lookahead_k", a.lookahead_k}, {"lookahead_alpha", a.lookahead_alpha},
+                    {"grid", grid}, {"chosen_lr", a.grid.at(a.chosen).lr}, {"methods", methods},
+                    {"curves", curves_json(a.seeds, d.scoring_seeds, plotted_models())}});
   }
   return rows;
 }
@@ -294,6 +345,7 @@ WorkloadAnalysis analyse_workload(const WorkloadData& d) {
   W["settings"] = bank_rows(d, target, a.method_time.at("nadamw"));
   W["horizon_fit"] = horizon_fits(W["settings"], d.bank_eval_every);
   if (!d.schedules.empty()) W["schedules"] = schedule_rows(d, target);
+  if (!d.arms.empty()) W["arms"] = arm_rows(d, target);
   std::vector<std::string> models = plotted_models();
   if (std::find(models.begin(), models.end(), d.bank[sel].options.name) == models.end())
     models.push_back(d.bank[sel].options.name);

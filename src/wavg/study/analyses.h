@@ -50,6 +50,18 @@ struct ScheduleRun {
   ModelCurves curves;
 };
 
+// An optimizer arm's runs on a workload (issue 13): its grid at T and its scoring runs at H with
+// lawa_rec and ema_rec riding.
+struct ArmRuns {
+  std::string name, optimizer;
+  bool decay = true;
+  int64_t lookahead_k = 0;
+  double lookahead_alpha = 0;
+  std::vector<GridRun> grid;
+  size_t chosen = 0;
+  std::vector<ModelCurves> seeds;  // by scoring seed
+};
+
 // Everything the analyses of one workload use.
 struct WorkloadData {
   std::string name, metric;
@@ -67,6 +79,7 @@ struct WorkloadData {
   std::vector<Curve> target_runs;     // raw curves of the target-setting runs (budget T)
   std::vector<ModelCurves> seeds;     // the scoring runs (budget H), by scoring seed
   std::vector<ScheduleRun> schedules; // empty unless analysis 6 ran on this workload
+  std::vector<ArmRuns> arms;          // further optimizers (empty in the default study)
 };
 
 // The grid point to rerun with every seed: the best raw value over the run, in the direction.
@@ -96,6 +109,9 @@ json bank_rows(const WorkloadData& d, double target, double raw_time);   // anal
 // range exceeds `interval` steps; otherwise {"resolvable": false, "note": ...}.
 json horizon_fits(const json& bank_rows, int64_t interval);
 json schedule_rows(const WorkloadData& d, double target);                 // analysis 6
+// The arms: per arm its grid, its chosen learning rate and its methods NAME, NAME+lawa, NAME+ema
+// (steps_entry fields, best values), relative to NAdamW's raw model and to the arm's own.
+json arm_rows(const WorkloadData& d, double target);
 // {seed -> {model -> [[step, value], ...]}} for `models` (NaN values as null).
 json curves_json(const std::vector<ModelCurves>& seeds, const std::vector<int64_t>& seed_ids,
                  const std::vector<std::string>& models);

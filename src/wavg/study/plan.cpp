@@ -27,6 +27,38 @@ BankSetting ema_setting(const std::string& name, double beta, int64_t every, int
   return {EmaOptions(beta).every(every).name(name), ema_horizon(beta, every, budget), eval_every};
 }
 
+// Kaddour's EXP windows (L = 20 at the pre-registered ν), as finely evaluated as lawa_rec.
+std::vector<BankSetting> exp_windows(const StudyConfig& c, const WorkloadPlan& p) {
+  std::vector<BankSetting> v;
+  const BankSetting lawa = recommended_settings(c.recommended_horizon, p.H, p.eval_every)[0];
+  for (double a : c.lawa_exp_alpha) {
+    LawaExpOptions o(lawa.options.window, a);
+    o.every(lawa.options.every).name("exp_rec_a" + num(a));
+    v.push_back({o, lawa.horizon, p.eval_every});
+  }
+  return v;
+}
+
+std::vector<ArmPlan> arm_plans(const StudyConfig& c, const WorkloadPlan& p) {
+  std::vector<ArmPlan> arms;
+  for (const ArmConfig& a : c.arms) {
+    if (!a.workloads.empty() &&
+        std::find(a.workloads.begin(), a.workloads.end(), p.name) == a.workloads.end())
+      continue;
+    ArmPlan arm;
+    arm.name = a.name;
+    arm.optimizer = a.optimizer;
+    arm.decay = a.decay;
+    arm.lookahead_k = a.lookahead_k;
+    arm.lookahead_alpha = a.lookahead_alpha;
+    arm.shampoo_precondition_frequency = a.shampoo_precondition_frequency;
+    for (double ls : a.lr_scale)
+      arm.grid.push_back({p.defaults.lr * ls, p.grid.front().weight_decay, p.grid.front().warmup});
+    arms.push_back(arm);
+  }
+  return arms;
+}
+
 std::vector<BankSetting> full_bank(const StudyConfig& c, const WorkloadPlan& p) {
   const int64_t H = p.H, e = p.bank_eval_every;
   std::vector<BankSetting> bank = recommended_settings(c.recommended_horizon, H, p.eval_every);
@@ -37,6 +69,7 @@ std::vector<BankSetting> full_bank(const StudyConfig& c, const WorkloadPlan& p) 
   for (double b : c.ema_beta)
     for (int64_t nu : c.ema_every)
       bank.push_back(ema_setting("ema_b" + num(b) + "_nu" + std::to_string(nu), b, nu, H, e));
+  for (const BankSetting& s : exp_windows(c, p)) bank.push_back(s);
   return bank;
 }
 
@@ -51,8 +84,10 @@ int64_t coarse_interval(int64_t H, int64_t e, int64_t points) {
   return e * std::max<int64_t>(1, std::llround(double(H) / double(points) / double(e)));
 }
 
+// Analysis 6 (the first workload): none when schedule_final is empty.
 std::vector<ScheduleVariant> schedule_variants(const StudyConfig& c) {
   std::vector<ScheduleVariant> v;
+  if (c.schedule_final.empty()) return v;
   for (double f : c.schedule_final) {
     const std::string label = f == 0.0   ? "cosine to 0 (baseline)"
                               : f == 1.0 ? "no decay (constant)"
@@ -104,6 +139,8 @@ std::vector<WorkloadPlan> plan_study(const StudyConfig& c) {
       for (double wd : wds)
         for (double wu : c.warmup) p.grid.push_back({p.defaults.lr * ls, wd, wu});
     p.grid_bank = recommended_settings(c.recommended_horizon, p.H, p.bank_eval_every);
+    p.arm_bank = recommended_settings(c.recommended_horizon, p.H, p.eval_every);
+    p.arms = arm_plans(c, p);
     p.bank = full_bank(c, p);
     if (i == 0) p.schedules = schedule_variants(c);
     p.target_seeds = seed_range(1000, c.target_seeds);
@@ -145,6 +182,8 @@ int64_t planned_steps(const WorkloadPlan& p) {
                   int64_t(p.scoring_seeds.size()) * p.H;
   for (const ScheduleVariant& v : p.schedules)
     if (v.dir_name != "seed_0") steps += p.H;
+  for (const ArmPlan& a : p.arms)
+    steps += int64_t(a.grid.size()) * p.T + int64_t(p.scoring_seeds.size()) * p.H;
   return steps;
 }
 
@@ -158,6 +197,10 @@ std::string workload_dir(const std::string& study_dir, const WorkloadPlan& plan)
 
 std::string grid_dir_name(const GridPoint& g) {
   return "grid_lr" + num(g.lr) + "_wd" + num(g.weight_decay) + "_wu" + num(g.warmup);
+}
+
+std::string arm_dir(const std::string& workload_dir, const ArmPlan& arm, const std::string& run) {
+  return workload_dir + "/arm_" + arm.name + "/" + run;
 }
 
 namespace {
@@ -195,9 +238,15 @@ RunConfig base_config(const std::string& workload, const std::string& dir, int64
 RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int64_t steps,
                            int64_t seed, const GridPoint& point,
                            const std::vector<BankSetting>& bank, int64_t eval_every, int threads,
-                           const ScheduleVariant* variant) {
+                           const ScheduleVariant* variant, const ArmPlan* arm) {
   RunConfig c = base_config(plan.name, dir, steps, seed, plan.batch_size, eval_every, threads);
-  c.optimizer.name = "nadamw";
+  c.optimizer.name = arm ? arm->optimizer : "nadamw";
+  if (arm) {
+    c.optimizer.lookahead_k = arm->lookahead_k;
+    c.optimizer.lookahead_alpha = arm->lookahead_alpha;
+    if (arm->shampoo_precondition_frequency > 0)
+      c.optimizer.shampoo_precondition_frequency = arm->shampoo_precondition_frequency;
+  }
   c.optimizer.lr = point.lr;
   c.optimizer.weight_decay = point.weight_decay;
   validate(c.optimizer);
@@ -212,6 +261,7 @@ RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int
       c.schedule.total_steps =
           std::max<int64_t>(1, std::llround(variant->decay_fraction * double(steps)));
   }
+  if (arm && !arm->decay) c.schedule.kind = ScheduleKind::kConstant;
   validate(c.schedule);
   apply_bank(bank, &c);
   return c;

@@ -29,6 +29,16 @@ struct ScheduleVariant {
   double decay_fraction = 1;   // of the hard budget, over which the schedule runs
 };
 
+// An optimizer arm on one workload (study.h's ArmConfig with its learning rates resolved).
+struct ArmPlan {
+  std::string name, optimizer;
+  bool decay = true;
+  int64_t lookahead_k = 0;
+  double lookahead_alpha = 0.5;
+  int64_t shampoo_precondition_frequency = 0;  // 0: the optimizer's default
+  std::vector<GridPoint> grid;  // the workload's weight decay and first warmup
+};
+
 struct WorkloadPlan {
   std::string name;
   WorkloadDefaults defaults;
@@ -41,6 +51,8 @@ struct WorkloadPlan {
   std::vector<BankSetting> grid_bank;   // the pre-registered averagers (horizons over H)
   std::vector<BankSetting> bank;        // the pre-registered ones first, then the bank
   std::vector<ScheduleVariant> schedules;  // analysis 6: the first workload only
+  std::vector<ArmPlan> arms;            // further optimizers, scored with grid_bank at eval_every
+  std::vector<BankSetting> arm_bank;    // the pre-registered averagers at eval_every
   std::vector<int64_t> target_seeds;    // 1000, 1001, ...
   std::vector<int64_t> scoring_seeds;   // 0, 1, ...
 };
@@ -91,14 +103,18 @@ std::vector<BankSetting> recommended_settings(double horizon, int64_t budget, in
 // Run directories, below STUDY_DIR/runs/WORKLOAD/.
 std::string workload_dir(const std::string& study_dir, const WorkloadPlan& plan);
 std::string grid_dir_name(const GridPoint& g);
+// ARM/grid_lr..., ARM/seed_S: an arm's runs below the workload's directory.
+std::string arm_dir(const std::string& workload_dir, const ArmPlan& arm, const std::string& run);
 
 // A study run: NAdamW with a cosine schedule decaying over `steps` at `point`, `bank` riding along
 // (each setting with its own evaluation interval), the raw model evaluated every `eval_every`
 // steps, a state every quarter of the run, no checkpoints. `variant` (optional) changes the
-// schedule's final fraction and its length.
+// schedule's final fraction and its length; `arm` (optional) the optimizer, Lookahead and, for an
+// arm without decay, the schedule (constant after the same warmup).
 RunConfig study_run_config(const WorkloadPlan& plan, const std::string& dir, int64_t steps,
                            int64_t seed, const GridPoint& point,
                            const std::vector<BankSetting>& bank, int64_t eval_every, int threads,
-                           const ScheduleVariant* variant = nullptr);
+                           const ScheduleVariant* variant = nullptr,
+                           const ArmPlan* arm = nullptr);
 
 }  // namespace wavg::study

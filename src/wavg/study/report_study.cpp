@@ -49,6 +49,16 @@ StudyResults study_results(const JsonView& root) {
   return r;
 }
 
+namespace {
+
+std::string join_keys(const JsonView& v) {
+  std::string s;
+  for (const std::string& k : v.keys()) s += (s.empty() ? "" : ", ") + k;
+  return s;
+}
+
+}  // namespace
+
 std::string study_intro(const StudyResults& r) {
   std::string h = "<h1>wavg study: when, where and why to average weights, on a CPU</h1>\n";
   if (!need(r.root, {"protocol"}, "the study", "protocol", &h)) return h + r.skipped;
@@ -66,8 +76,14 @@ std::string study_intro(const StudyResults& r) {
     << (p.has("eval_fraction") ? cell(100 * p["eval_fraction"].number(), 3) : std::string("?"))
     << "% of H. <i>nadamw+lawa</i> is LAWA with L = 20 at a horizon of "
     << cell(100 * p["recommended_horizon"].number(), 2) << "% of H, <i>nadamw+ema</i> the EMA "
-       "with &beta; = 19/21 at the same &nu; (pre-registered). The language-model protocol of the "
-       "paper's &sect;7 is reported on its own, and only it is compared with the paper's ~70&nbsp;%.</p>\n";
+       "with &beta; = 19/21 at the same &nu; (pre-registered).";
+  if (r.root.has("lm_protocol"))
+    s << " The language-model protocol of the paper's &sect;7 is reported on its own, and only it "
+         "is compared with the paper's ~70&nbsp;%.";
+  if (p.has("arms"))
+    s << " Further optimizers (arms: " << html_escape(join_keys(p["arms"])) << ") run under the "
+         "same protocol and target; see their section.";
+  s << "</p>\n";
   if (r.root.has("missing_parts")) {
     s << "<p class=\"note\">Parts not run yet:";
     for (const JsonView& m : r.root["missing_parts"].elements()) s << " " << html_escape(m.text());
@@ -193,7 +209,7 @@ std::string study_report_body(const std::string& dir) {
   for (std::string (*section)(const StudyResults&) :
        {study_intro, study_findings, regime_section, steps_section, speedup_section,
         horizon_section, grids_section, lr_section, best_value_section, schedules_section,
-        lm_section, scoring_section})
+        lm_section, arms_section, scoring_section})
     h += section(r);
   return h;
 }

@@ -51,6 +51,7 @@ std::string lr_section(const StudyResults& r);           // analysis 4
 std::string best_value_section(const StudyResults& r);   // analysis 5
 std::string schedules_section(const StudyResults& r);    // analysis 6
 std::string lm_section(const StudyResults& r);           // the paper's §7 protocol
+std::string arms_section(const StudyResults& r);         // issue 13's optimizers and EXP (if any)
 std::string scoring_section(const StudyResults& r);
 
 }  // namespace wavg::report

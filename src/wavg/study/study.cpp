@@ -126,6 +126,39 @@ void run_schedules(const study::WorkloadPlan& p, const StudyConfig& cfg,
   }
 }
 
+// Stage 5 (issue 13): each optimizer arm's grid at T (seed 0, the pre-registered averagers riding
+// coarsely), its point chosen by the raw model's best value, then every scoring seed at H with the
+// pre-registered averagers evaluated as finely as the baseline's.
+void run_arms(const study::WorkloadPlan& p, const StudyConfig& cfg, const std::string& wdir,
+              study::RunCache* cache, study::WorkloadData* d) {
+  for (const study::ArmPlan& arm : p.arms) {
+    study::ArmRuns a{arm.name, arm.optimizer, arm.decay, arm.lookahead_k, arm.lookahead_alpha,
+                     {}, 0, {}};
+    for (const study::GridPoint& g : arm.grid) {
+      const std::string dir = study::arm_dir(wdir, arm, study::grid_dir_name(g));
+      const study::RunRecord r = cache->ensure(
+          arm.name + " grid lr=" + format_number(g.lr, 10),
+          study::study_run_config(p, dir, p.T, /*seed=*/0, g, p.grid_bank, p.bank_eval_every,
+                                  cfg.threads, nullptr, &arm));
+      take_direction(r, dir, d, false);
+      add_time(r, d);
+      a.grid.push_back({g.lr, g.weight_decay, g.warmup, r.curves});
+    }
+    a.chosen = study::choose_grid_point(a.grid, d->lower_is_better);
+    for (int64_t s : p.scoring_seeds) {
+      const std::string dir = study::arm_dir(wdir, arm, "seed_" + std::to_string(s));
+      const study::RunRecord r = cache->ensure(
+          arm.name + " seed " + std::to_string(s) + " (hard budget)",
+          study::study_run_config(p, dir, p.H, s, arm.grid[a.chosen], p.arm_bank, p.eval_every,
+                                  cfg.threads, nullptr, &arm));
+      take_direction(r, dir, d, false);
+      add_time(r, d);
+      a.seeds.push_back(r.curves);
+    }
+    d->arms.push_back(std::move(a));
+  }
+}
+
 json run_workload(const study::WorkloadPlan& p, const StudyConfig& cfg,
                   const std::string& study_dir, study::RunCache* cache) {
   study::WorkloadData d;
@@ -137,6 +170,7 @@ json run_workload(const study::WorkloadPlan& p, const StudyConfig& cfg,
   run_targets(p, cfg, wdir, cache, &d);
   run_seeds(p, cfg, wdir, cache, &d);
   run_schedules(p, cfg, study_dir, cache, &d);
+  run_arms(p, cfg, wdir, cache, &d);
   json entry = study::analyse_workload(d).results;
   if (!cfg.batch_size.empty() && p.batch_size > 0) entry["batch_size"] = p.batch_size;
   return entry;
@@ -182,7 +216,7 @@ json run_lm(const study::LmPlan& p, const StudyConfig& cfg, const std::string& s
 }
 
 json protocol_json(const StudyConfig& cfg) {
-  return {{"seeds", cfg.seeds},
+  json p = {{"seeds", cfg.seeds},
           {"target_seeds", cfg.target_seeds},
           {"eval_fraction", cfg.eval_fraction},
           {"bank_points", cfg.bank_points},
@@ -196,6 +230,14 @@ json protocol_json(const StudyConfig& cfg) {
           {"budget_H", "ceil(4/3 T)"},
           {"lm_target", "median over the LM target seeds of the tuned AdamW baseline's value at "
                         "step floor(H/3)"}};
+  // Keys of the breadth study only, so that the default study's committed parts stay valid.
+  if (!cfg.lawa_exp_alpha.empty()) p["lawa_exp_alpha"] = cfg.lawa_exp_alpha;
+  for (const ArmConfig& a : cfg.arms)
+    p["arms"][a.name] = {{"optimizer", a.optimizer}, {"lr_scale", a.lr_scale},
+                         {"decay", a.decay}, {"lookahead_k", a.lookahead_k},
+                         {"lookahead_alpha", a.lookahead_alpha}, {"workloads", a.workloads},
+                         {"shampoo_precondition_frequency", a.shampoo_precondition_frequency}};
+  return p;
 }
 
 std::string part_path(const std::string& study_dir, const std::string& part) {

@@ -34,13 +34,58 @@ void read_list(const toml::table& t, const char* key, std::vector<T>* out) {
   }
 }
 
+// `[[arm]]`: one table per optimizer arm (ArmConfig).
+ArmConfig read_arm(const toml::table& t, const std::string& where) {
+  static const char* kKeys[] = {"name",        "optimizer",       "lr_scale",
+                                "decay",       "lookahead_k",     "lookahead_alpha",
+                                "workloads",   "shampoo_precondition_frequency"};
+  for (auto&& [k, v] : t)
+    WAVG_CHECK(std::find(std::begin(kKeys), std::end(kKeys), std::string(k.str())) !=
+                   std::end(kKeys),
+               "study config: unknown key '", where, "arm.", std::string(k.str()), "'");
+  ArmConfig a;
+  const auto name = t["name"].value<std::string>();
+  WAVG_CHECK(name.has_value(), "study config: every [[arm]] needs a string 'name'");
+  a.name = *name;
+  if (const toml::node* n = t.get("optimizer")) {
+    WAVG_CHECK(n->is_string(), "study config: arm ", a.name, ": 'optimizer' must be a string");
+    a.optimizer = n->as_string()->get();
+  }
+  read_list(t, "lr_scale", &a.lr_scale);
+  read_list(t, "workloads", &a.workloads);
+  if (const toml::node* n = t.get("decay")) {
+    WAVG_CHECK(n->is_boolean(), "study config: arm ", a.name, ": 'decay' must be true or false");
+    a.decay = n->as_boolean()->get();
+  }
+  for (const auto& [key, field] : {std::pair{"lookahead_k", &a.lookahead_k},
+                                    std::pair{"shampoo_precondition_frequency",
+                                              &a.shampoo_precondition_frequency}}) {
+    const toml::node* n = t.get(key);
+    if (!n) continue;
+    WAVG_CHECK(n->is_integer(), "study config: arm ", a.name, ": '", key, "' must be an integer");
+    *field = n->as_integer()->get();
+  }
+  if (const toml::node* n = t.get("lookahead_alpha")) {
+    const auto v = n->value<double>();
+    WAVG_CHECK(v.has_value(), "study config: arm ", a.name, ": 'lookahead_alpha' must be a number");
+    a.lookahead_alpha = *v;
+  }
+  return a;
+}
+
+void read_arms(const toml::node& n, const std::string& where, std::vector<ArmConfig>* out) {
+  WAVG_CHECK(n.is_array_of_tables(), "study config: '", where, "arm' must be [[arm]] tables");
+  out->clear();
+  for (const auto& e : *n.as_array()) out->push_back(read_arm(*e.as_table(), where));
+}
+
 void apply_table(const toml::table& t, StudyConfig* c, const std::string& where) {
   static const char* kKeys[] = {
       "workloads", "steps", "batch_size", "steps_scale", "seeds", "target_seeds", "eval_fraction",
       "bank_points", "lr_scale", "weight_decay", "warmup", "lawa_window", "lawa_every", "ema_beta",
       "ema_every", "recommended_horizon", "schedule_final", "short_schedule", "lm_workload",
       "lm_steps", "lm_batch_size", "lm_lr_scale", "lm_final_fraction", "lm_warmup",
-      "lm_weight_decay", "lm_clip", "threads", "quick"};
+      "lm_weight_decay", "lm_clip", "threads", "quick", "arm", "lawa_exp_alpha"};
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
     WAVG_CHECK(std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys),
@@ -62,6 +107,8 @@ void apply_table(const toml::table& t, StudyConfig* c, const std::string& where)
   read_list(t, "lm_warmup", &c->lm_warmup);
   read_list(t, "lm_weight_decay", &c->lm_weight_decay);
   read_list(t, "lm_clip", &c->lm_clip);
+  read_list(t, "lawa_exp_alpha", &c->lawa_exp_alpha);
+  if (const toml::node* arms = t.get("arm")) read_arms(*arms, where, &c->arms);
   if (auto v = t["steps_scale"].value<double>()) c->steps_scale = *v;
   if (auto v = t["seeds"].value<int64_t>()) c->seeds = *v;
   if (auto v = t["target_seeds"].value<int64_t>()) c->target_seeds = *v;
@@ -91,6 +138,33 @@ void validate_lists(const StudyConfig& c) {
   for (int64_t b : c.batch_size) WAVG_CHECK(b >= 0, "study config: batch_size must be >= 0, got ", b);
 }
 
+void validate_arm(const StudyConfig& c, const ArmConfig& a) {
+  WAVG_CHECK(!a.name.empty() && a.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") ==
+                                    std::string::npos,
+             "study config: arm name '", a.name, "' must be lower-case letters, digits and _");
+  WAVG_CHECK(a.name != "nadamw", "study config: arm name 'nadamw' is the baseline's");
+  static const char* kOptimizers[] = {"nadamw", "adamw", "sgd", "shampoo", "schedule_free_adamw"};
+  WAVG_CHECK(std::find(std::begin(kOptimizers), std::end(kOptimizers), a.optimizer) !=
+                 std::end(kOptimizers),
+             "study config: arm ", a.name, ": unknown optimizer '", a.optimizer,
+             "' (nadamw, adamw, sgd, shampoo, schedule_free_adamw)");
+  WAVG_CHECK(!(a.optimizer == "schedule_free_adamw" && a.decay), "study config: arm ", a.name,
+             ": schedule_free_adamw runs without a decaying schedule (set decay = false)");
+  WAVG_CHECK(!a.lr_scale.empty(), "study config: arm ", a.name, ": empty 'lr_scale'");
+  for (double s : a.lr_scale)
+    WAVG_CHECK(s > 0, "study config: arm ", a.name, ": lr_scale must be > 0, got ", s);
+  WAVG_CHECK(a.lookahead_k >= 0, "study config: arm ", a.name, ": lookahead_k must be >= 0, got ",
+             a.lookahead_k);
+  WAVG_CHECK(a.shampoo_precondition_frequency >= 0, "study config: arm ", a.name,
+             ": shampoo_precondition_frequency must be >= 0, got ",
+             a.shampoo_precondition_frequency);
+  WAVG_CHECK(a.lookahead_alpha > 0 && a.lookahead_alpha <= 1, "study config: arm ", a.name,
+             ": lookahead_alpha must be in (0, 1], got ", a.lookahead_alpha);
+  for (const std::string& w : a.workloads)
+    WAVG_CHECK(std::find(c.workloads.begin(), c.workloads.end(), w) != c.workloads.end(),
+               "study config: arm ", a.name, ": workload '", w, "' is not in 'workloads'");
+}
+
 void validate(const StudyConfig& c) {
   WAVG_CHECK(!c.workloads.empty(), "study config: 'workloads' is empty");
   for (const auto& w : c.workloads) {
@@ -118,6 +192,13 @@ void validate(const StudyConfig& c) {
              "study config: empty LM grid");
   WAVG_CHECK(c.lm_steps >= 0, "study config: 'lm_steps' must be >= 0, got ", c.lm_steps);
   validate_lists(c);
+  for (size_t i = 0; i < c.arms.size(); ++i) {
+    validate_arm(c, c.arms[i]);
+    for (size_t j = 0; j < i; ++j)
+      WAVG_CHECK(c.arms[j].name != c.arms[i].name, "study config: two arms named ", c.arms[i].name);
+  }
+  for (double a : c.lawa_exp_alpha)
+    WAVG_CHECK(a > 0 && a < 1, "study config: lawa_exp_alpha must be in (0, 1), got ", a);
   WAVG_CHECK(c.recommended_horizon > 0 && c.recommended_horizon <= 1,
              "study config: recommended_horizon must be in (0, 1], got ", c.recommended_horizon);
   WAVG_CHECK(c.short_schedule > 0 && c.short_schedule <= 1,
