@@ -3,7 +3,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <random>
 
 #include "wavg/core/error.h"
 
@@ -65,6 +67,18 @@ FashionMnist load_fashion_mnist(const std::string& workload) {
   d.test_labels = read_idx(workload, dir + "/t10k-labels-idx1-ubyte.gz", &dims);
   WAVG_CHECK(dims.size() == 1 && dims[0] == 10000, workload, ": unexpected test label file shape");
   return d;
+}
+
+int64_t EpochShuffle::at(int64_t pos) {
+  const int64_t epoch = pos / n_;
+  if (epoch != epoch_) {
+    perm_.resize(size_t(n_));
+    for (int64_t i = 0; i < n_; ++i) perm_[size_t(i)] = i;
+    std::mt19937_64 rng(uint64_t(seed_) * 1000003u + uint64_t(epoch) * 7919u + uint64_t(stream_));
+    std::shuffle(perm_.begin(), perm_.end(), rng);
+    epoch_ = epoch;
+  }
+  return perm_[size_t(pos % n_)];
 }
 
 }  // namespace wavg::detail

@@ -151,18 +151,7 @@ class FmnistCnn : public Workload {
   // Batch `index` of stream s: epochs of a seeded permutation of the training split.
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t index, int stream) {
     std::vector<int64_t> idx(static_cast<size_t>(batch_));
-    for (int64_t k = 0; k < batch_; ++k) {
-      const int64_t pos = index * batch_ + k;
-      const int64_t epoch = pos / kTrain;
-      if (epoch != perm_epoch_[stream]) {
-        perm_[stream].resize(size_t(kTrain));
-        for (int64_t i = 0; i < kTrain; ++i) perm_[stream][size_t(i)] = i;
-        std::mt19937_64 rng(uint64_t(seed_) * 1000003u + uint64_t(epoch) * 7919u + uint64_t(stream));
-        std::shuffle(perm_[stream].begin(), perm_[stream].end(), rng);
-        perm_epoch_[stream] = epoch;
-      }
-      idx[size_t(k)] = perm_[stream][size_t(pos % kTrain)];
-    }
+    for (int64_t k = 0; k < batch_; ++k) idx[size_t(k)] = order_[stream].at(index * batch_ + k);
     return gather(train_images_, train_labels_, idx);
   }
 
@@ -171,8 +160,7 @@ class FmnistCnn : public Workload {
   std::vector<uint8_t> train_images_, train_labels_, test_images_, test_labels_;
   Cnn model_{nullptr};
   std::vector<std::pair<torch::Tensor, torch::Tensor>> cached_[3];  // by Split
-  std::vector<int64_t> perm_[2];
-  int64_t perm_epoch_[2] = {-1, -1};
+  detail::EpochShuffle order_[2] = {{seed_, kTrain, 0}, {seed_, kTrain, 1}};  // by stream
 };
 
 }  // namespace

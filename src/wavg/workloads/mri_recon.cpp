@@ -176,18 +176,7 @@ class MriRecon : public Workload {
   // the training split.
   std::vector<int64_t> training_indices(int64_t index, int stream, int64_t first, int64_t count) {
     std::vector<int64_t> idx;
-    for (int64_t k = first; k < first + count; ++k) {
-      const int64_t pos = index * batch_ + k;
-      const int64_t epoch = pos / kTrain;
-      if (epoch != perm_epoch_[stream]) {
-        perm_[stream].resize(size_t(kTrain));
-        for (int64_t i = 0; i < kTrain; ++i) perm_[stream][size_t(i)] = i;
-        std::mt19937_64 rng(uint64_t(seed_) * 1000003u + uint64_t(epoch) * 7919u + uint64_t(stream));
-        std::shuffle(perm_[stream].begin(), perm_[stream].end(), rng);
-        perm_epoch_[stream] = epoch;
-      }
-      idx.push_back(perm_[stream][size_t(pos % kTrain)]);
-    }
+    for (int64_t k = first; k < first + count; ++k) idx.push_back(order_[stream].at(index * batch_ + k));
     return idx;
   }
 
@@ -215,8 +204,7 @@ class MriRecon : public Workload {
   torch::Tensor mask_;  // (1, 28): 1 where a k-space column is sampled
   Unet model_{nullptr};
   std::vector<std::pair<torch::Tensor, torch::Tensor>> cached_[3];  // by Split
-  std::vector<int64_t> perm_[2];
-  int64_t perm_epoch_[2] = {-1, -1};
+  detail::EpochShuffle order_[2] = {{seed_, kTrain, 0}, {seed_, kTrain, 1}};  // by stream
 };
 
 }  // namespace
