@@ -146,7 +146,7 @@ torch::Tensor outer_product(const torch::Tensor& g, int64_t i) {
 torch::Tensor inverse_root(const torch::Tensor& factor, double bias_correction, double eps,
                            double root) {
   const torch::Tensor a = factor.to(torch::kDouble) / bias_correction;
-  auto [lambda, q] = torch::linalg::eigh(a, "L");
+  auto [lambda, q] = at::linalg_eigh(a, "L");  // ATen op: LibTorch 2.x has no torch::linalg
   const double lambda_min = lambda.min().item<double>();
   lambda = lambda - std::min(lambda_min, 0.0) + eps;
   const torch::Tensor r = torch::matmul(q * lambda.pow(-1.0 / root).unsqueeze(0), q.t());
