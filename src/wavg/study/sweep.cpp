@@ -128,17 +128,72 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
   return out;
 }
 
-SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
-  WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
-  const RunConfig c = recorded_run_config(run_dir, options.force, "sweep");
-  const auto ckpts = checked_checkpoints(run_dir, c.ckpt_every, options);
-  const int64_t nu0 = c.ckpt_every;
+namespace {
+
+// One spec per setting; each ν must be a multiple of the run's checkpoint period.
+std::vector<AveragerSpec> sweep_specs(const SweepOptions& options, int64_t nu0) {
   std::vector<AveragerSpec> specs;
   for (const auto& o : options.grid) {
     WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
                " is not a multiple of the run's checkpoint period ", nu0, " (ckpt_every)");
     specs.emplace_back(o, options.buffers);
   }
+  return specs;
+}
+
+// The rows before any evaluation: each setting and its horizon over the run.
+std::vector<SweepRow> empty_rows(const SweepOptions& options, int64_t steps) {
+  std::vector<SweepRow> rows;
+  for (const auto& o : options.grid) {
+    SweepRow row;
+    row.averager = o;
+    if (o.scheme == Scheme::kLawa) row.horizon = lawa_horizon(o.window, o.every, steps);
+    if (o.scheme == Scheme::kEma) row.horizon = ema_horizon(o.beta, o.every, steps);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// Evaluates every non-empty setting at `step` (swapped in), updates its row, and returns the
+// metrics lines.
+std::string evaluate_settings(ModelAverager& averager, Workload& workload,
+                              const ForwardBatch& forward, int64_t step, const RunConfig& c,
+                              SweepResult* result) {
+  const bool lower = workload.lower_is_better();
+  std::string lines;
+  for (int i = 0; i < averager.size(); ++i) {
+    if (averager.empty(i)) continue;
+    Evaluation ev;
+    {
+      EvalSwap swap = averager.swap_in(i, forward);
+      ev = workload.evaluate(Split::kValidation);
+    }
+    SweepRow& row = result->rows[size_t(i)];
+    if (row.best_step < 0 || better(ev.value, row.best_value, lower)) {
+      row.best_value = ev.value;
+      row.best_step = step;
+    }
+    if (!row.steps_to_target && reaches(ev.value, c.target, lower)) row.steps_to_target = step;
+    MetricRecord line;
+    line.step = step;
+    line.model = averager.name(i);
+    line.metric = result->metric;
+    line.value = ev.value;
+    line.loss = ev.loss;
+    line.lr = lr_at(c.schedule, step - 1);
+    line.train_wall_s = NAN;  // not a training run
+    lines += metrics_line(line) + "\n";
+  }
+  return lines;
+}
+
+}  // namespace
+
+SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
+  WAVG_CHECK(!options.grid.empty(), "sweep: no settings (give --lawa, --ema or --swa)");
+  const RunConfig c = recorded_run_config(run_dir, options.force, "sweep");
+  const auto ckpts = checked_checkpoints(run_dir, c.ckpt_every, options);
+  const std::vector<AveragerSpec> specs = sweep_specs(options, c.ckpt_every);
 
   apply_threads(c.threads);
   WorkloadOptions wo;
@@ -153,14 +208,7 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   SweepResult result;
   result.metric = workload->metric();
   result.target = c.target;
-  for (const auto& o : options.grid) {
-    SweepRow row;
-    row.averager = o;
-    if (o.scheme == Scheme::kLawa) row.horizon = lawa_horizon(o.window, o.every, c.steps);
-    if (o.scheme == Scheme::kEma) row.horizon = ema_horizon(o.beta, o.every, c.steps);
-    result.rows.push_back(row);
-  }
-  const bool lower = workload->lower_is_better();
+  result.rows = empty_rows(options, c.steps);
   const bool tty = !options.quiet && ::isatty(STDOUT_FILENO);
   std::string lines;
   for (const auto& [step, path] : ckpts) {
@@ -171,29 +219,7 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
     ++result.checkpoints;
     if (!(step % c.eval_every == 0 || step == c.steps) || step == 0) continue;
     const auto e0 = Clock::now();
-    for (int i = 0; i < averager.size(); ++i) {
-      if (averager.empty(i)) continue;
-      Evaluation ev;
-      {
-        EvalSwap swap = averager.swap_in(i, forward);
-        ev = workload->evaluate(Split::kValidation);
-      }
-      SweepRow& row = result.rows[size_t(i)];
-      if (row.best_step < 0 || better(ev.value, row.best_value, lower)) {
-        row.best_value = ev.value;
-        row.best_step = step;
-      }
-      if (!row.steps_to_target && reaches(ev.value, c.target, lower)) row.steps_to_target = step;
-      MetricRecord line;
-      line.step = step;
-      line.model = averager.name(i);
-      line.metric = result.metric;
-      line.value = ev.value;
-      line.loss = ev.loss;
-      line.lr = lr_at(c.schedule, step - 1);
-      line.train_wall_s = NAN;  // not a training run
-      lines += metrics_line(line) + "\n";
-    }
+    lines += evaluate_settings(averager, *workload, forward, step, c, &result);
     result.evaluation_s += since(e0);
     if (tty) {
       std::printf("\rsweep: step %lld/%lld, %d settings", (long long)step,
@@ -203,7 +229,6 @@ SweepResult run_sweep(const std::string& run_dir, const SweepOptions& options) {
   }
   if (tty) std::printf("\n");
   write_file_atomic(run_dir + "/sweep.jsonl", lines);
-
   write_file_atomic(run_dir + "/sweep_summary.csv", summary_csv(result));
 
   for (int i = 0; i < averager.size(); ++i) {
