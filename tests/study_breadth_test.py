@@ -155,6 +155,11 @@ with tempfile.TemporaryDirectory() as tmp:
     for section in ["Optimizers under averaging", "Kaddour's EXP window", "fastest to the target"]:
         check(section in html, f"report has {section!r}")
 
+    # The shipped breadth config parses (its arms and EXP windows included) and names its parts.
+    shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "study_breadth.toml")
+    one_error_line(run("study", "--config", shipped, "--out", os.path.join(tmp, "y"), "--workload", "nope"),
+                   "shipped breadth config", ["its parts: graph_mol, synth_ctr"])
+
     # Bad arm tables: one line naming the problem and the value.
     for body, needles in [
             ('[[arm]]\nname = "x"\noptimizer = "lion"\n', ["arm x", "unknown optimizer 'lion'"]),

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "wavg/core/error.h"
@@ -179,6 +180,32 @@ void join_group(detail::Distributed& dist, torch::nn::Module& model, ModelAverag
   });
 }
 
+// This rank's workload: its seed, global batch size and place among the ranks.
+std::unique_ptr<Workload> rank_workload(const RunConfig& c, const detail::LaunchEnv& env) {
+  WorkloadOptions wo;
+  wo.seed = c.seed;
+  wo.batch_size = c.batch_size;
+  wo.rank = env.rank;
+  wo.world = env.world;
+  return make_workload(c.workload, wo);
+}
+
+std::vector<AveragerSpec> averager_specs(const RunConfig& c) {
+  std::vector<AveragerSpec> specs;
+  for (const AveragerEntry& e : c.averagers)
+    specs.emplace_back(e.averager, e.buffers, e.recompute_batches);
+  return specs;
+}
+
+// metrics.jsonl, appended to on resume; the writer rank's only (others get none).
+using MetricsFile = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+MetricsFile open_metrics(const std::string& path, bool writer, bool append) {
+  if (!writer) return MetricsFile(nullptr, &std::fclose);
+  std::FILE* f = std::fopen(path.c_str(), append ? "a" : "w");
+  WAVG_CHECK(f != nullptr, "cannot write ", path, " (", std::strerror(errno), ")");
+  return MetricsFile(f, &std::fclose);
+}
+
 }  // namespace
 
 std::string run_config_path(const std::string& run_dir) { return run_dir + "/config.toml"; }
@@ -196,19 +223,11 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   std::unique_ptr<detail::Distributed> dist;
   if (env.world > 1) dist = std::make_unique<detail::Distributed>(env, c.dist_timeout);
   const bool writer = env.rank == 0;
-  WorkloadOptions wo;
-  wo.seed = c.seed;
-  wo.batch_size = c.batch_size;
-  wo.rank = env.rank;
-  wo.world = env.world;
-  std::unique_ptr<Workload> workload = make_workload(c.workload, wo);
+  std::unique_ptr<Workload> workload = rank_workload(c, env);
   std::shared_ptr<torch::nn::Module> model = workload->model();
   model->to(device);  // initialised on the CPU (same weights on every device); batches follow it
   TrainOptimizer optimizer(c.optimizer, model->parameters());
-  std::vector<AveragerSpec> specs;
-  for (const AveragerEntry& e : c.averagers)
-    specs.emplace_back(e.averager, e.buffers, e.recompute_batches);
-  ModelAverager averager(model, specs);
+  ModelAverager averager(model, averager_specs(c));
   averager.set_async(c.async_averaging);
   // Schedule-Free: the averagers sample its evaluation point x, from the optimizer's state.
   if (optimizer.has_eval_point())
@@ -234,16 +253,8 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   const bool quiet = options.quiet || !writer;
   const std::optional<FoundState> state =
       options.resume ? restore(run, metrics_path, quiet) : std::nullopt;
-  std::FILE* metrics = writer ? std::fopen(metrics_path.c_str(), state ? "a" : "w") : nullptr;
-  WAVG_CHECK(!writer || metrics != nullptr, "cannot write ", metrics_path, " (",
-             std::strerror(errno), ")");
-  struct Closer {
-    std::FILE* f;
-    ~Closer() {
-      if (f) std::fclose(f);
-    }
-  } closer{metrics};
-  run.metrics = metrics;
+  const MetricsFile metrics = open_metrics(metrics_path, writer, state.has_value());
+  run.metrics = metrics.get();
 
   if (state && !state->counters.stop_reason.empty()) {
     // Stopped after its final state was written but before summary.json: only finishing is left.
