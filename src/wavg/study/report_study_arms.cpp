@@ -1,6 +1,7 @@
 // The study report's optimizer arms (issue 13: Shampoo, Schedule-Free AdamW, Lookahead beside
 // NAdamW + cosine, each ± the pre-registered LAWA and EMA) and Kaddour's EXP windows against
 // uniform LAWA, from results.json alone.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <vector>
@@ -45,8 +46,16 @@ std::vector<Row> comparison_rows(const StudyWorkload& sw) {
       opt += " + Lookahead (k " + std::to_string(a["lookahead_k"].integer()) + ", &alpha; " +
              cell(a["lookahead_alpha"].number()) + ")";
     opt += a["decay"].boolean() ? " + cosine" : " (no schedule)";
+    // A learning rate chosen at the end of the arm's grid may be short of its best.
+    const double lr = a["chosen_lr"].number();
+    double lo = INFINITY, hi = -INFINITY;
+    const std::vector<JsonView> grid = a["grid"].elements();
+    for (const JsonView& g : grid)
+      lo = std::min(lo, g["lr"].number()), hi = std::max(hi, g["lr"].number());
+    const std::string lr_cell =
+        cell(lr) + (grid.size() > 1 && (lr == lo || lr == hi) ? " (grid edge)" : "");
     for (const std::string& m : a["methods"].keys())
-      rows.push_back({m, opt, cell(a["chosen_lr"].number()), a["methods"][m]});
+      rows.push_back({m, opt, lr_cell, a["methods"][m]});
   }
   return rows;
 }
