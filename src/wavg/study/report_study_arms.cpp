@@ -30,10 +30,28 @@ std::string best_cell(const JsonView& e) {
   return cell(e["best_mean"].number()) + " &plusmn; " + cell(e["best_std"].number(), 2);
 }
 
+// The chosen learning rate, marked when it lies at an end of its grid (`lrs`): a grid that stops
+// there may be short of the optimizer's best.
+std::string lr_cell(double lr, const std::vector<double>& lrs) {
+  double lo = INFINITY, hi = -INFINITY;
+  for (double v : lrs) lo = std::min(lo, v), hi = std::max(hi, v);
+  return cell(lr) + (lrs.size() > 1 && (lr == lo || lr == hi) ? " (grid edge)" : "");
+}
+
+std::vector<double> grid_lrs(const JsonView& rows) {
+  std::vector<double> lrs;
+  for (const JsonView& g : rows.elements()) lrs.push_back(g["lr"].number());
+  return lrs;
+}
+
 std::vector<Row> comparison_rows(const StudyWorkload& sw) {
   std::vector<Row> rows;
   const JsonView st = sw.w["steps_to_target"];
-  const std::string lr = sw.w.has("best_config") ? cell(sw.w["best_config"]["lr"].number()) : "";
+  const std::string lr =
+      !sw.w.has("best_config") ? ""
+      : sw.w.has("lr_sensitivity")
+          ? lr_cell(sw.w["best_config"]["lr"].number(), grid_lrs(sw.w["lr_sensitivity"]))
+          : cell(sw.w["best_config"]["lr"].number());
   const JsonView methods = sw.w["methods"];
   for (const char* m : {"nadamw", "nadamw+lawa", "nadamw+ema"}) {
     if (!st.has(m)) continue;
@@ -46,16 +64,8 @@ std::vector<Row> comparison_rows(const StudyWorkload& sw) {
       opt += " + Lookahead (k " + std::to_string(a["lookahead_k"].integer()) + ", &alpha; " +
              cell(a["lookahead_alpha"].number()) + ")";
     opt += a["decay"].boolean() ? " + cosine" : " (no schedule)";
-    // A learning rate chosen at the end of the arm's grid may be short of its best.
-    const double lr = a["chosen_lr"].number();
-    double lo = INFINITY, hi = -INFINITY;
-    const std::vector<JsonView> grid = a["grid"].elements();
-    for (const JsonView& g : grid)
-      lo = std::min(lo, g["lr"].number()), hi = std::max(hi, g["lr"].number());
-    const std::string lr_cell =
-        cell(lr) + (grid.size() > 1 && (lr == lo || lr == hi) ? " (grid edge)" : "");
-    for (const std::string& m : a["methods"].keys())
-      rows.push_back({m, opt, lr_cell, a["methods"][m]});
+    const std::string lr = lr_cell(a["chosen_lr"].number(), grid_lrs(a["grid"]));
+    for (const std::string& m : a["methods"].keys()) rows.push_back({m, opt, lr, a["methods"][m]});
   }
   return rows;
 }
