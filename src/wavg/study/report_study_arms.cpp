@@ -47,17 +47,11 @@ std::vector<double> grid_lrs(const JsonView& rows) {
 std::vector<Row> comparison_rows(const StudyWorkload& sw) {
   std::vector<Row> rows;
   const JsonView st = sw.w["steps_to_target"];
-  const std::string lr =
-      !sw.w.has("best_config") ? ""
-      : sw.w.has("lr_sensitivity")
-          ? lr_cell(sw.w["best_config"]["lr"].number(), grid_lrs(sw.w["lr_sensitivity"]))
-          : cell(sw.w["best_config"]["lr"].number());
-  const JsonView methods = sw.w["methods"];
-  for (const char* m : {"nadamw", "nadamw+lawa", "nadamw+ema"}) {
-    if (!st.has(m)) continue;
-    Row r{m, "nadamw + cosine", lr, st[m]};
-    rows.push_back(r);
-  }
+  std::string lr;  // NAdamW's, marked against its grid (analysis 4's rows)
+  if (sw.w.has("best_config") && sw.w.has("lr_sensitivity"))
+    lr = lr_cell(sw.w["best_config"]["lr"].number(), grid_lrs(sw.w["lr_sensitivity"]));
+  for (const char* m : {"nadamw", "nadamw+lawa", "nadamw+ema"})
+    if (st.has(m)) rows.push_back({m, "nadamw + cosine", lr, st[m]});
   for (const JsonView& a : sw.w["arms"].elements()) {
     std::string opt = a["optimizer"].text();
     if (a["lookahead_k"].integer() > 0)
