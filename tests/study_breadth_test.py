@@ -162,12 +162,15 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # Bad arm tables: one line naming the problem and the value.
     for body, needles in [
-            ('[[arm]]\nname = "x"\noptimizer = "lion"\n', ["arm x", "unknown optimizer 'lion'"]),
+            ('[[arm]]\nname = "x"\noptimizer = "lion"\n', ["arm x", "'optimizer.name'", "lion"]),
             ('[[arm]]\nname = "x"\ncolour = 1\n', ["unknown key 'arm.colour'"]),
-            ('[[arm]]\nname = "x"\noptimizer = "schedule_free_adamw"\n', ["arm x", "decay = false"]),
+            ('[[arm]]\nname = "x"\noptimizer = "schedule_free_adamw"\n', ["arm x", "without a decaying schedule"]),
             ('[[arm]]\nname = "x"\nworkloads = ["mnist"]\n', ["arm x", "'mnist'"]),
             ('[[arm]]\nname = "x"\nlr_scale = [0.0]\n', ["arm x", "lr_scale must be > 0, got 0"]),
             ('[[arm]]\nname = "X y"\n', ["arm name 'X y'"]),
+            ('[[arm]]\nname = "x"\nlookahead_alpha = 1.5\n', ["arm x", "lookahead_alpha", "1.5"]),
+            ('[[arm]]\nname = "x"\noptimizer = "schedule_free_adamw"\ndecay = false\nlookahead_k = 5\n',
+             ["arm x", "Lookahead cannot wrap schedule_free_adamw"]),
             ('[[arm]]\nname = "x"\n[[arm]]\nname = "x"\n', ["two arms named x"]),
             ('arm = 3\n', ["'arm' must be [[arm]] tables"]),
             ('lawa_exp_alpha = [1.0]\n', ["lawa_exp_alpha must be in (0, 1), got 1"])]:

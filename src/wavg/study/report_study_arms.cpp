@@ -17,7 +17,9 @@ namespace {
 // One method of the comparison: NAdamW's from steps_to_target, an arm's from arms[i].methods.
 struct Row {
   std::string method, optimizer, lr;
-  JsonView e;  // a steps_entry, with best_mean/best_std for the arms
+  JsonView e;     // a steps_entry
+  JsonView best;  // the entry with best_mean/best_std: NAdamW's "methods" row, or the arm's e
+  bool baseline;  // NAdamW's
 };
 
 std::string percent(const JsonView& v, const char* key, const char* field) {
@@ -51,7 +53,8 @@ std::vector<Row> comparison_rows(const StudyWorkload& sw) {
   if (sw.w.has("best_config") && sw.w.has("lr_sensitivity"))
     lr = lr_cell(sw.w["best_config"]["lr"].number(), grid_lrs(sw.w["lr_sensitivity"]));
   for (const char* m : {"nadamw", "nadamw+lawa", "nadamw+ema"})
-    if (st.has(m)) rows.push_back({m, "nadamw + cosine", lr, st[m]});
+    if (st.has(m) && sw.w.has("methods") && sw.w["methods"].has(m))
+      rows.push_back({m, "nadamw + cosine", lr, st[m], sw.w["methods"][m], true});
   for (const JsonView& a : sw.w["arms"].elements()) {
     std::string opt = a["optimizer"].text();
     if (a["lookahead_k"].integer() > 0)
@@ -59,15 +62,10 @@ std::vector<Row> comparison_rows(const StudyWorkload& sw) {
              cell(a["lookahead_alpha"].number()) + ")";
     opt += a["decay"].boolean() ? " + cosine" : " (no schedule)";
     const std::string lr = lr_cell(a["chosen_lr"].number(), grid_lrs(a["grid"]));
-    for (const std::string& m : a["methods"].keys()) rows.push_back({m, opt, lr, a["methods"][m]});
+    for (const std::string& m : a["methods"].keys())
+      rows.push_back({m, opt, lr, a["methods"][m], a["methods"][m], false});
   }
   return rows;
-}
-
-// Best mean value of NAdamW's methods (analysis 5's "methods" table).
-std::string nadamw_best(const StudyWorkload& sw, const std::string& method) {
-  if (!sw.w.has("methods") || !sw.w["methods"].has(method)) return "&ndash;";
-  return best_cell(sw.w["methods"][method]);
 }
 
 // "Which wins where": the fastest method by the AlgoPerf median (ties by the interpolated one)
@@ -83,10 +81,8 @@ std::string verdict(const StudyWorkload& sw, const std::vector<Row>& rows) {
   std::string best_method;
   double best_value = NAN;
   for (const Row& r : rows) {
-    const JsonView src = r.e.has("best_mean") ? r.e
-                         : sw.w["methods"].has(r.method) ? sw.w["methods"][r.method] : r.e;
-    if (!src.has("best_mean")) continue;
-    const double v = src["best_mean"].number();
+    if (!r.best.has("best_mean")) continue;
+    const double v = r.best["best_mean"].number();
     if (std::isnan(best_value) || better(v, best_value, sw.lower_is_better))
       best_value = v, best_method = r.method;
   }
@@ -114,8 +110,7 @@ std::string arms_table(const StudyWorkload& sw) {
   for (const Row& r : rows) {
     std::string per;
     for (const JsonView& v : r.e["per_seed"].elements()) per += steps_cell(steps_value(v)) + " ";
-    const bool base = r.optimizer == "nadamw + cosine";
-    const std::string rel = base ? "(baseline)"
+    const std::string rel = r.baseline ? "(baseline)"
                                  : percent(r.e, "relative_to_nadamw", "steps") + " / " +
                                        percent(r.e, "relative_to_nadamw", "interpolated");
     const std::string own = r.e.has("relative_to_own_raw")
@@ -125,7 +120,7 @@ std::string arms_table(const StudyWorkload& sw) {
     h += "<tr><td>" + html_escape(r.method) + "</td><td>" + r.optimizer + "</td><td>" + r.lr +
          "</td><td>" + per + "</td><td>" + steps_cell(steps_value(r.e["median"])) + "</td><td>" +
          cell(steps_value(r.e["interpolated_median"])) + "</td><td>" + rel + "</td><td>" + own +
-         "</td><td>" + (base ? nadamw_best(sw, r.method) : best_cell(r.e)) + "</td></tr>\n";
+         "</td><td>" + best_cell(r.best) + "</td></tr>\n";
   }
   return h + "</table>\n";
 }
