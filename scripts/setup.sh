@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  g++ cmake make pkg-config
+  g++ cmake make pkg-config ccache
   # libFuzzer targets (make fuzz)
   clang libclang-rt-14-dev
   # libraries
@@ -21,17 +21,25 @@ packages=(
   dataset-fashion-mnist wordnet-base dict-gcide
 )
 
-# The `schedulefree` package (PyPI), the reference of Schedule-Free AdamW in optim_breadth_test,
-# in a venv over Debian's python3-torch: .venv/bin/python. Without it the test compares against a
-# numpy transcription of the package's update instead.
+# PyPI packages for the tests' references (scripts/requirements-test.txt, every one pinned), in a
+# venv over Debian's python3 (--system-site-packages, so python3-torch stays): .venv/bin/python.
+# Every pip call runs with a constraints file that pins torch to the installed one: Debian's torch
+# reports 1.13.0a0 (a pre-release), and any `torch>=...` requirement would otherwise fetch a 2.x wheel.
+# A stamp of the requirements file makes the check take milliseconds when nothing changed.
 setup_venv() {
-  local root venv
+  local root venv req stamp constraints
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   venv="$root/.venv"
-  "$venv/bin/python" -c 'import schedulefree' 2>/dev/null && return 0
-  /usr/bin/python3 -m venv --system-site-packages "$venv" &&
-    "$venv/bin/pip" install -q --no-deps schedulefree==1.4.1 ||
-    echo "setup: warning: could not install schedulefree into $venv" >&2
+  req="$root/scripts/requirements-test.txt"
+  stamp="$venv/.wavg-requirements"
+  if [[ -x $venv/bin/python ]] && cmp -s "$req" "$stamp"; then return 0; fi
+  [[ -x $venv/bin/python ]] || /usr/bin/python3 -m venv --system-site-packages "$venv" || {
+    echo "setup: error: could not create the venv $venv" >&2; return 1; }
+  constraints="$venv/constraints.txt"
+  /usr/bin/python3 -c 'import torch; print("torch==" + torch.__version__)' > "$constraints"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -c "$constraints" -r "$req" || {
+    echo "setup: error: pip could not install $req into $venv" >&2; return 1; }
+  cp "$req" "$stamp"
 }
 
 missing=()
