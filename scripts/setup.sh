@@ -15,6 +15,8 @@ packages=(
   libgloo-dev
   # figures and independent references in tests
   gnuplot-nox python3 python3-numpy python3-torch
+  # the Python package (python/wavg, issue 23): torch's pybind11 (2.10) and its pytest suite
+  pybind11-dev python3-pytest
   # the benchmarks' own metric references: OGB's average precision, fastMRI's SSIM
   python3-sklearn python3-skimage
   # data sets (DESIGN.md §3)
