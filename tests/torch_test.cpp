@@ -339,6 +339,65 @@ TEST(ModelAverager, SaveDuringASwap) {
   std::filesystem::remove_all(dir);
 }
 
+// Issue 21 §1.3: the swap guard belonged to each ModelAverager, so two averagers on one module
+// nested swaps (swap A, swap B, end A first: the module kept an average for good), A observed B's
+// average as a sample, and A saved during B's swap. The guard is now keyed by the tensors,
+// process-wide: each of these is refused and the module comes back bit-exactly.
+TEST(ModelAverager, TwoAveragersOnOneModuleDoNotNestSwaps) {
+  torch::manual_seed(9);
+  const std::string dir = temp_dir();
+  Tiny model;
+  ModelAverager a(model.ptr(), {AveragerSpec(SwaOptions(), BufferPolicy::kAverage)});
+  ModelAverager b(model.ptr(), {AveragerSpec(EmaOptions(0.5), BufferPolicy::kAverage)});
+  a.set_async(false);
+  b.set_async(false);
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.1));
+  for (int64_t t = 0; t <= 4; ++t) {
+    if (t > 0) {
+      opt.zero_grad();
+      model->forward(torch::randn({8, 4})).pow(2).mean().backward();
+      opt.step();
+    }
+    a.observe(t);
+    b.observe(t);
+  }
+  const auto before = snapshot(*model);
+  std::optional<EvalSwap> swap_a, swap_b;
+  swap_a.emplace(a.swap_in("swa_nu1"));
+  const auto holding_a = snapshot(*model);
+  const std::string nest = error_text([&] { swap_b.emplace(b.swap_in("ema_b0.5_nu1")); });
+  EXPECT_NE(nest.find("swap_in(averager 'ema_b0.5_nu1'): averager 'swa_nu1' of another "
+                      "ModelAverager is swapped into the model and swaps do not nest"),
+            std::string::npos)
+      << nest;
+  const std::string obs = error_text([&] { b.observe(5); });
+  EXPECT_NE(obs.find("observe(step 5): averager 'swa_nu1' of another ModelAverager is swapped "
+                     "into the model"),
+            std::string::npos)
+      << obs;
+  // b's averager 0 has a's index and a's policy: still another averager's swap.
+  const std::string save = error_text([&] { b.save(0, dir + "/never.safetensors"); });
+  EXPECT_NE(save.find("save(averager 'ema_b0.5_nu1'): averager 'swa_nu1' of another "
+                      "ModelAverager is swapped into the model"),
+            std::string::npos)
+      << save;
+  EXPECT_THROW(b.average(0), Error);
+  EXPECT_TRUE(same(snapshot(*model), holding_a)) << "a refused call changed the model";
+  swap_a.reset();  // end A first, as in the issue
+  swap_b.reset();
+  EXPECT_TRUE(same(snapshot(*model), before));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/never.safetensors"));
+  EXPECT_EQ(b.bank().samples(0), 5);  // steps 0..4; the refused observe left no trace
+  // After A's swap, B swaps, and then A is the one refused.
+  {
+    EvalSwap s = b.swap_in("ema_b0.5_nu1");
+    EXPECT_THROW(a.swap_in("swa_nu1"), Error);
+    EXPECT_THROW(a.observe(5), Error);
+  }
+  EXPECT_TRUE(same(snapshot(*model), before));
+  std::filesystem::remove_all(dir);
+}
+
 // The background-thread mode (the default on accelerators) stages each sample in one of two buffers
 // while the previous update runs: the averages must be bit-identical to the synchronous mode's.
 TEST(ModelAverager, AsyncUpdatesEqualSynchronousBitExactly) {

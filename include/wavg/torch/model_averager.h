@@ -15,9 +15,15 @@
 //   }
 //   avg.save("ema_b0.9_nu16", "ema.safetensors");
 //
-// One swap at a time: while a swap is alive, a second swap_in(), observe() (which would sample the
-// average instead of the trained weights) and save() of another averager throw wavg::Error. Do not
-// step the optimizer during a swap: the update would land in the average and be lost on restore.
+// Swaps are guarded by the tensors themselves, process-wide: while a swap (of any ModelAverager) is
+// alive on a tensor, every other swap_in(), observe() (which would sample the average instead of the
+// trained weights) and save() that touch that tensor throw wavg::Error, so two averagers on one
+// module cannot nest swaps. Do not step the optimizer during a swap: the update would land in the
+// average and be lost on restore.
+//
+// Without a C++ module (the Python package, python/wavg): the named-tensor constructor takes the
+// parameters and buffers under their state_dict names, and BufferPolicy::kRecompute calls a
+// user-supplied function instead of recomputing BatchNorm statistics itself.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -65,7 +71,16 @@ struct AveragerSpec {
 // Runs one forward pass on training batch `index` (used by BufferPolicy::kRecompute).
 using ForwardBatch = std::function<void(int64_t index)>;
 
+// Recomputes the buffers at the swapped-in weights (kRecompute without a C++ module).
+using RecomputeBuffers = std::function<void()>;
+// Tensors under their state_dict names.
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
 class ModelAverager;
+
+namespace detail {
+struct SwapClaim;  // a live swap's claim on the tensors it exchanged (model_averager.cpp)
+}
 
 // While alive, the module holds an average. Movable, not copyable.
 class EvalSwap {
@@ -83,7 +98,7 @@ class EvalSwap {
   std::vector<torch::Tensor> originals_;   // their original data (shallow: same storage)
   std::vector<torch::Tensor> saved_buffers_;  // kRecompute: deep copies to copy back
   std::vector<torch::Tensor> buffer_targets_;
-  std::shared_ptr<int> swapped_;  // the ModelAverager's record of the swapped-in averager
+  std::shared_ptr<detail::SwapClaim> claim_;  // released on restore, also if the averager died first
   bool active_ = false;
 };
 
@@ -92,6 +107,12 @@ class ModelAverager {
   // The module's parameters and floating buffers form the flat sample, in named_parameters() then
   // named_buffers() order. Parameters must share one floating dtype (sample dtype); else fp32.
   ModelAverager(std::shared_ptr<torch::nn::Module> module, std::vector<AveragerSpec> specs);
+  // Over named tensors: `parameters` (one floating dtype, else the sample is fp32) and every buffer;
+  // floating buffers join the sample after the parameters, the others are only saved. Names must be
+  // unique, tensors distinct. kRecompute calls `recompute` while the average is swapped in (the
+  // buffers are restored bit-exactly on exit).
+  ModelAverager(NamedTensors parameters, NamedTensors buffers, std::vector<AveragerSpec> specs,
+                RecomputeBuffers recompute = nullptr);
   ~ModelAverager();
 
   // On: averaging runs on a background thread while training goes on; observe() only copies the
@@ -106,6 +127,12 @@ class ModelAverager {
   void observe(int64_t step);
   // Waits for an in-flight background update.
   void wait();
+  // Full samples staged so far (each observe() that samples copies the model once for the whole
+  // bank), and their bytes: what a test reads to check there is one copy per step.
+  int64_t staged_samples() const { return staged_samples_; }
+  int64_t staged_bytes() const {
+    return staged_samples_ * bank_.numel() * int64_t(dtype_size(dtype_));
+  }
 
   // Where observe() takes the parameters of a sample from (default: the module's own). An
   // optimizer whose evaluation point is not the trained parameters (Schedule-Free AdamW's x)
@@ -152,11 +179,29 @@ class ModelAverager {
             const std::map<std::string, std::string>& metadata = {}) {
     save(find(name), path, forward, metadata);
   }
+  // Averager i as the model would hold it in a swap: every parameter and buffer under its name
+  // (copies, on the model's devices). The same rules as save() during a swap.
+  NamedTensors average(int i, const ForwardBatch& forward = nullptr, int profile = 0);
+
+  // The bank's exact state (AveragerBank::state_meta and copies of its arrays), and its restore:
+  // the bank must have the same averagers and sample (checked); on a refusal the bank is unchanged.
+  std::map<std::string, std::string> state_meta();
+  NamedTensors state_arrays();
+  void load_state(const std::map<std::string, std::string>& meta, const NamedTensors& arrays);
 
  private:
-  // During a swap, throws wavg::Error "<what>: averager '<name>' is swapped into the model<why>;
-  // end that swap first".
+  // During a swap on any of this averager's tensors, throws wavg::Error "<what>: averager '<name>'
+  // is swapped into the model<why>; end that swap first".
   void check_no_swap(const std::string& what, const std::string& why = "") const;
+  // Whether averager i of this ModelAverager is swapped in now.
+  bool holds(int i) const;
+  // Runs f() while the model holds averager i (already, or through a swap for the call).
+  template <typename F>
+  void with_average(int i, const ForwardBatch& forward, int profile, const std::string& what, F f);
+  // Each tensor still has the number of elements it had at construction (else wavg::Error).
+  void check_shapes(const std::string& what) const;
+  void init(NamedTensors parameters, NamedTensors buffers);
+  NamedTensors named_tensors() const;  // parameters, then every buffer
   // kRecompute: BatchNorm statistics from `batches` forward passes in training mode, as a
   // cumulative average (torch.optim.swa_utils.update_bn); momenta and the mode are restored.
   void recompute_batchnorm(int64_t batches, const ForwardBatch& forward);
@@ -166,6 +211,11 @@ class ModelAverager {
   std::shared_ptr<torch::nn::Module> module_;
   std::vector<AveragerSpec> specs_;
   std::vector<torch::Tensor> params_, buffers_;  // in flat order; buffers_ are floating buffers
+  NamedTensors all_buffers_;                     // every buffer (saved; kRecompute restores them)
+  std::vector<torch::Tensor> touched_;           // params_ and all_buffers_: what swaps guard
+  RecomputeBuffers recompute_;                   // kRecompute without a module
+  uint64_t id_ = 0;                              // tells this averager's swaps from others'
+  int64_t staged_samples_ = 0;
   int64_t param_numel_ = 0;
   std::vector<TensorSpan> layout_;
   DType dtype_;
@@ -177,10 +227,6 @@ class ModelAverager {
   std::future<void> pending_;
   GatherShards gather_;  // set_shard: fills the other shards of a flat average
   bool async_ = false;
-  // Averager whose swap is alive, -1 if none. Shared with the swap, which clears it on restore (also
-  // if this ModelAverager has died first).
-  // -2: the values of swap_in_params.
-  std::shared_ptr<int> swapped_ = std::make_shared<int>(-1);
   SampleSource sample_source_;  // null: the module's parameters
   // The parameters a sample is taken from (sample_source_'s, else params_).
   std::vector<torch::Tensor> sample_params() const;
@@ -189,6 +235,9 @@ class ModelAverager {
 // Writes every parameter and buffer of a module (state-dict names) as a safetensors file, with the
 // CRC-32 of its data in the metadata.
 void save_module(const torch::nn::Module& module, const std::string& path,
+                 const std::map<std::string, std::string>& metadata = {});
+// The same for tensors under their names.
+void write_named(const NamedTensors& tensors, const std::string& path,
                  const std::map<std::string, std::string>& metadata = {});
 // Loads a checkpoint into a module: a safetensors file, a sharded checkpoint's index or a directory
 // (CheckpointSet). Every parameter and buffer must be present with the same shape; dtypes are

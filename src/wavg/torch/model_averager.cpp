@@ -3,8 +3,11 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "wavg/core/error.h"
@@ -15,6 +18,18 @@
 
 namespace wavg {
 
+namespace detail {
+// A live swap's claim on the tensors it exchanged. The registry below maps each claimed tensor
+// (its TensorImpl: a Python Parameter and the C++ tensor over it share one) to its claim.
+struct SwapClaim {
+  uint64_t owner = 0;  // ModelAverager::id_
+  int averager = -1;   // -2: swap_in_params
+  std::string holder;  // "averager 'swa_nu1'", as error messages name it
+  std::vector<const void*> keys;
+};
+}  // namespace detail
+
+using detail::SwapClaim;
 using detail::to_dtype;
 using detail::to_scalar_type;
 
@@ -45,38 +60,117 @@ void for_each_batchnorm(torch::nn::Module& m, F&& f) {
   }
 }
 
+// Swaps alive in this process, by tensor (process-wide: two averagers on one module see each other).
+std::mutex swap_registry_mutex;
+std::unordered_map<const void*, const SwapClaim*> swap_registry;
+
+const void* tensor_key(const torch::Tensor& t) { return t.unsafeGetTensorImpl(); }
+
+// A copy of the claim on any of `tensors`, if one is alive.
+std::optional<SwapClaim> claim_on(const std::vector<torch::Tensor>& tensors) {
+  std::lock_guard<std::mutex> lock(swap_registry_mutex);
+  for (const auto& t : tensors) {
+    auto it = swap_registry.find(tensor_key(t));
+    if (it != swap_registry.end()) return SwapClaim{it->second->owner, it->second->averager,
+                                                    it->second->holder, {}};
+  }
+  return std::nullopt;
+}
+
+// Registers `claim` on its keys, all or none; throws if another swap holds one of them.
+void acquire(const SwapClaim& claim, const std::string& what) {
+  std::lock_guard<std::mutex> lock(swap_registry_mutex);
+  for (const void* k : claim.keys) {
+    auto it = swap_registry.find(k);
+    WAVG_CHECK(it == swap_registry.end(), what, ": ", it->second->holder,
+               " is swapped into the model and swaps do not nest; end that swap first");
+  }
+  for (const void* k : claim.keys) swap_registry[k] = &claim;
+}
+
+void release(const SwapClaim& claim) noexcept {
+  std::lock_guard<std::mutex> lock(swap_registry_mutex);
+  for (const void* k : claim.keys) {
+    auto it = swap_registry.find(k);
+    if (it != swap_registry.end() && it->second == &claim) swap_registry.erase(it);
+  }
+}
+
+std::atomic<uint64_t> next_averager_id{1};
+
+NamedTensors named_parameters_of(const std::shared_ptr<torch::nn::Module>& m) {
+  WAVG_CHECK(m != nullptr, "ModelAverager: null module");
+  NamedTensors out;
+  for (const auto& item : m->named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+NamedTensors named_buffers_of(const std::shared_ptr<torch::nn::Module>& m) {
+  WAVG_CHECK(m != nullptr, "ModelAverager: null module");
+  NamedTensors out;
+  for (const auto& item : m->named_buffers()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+std::vector<torch::Tensor> values_of(const NamedTensors& named) {
+  std::vector<torch::Tensor> out;
+  for (const auto& [name, t] : named) out.push_back(t);
+  return out;
+}
+
+int64_t sample_numel(const NamedTensors& parameters, const NamedTensors& buffers) {
+  int64_t n = total_numel(values_of(parameters));
+  for (const auto& [name, b] : buffers)
+    if (b.defined() && b.is_floating_point()) n += b.numel();
+  return n;
+}
+
 }  // namespace
 
 ModelAverager::ModelAverager(std::shared_ptr<torch::nn::Module> module,
                              std::vector<AveragerSpec> specs)
-    : module_(std::move(module)),
-      specs_(std::move(specs)),
-      dtype_([&] {
-        std::vector<torch::Tensor> ps;
-        for (const auto& p : module_->parameters()) ps.push_back(p);
-        return sample_dtype(ps);
-      }()),
-      bank_([&] {
-        int64_t n = 0;
-        for (const auto& p : module_->parameters()) n += p.numel();
-        for (const auto& b : module_->buffers())
-          if (b.is_floating_point()) n += b.numel();
-        return n;
-      }(),
-            dtype_) {
-  WAVG_CHECK(module_ != nullptr, "ModelAverager: null module");
-  for (const auto& item : module_->named_parameters()) {
-    layout_.push_back({item.key(), total_numel(params_), item.value().numel()});
-    params_.push_back(item.value());
+    : ModelAverager(named_parameters_of(module), named_buffers_of(module), std::move(specs)) {
+  module_ = std::move(module);
+}
+
+ModelAverager::ModelAverager(NamedTensors parameters, NamedTensors buffers,
+                             std::vector<AveragerSpec> specs, RecomputeBuffers recompute)
+    : specs_(std::move(specs)),
+      recompute_(std::move(recompute)),
+      id_(next_averager_id++),
+      dtype_(sample_dtype(values_of(parameters))),
+      bank_(sample_numel(parameters, buffers), dtype_) {
+  init(std::move(parameters), std::move(buffers));
+}
+
+void ModelAverager::init(NamedTensors parameters, NamedTensors buffers) {
+  std::unordered_set<std::string> names;
+  std::unordered_map<const void*, std::string> seen;
+  for (const auto* group : {&parameters, &buffers})
+    for (const auto& [name, t] : *group) {
+      WAVG_CHECK(t.defined(), "ModelAverager: tensor '", name, "' is undefined (None)");
+      WAVG_CHECK(names.insert(name).second, "ModelAverager: two tensors are named '", name, "'");
+      auto [it, fresh] = seen.emplace(tensor_key(t), name);
+      WAVG_CHECK(fresh, "ModelAverager: '", name, "' is the same tensor as '", it->second,
+                 "' (tied weights: pass each tensor once)");
+    }
+  for (const auto& [name, p] : parameters) {
+    WAVG_CHECK(p.is_floating_point(), "ModelAverager: parameter '", name, "' is not floating (",
+               p.scalar_type(), ")");
+    layout_.push_back({name, total_numel(params_), p.numel()});
+    params_.push_back(p);
   }
   param_numel_ = total_numel(params_);
   int64_t offset = param_numel_;
-  for (const auto& item : module_->named_buffers()) {
-    if (!item.value().is_floating_point()) continue;
-    layout_.push_back({item.key(), offset, item.value().numel()});
-    offset += item.value().numel();
-    buffers_.push_back(item.value());
+  for (const auto& [name, b] : buffers) {
+    touched_.push_back(b);
+    if (!b.is_floating_point()) continue;
+    layout_.push_back({name, offset, b.numel()});
+    offset += b.numel();
+    buffers_.push_back(b);
   }
+  touched_.insert(touched_.end(), params_.begin(), params_.end());
+  all_buffers_ = std::move(buffers);
   async_ = !params_.empty() && !params_[0].device().is_cpu();
   for (const auto& s : specs_) bank_.add(s.averager);
   bank_.set_layout(layout_);
@@ -123,6 +217,8 @@ void ModelAverager::observe(int64_t step) {
   check_no_swap("observe(step " + std::to_string(step) + ")",
                 ", so the sample would be that average, not the trained weights");
   if (!bank_.wants(step)) return;
+  check_shapes("observe(step " + std::to_string(step) + ")");
+  ++staged_samples_;
   if (offload_) return observe_offloaded(step);
   torch::NoGradGuard no_grad;
   std::vector<unsigned char>& stage = staging_[next_staging_];
@@ -161,10 +257,25 @@ void ModelAverager::observe(int64_t step) {
 }
 
 void ModelAverager::check_no_swap(const std::string& what, const std::string& why) const {
-  WAVG_CHECK(*swapped_ != -2, what, ": the optimizer's evaluation point is swapped into the model",
-             why, "; end that swap first");
-  WAVG_CHECK(*swapped_ < 0, what, ": averager '", bank_.name(*swapped_),
-             "' is swapped into the model", why, "; end that swap first");
+  const std::optional<SwapClaim> claim = claim_on(touched_);
+  WAVG_CHECK(!claim, what, ": ", claim->holder, claim->owner == id_ ? "" : " of another ModelAverager",
+             " is swapped into the model", why, "; end that swap first");
+}
+
+bool ModelAverager::holds(int i) const {
+  const std::optional<SwapClaim> claim = claim_on(touched_);
+  return claim && claim->owner == id_ && claim->averager == i;
+}
+
+void ModelAverager::check_shapes(const std::string& what) const {
+  size_t k = 0;  // layout_ lists params_ then buffers_
+  for (const auto* group : {&params_, &buffers_})
+    for (const auto& t : *group) {
+      const TensorSpan& span = layout_[k++];
+      WAVG_CHECK(t.numel() == span.numel, what, ": tensor '", span.name, "' has ", t.numel(),
+                 " elements, ", span.numel, " when the averager was built (the model changed "
+                 "shape: build a new averager)");
+    }
 }
 
 std::vector<torch::Tensor> ModelAverager::sample_params() const {
@@ -185,9 +296,11 @@ EvalSwap ModelAverager::swap_in_params(const std::vector<torch::Tensor>& values,
              " tensors for the model's ", params_.size(), " parameters");
   torch::NoGradGuard no_grad;
   EvalSwap swap;
+  swap.claim_ = std::make_shared<SwapClaim>();
+  *swap.claim_ = {id_, -2, "the optimizer's evaluation point", {}};
+  for (const auto& t : touched_) swap.claim_->keys.push_back(tensor_key(t));
+  acquire(*swap.claim_, "swap_in_params");
   swap.active_ = true;
-  swap.swapped_ = swapped_;
-  *swapped_ = -2;
   for (size_t k = 0; k < params_.size(); ++k) {
     WAVG_CHECK(values[k].sizes() == params_[k].sizes() &&
                    values[k].scalar_type() == params_[k].scalar_type() &&
@@ -197,10 +310,8 @@ EvalSwap ModelAverager::swap_in_params(const std::vector<torch::Tensor>& values,
     swap.originals_.push_back(params_[k].data());
     const_cast<torch::Tensor&>(params_[k]).set_data(values[k].detach());
   }
-  bool has_batchnorm = false;
-  for_each_batchnorm(*module_, [&](auto&) { has_batchnorm = true; });
-  if (forward && has_batchnorm) {
-    for (const auto& b : module_->buffers()) {
+  if (forward && module_ && has_batchnorm(*module_)) {
+    for (const auto& [name, b] : all_buffers_) {
       swap.buffer_targets_.push_back(b);
       swap.saved_buffers_.push_back(b.clone());
     }
@@ -214,9 +325,12 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile)
   // Before anything is written: the live swap's module tensors view eval_.
   check_no_swap("swap_in(averager '" + bank_.name(i) + "')", " and swaps do not nest");
   wait();
+  check_shapes("swap_in(averager '" + bank_.name(i) + "')");
   const AveragerSpec& spec = specs_.at(size_t(i));
-  WAVG_CHECK(spec.buffers != BufferPolicy::kRecompute || forward != nullptr, "averager '",
-             bank_.name(i), "': buffers = recompute needs training batches to run forward passes");
+  const bool can_recompute = module_ ? forward != nullptr : bool(recompute_);
+  WAVG_CHECK(spec.buffers != BufferPolicy::kRecompute || can_recompute, "averager '",
+             bank_.name(i), "': buffers = recompute needs ",
+             module_ ? "training batches to run forward passes" : "a function that recomputes them");
   const size_t esize = dtype_size(dtype_);
   eval_.resize(size_t(bank_.numel()) * esize);
   bank_.average(i, dtype_, eval_.data() + size_t(bank_.shard_offset()) * esize,
@@ -224,9 +338,13 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile)
   if (gather_) gather_(eval_.data(), bank_.numel(), esize);  // the other processes' shards
   torch::NoGradGuard no_grad;
   EvalSwap swap;
+  swap.claim_ = std::make_shared<SwapClaim>();
+  *swap.claim_ = {id_, i, "averager '" + bank_.name(i) + "'", {}};
+  // Every tensor of the model: the swap exchanges the parameters (and buffers), and kRecompute
+  // copies the buffers back on exit.
+  for (const auto& t : touched_) swap.claim_->keys.push_back(tensor_key(t));
+  acquire(*swap.claim_, "swap_in(averager '" + bank_.name(i) + "')");
   swap.active_ = true;
-  swap.swapped_ = swapped_;
-  *swapped_ = i;
   const auto scalar = to_scalar_type(dtype_);
   auto put = [&](const torch::Tensor& target, int64_t offset) {
     torch::Tensor view = torch::from_blob(eval_.data() + size_t(offset) * esize, target.sizes(),
@@ -250,11 +368,15 @@ EvalSwap ModelAverager::swap_in(int i, const ForwardBatch& forward, int profile)
     }
   }
   if (spec.buffers == BufferPolicy::kRecompute) {
-    for (const auto& b : module_->buffers()) {
+    for (const auto& [name, b] : all_buffers_) {
       swap.buffer_targets_.push_back(b);
       swap.saved_buffers_.push_back(b.clone());
     }
-    recompute_batchnorm(spec.recompute_batches, forward);  // on a throw, `swap` restores all
+    // On a throw, `swap` restores all.
+    if (module_)
+      recompute_batchnorm(spec.recompute_batches, forward);
+    else
+      recompute_();
   }
   return swap;
 }
@@ -301,7 +423,7 @@ EvalSwap::EvalSwap(EvalSwap&& o) noexcept
       originals_(std::move(o.originals_)),
       saved_buffers_(std::move(o.saved_buffers_)),
       buffer_targets_(std::move(o.buffer_targets_)),
-      swapped_(std::move(o.swapped_)),
+      claim_(std::move(o.claim_)),
       active_(o.active_) {
   o.active_ = false;
 }
@@ -314,7 +436,7 @@ void EvalSwap::restore() noexcept {
   torch::NoGradGuard no_grad;
   for (size_t k = 0; k < targets_.size(); ++k) targets_[k].set_data(originals_[k]);
   for (size_t k = 0; k < buffer_targets_.size(); ++k) buffer_targets_[k].copy_(saved_buffers_[k]);
-  if (swapped_) *swapped_ = -1;
+  if (claim_) release(*claim_);
 }
 
 void ModelAverager::save(int i, const std::string& path, const ForwardBatch& forward,
@@ -324,26 +446,97 @@ void ModelAverager::save(int i, const std::string& path, const ForwardBatch& for
   meta["wavg.averager"] = describe(specs_.at(size_t(i)).averager);
   meta["wavg.buffers"] = buffer_policy_name(specs_.at(size_t(i)).buffers);
   meta["wavg.samples"] = std::to_string(bank().samples(i));
-  if (*swapped_ == i && profile == 0) {  // the module holds averager i already
-    save_module(*module_, path, meta);
+  with_average(i, forward, profile, "save", [&] { write_named(named_tensors(), path, meta); });
+}
+
+NamedTensors ModelAverager::average(int i, const ForwardBatch& forward, int profile) {
+  NamedTensors out;
+  with_average(i, forward, profile, "average", [&] {
+    for (auto& [name, t] : named_tensors()) out.emplace_back(name, t.detach().clone());
+  });
+  return out;
+}
+
+template <typename F>
+void ModelAverager::with_average(int i, const ForwardBatch& forward, int profile,
+                                 const std::string& what, F f) {
+  WAVG_CHECK(i >= 0 && i < size(), "averager index ", i, " out of range [0, ", size(), ")");
+  if (profile == 0 && holds(i)) {  // the model holds averager i already
+    f();
     return;
   }
-  check_no_swap("save(averager '" + bank_.name(i) + "')");
+  check_no_swap(what + "(averager '" + bank_.name(i) + "')");
   EvalSwap swap = swap_in(i, forward, profile);
-  save_module(*module_, path, meta);
+  f();
+}
+
+NamedTensors ModelAverager::named_tensors() const {
+  NamedTensors out;
+  for (size_t k = 0; k < params_.size(); ++k) out.emplace_back(layout_[k].name, params_[k]);
+  out.insert(out.end(), all_buffers_.begin(), all_buffers_.end());
+  return out;
+}
+
+std::map<std::string, std::string> ModelAverager::state_meta() {
+  wait();
+  return bank_.state_meta();
+}
+
+NamedTensors ModelAverager::state_arrays() {
+  wait();
+  NamedTensors out;
+  for (const StateArray& a : bank_.state_arrays()) {
+    torch::Tensor t = torch::empty({a.numel}, torch::TensorOptions().dtype(to_scalar_type(a.dtype)));
+    std::memcpy(t.data_ptr(), a.data, size_t(a.numel) * dtype_size(a.dtype));
+    out.emplace_back(a.name, t);
+  }
+  return out;
+}
+
+void ModelAverager::load_state(const std::map<std::string, std::string>& meta,
+                               const NamedTensors& arrays) {
+  wait();
+  check_no_swap("load_state_dict", " (its average would change under it)");
+  AveragerBank fresh(bank_.numel(), dtype_, bank_.shard_offset(), bank_.shard_length());
+  for (const auto& s : specs_) fresh.add(s.averager);
+  fresh.set_layout(layout_);
+  fresh.set_check_finite(false);
+  WAVG_CHECK(fresh.restore_meta(meta) == AveragerBank::kStateFormat,
+             "load_state_dict: a bank state of format 1 (from a file of an older wavg) is read by "
+             "the C++ API's load_bank_state only");
+  std::map<std::string, torch::Tensor> by_name(arrays.begin(), arrays.end());
+  for (const StateArray& a : fresh.state_arrays()) {
+    auto it = by_name.find(a.name);
+    WAVG_CHECK(it != by_name.end(), "load_state_dict: the state lacks array '", a.name, "'");
+    const torch::Tensor t = it->second.detach().to(torch::kCPU).contiguous();
+    WAVG_CHECK(t.scalar_type() == to_scalar_type(a.dtype) && t.numel() == a.numel,
+               "load_state_dict: array '", a.name, "' is ", t.scalar_type(), " with ", t.numel(),
+               " elements, the bank's is ", dtype_name(a.dtype), " with ", a.numel);
+    std::memcpy(a.data, t.data_ptr(), size_t(a.numel) * dtype_size(a.dtype));
+    by_name.erase(it);
+  }
+  WAVG_CHECK(by_name.empty(), "load_state_dict: unknown array '", by_name.begin()->first,
+             "' (a state of other averagers?)");
+  bank_ = std::move(fresh);
 }
 
 void save_module(const torch::nn::Module& module, const std::string& path,
                  const std::map<std::string, std::string>& metadata) {
+  NamedTensors named;
+  for (const auto& item : module.named_parameters()) named.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) named.emplace_back(item.key(), item.value());
+  write_named(named, path, metadata);
+}
+
+void write_named(const NamedTensors& tensors, const std::string& path,
+                 const std::map<std::string, std::string>& metadata) {
   std::vector<torch::Tensor> keep;  // contiguous CPU copies alive until written
   std::vector<TensorOut> outs;
-  auto add = [&](const std::string& name, const torch::Tensor& t) {
+  for (const auto& [name, t] : tensors) {
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
     keep.push_back(c);
     outs.push_back({name, to_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr()});
-  };
-  for (const auto& item : module.named_parameters()) add(item.key(), item.value());
-  for (const auto& item : module.named_buffers()) add(item.key(), item.value());
+  }
   write_safetensors(path, outs, metadata, /*checksum=*/true);
 }
 
