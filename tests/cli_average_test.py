@@ -184,6 +184,20 @@ with tempfile.TemporaryDirectory() as tmp:
         check(all(0x20 <= c < 0x7F for c in r.stderr.strip()), f"{args}: raw bytes in {r.stderr!r}")
         check(not os.path.exists(out), f"{args}: output file left behind")
 
+    # Issue 21 bug 5: weights whose sum overflows (1e308 + 1e308 = Inf) gave every input weight 0
+    # and an all-zero average; normalised by the largest first, they are the plain mean.
+    a = read_st(good)[0]["net.w"][1].astype(np.float64)
+    b = read_st(good2)[0]["net.w"][1].astype(np.float64)
+    for weights, want in [("1e308,1e308", 0.5 * a + 0.5 * b), ("1.7976931348623157e308,0", a),
+                          ("1e308,1e-308", a)]:
+        huge = os.path.join(tmp, "huge.safetensors")
+        r = run("average", "--weights", weights, "--dtype", "f64", "--overwrite", "-o", huge, good, good2)
+        check(r.returncode == 0, f"--weights {weights}: exit {r.returncode} {r.stderr.strip()}")
+        if r.returncode == 0:
+            got = read_st(huge)[0]["net.w"][1]
+            check(np.array_equal(got, want), f"--weights {weights}: the weighted mean (max error "
+                  f"{np.max(np.abs(got - want))})")
+
     r = run("average", "--swa", "-o", good, good, good2)
     check(r.returncode == 2 and "same file" in r.stderr, "refuses to overwrite an input")
     r = run("--help")

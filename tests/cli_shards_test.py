@@ -4,9 +4,9 @@
 and directory inputs, Hugging Face cache symlinks, bad indexes (exit 2, one line, nothing written),
 total_size warnings, wrapper prefixes and --strip-prefix, --weights against numpy float64, --overwrite
 by exchange-rename, and SIGTERM during a sharded write. Shards are written with the `safetensors`
-reference library when it is importable, else with numpy and struct by the format's specification
-(Debian has no python3-safetensors); outputs are read back by the independent reader below.
-Usage: cli_shards_test.py PATH_TO_WAVG"""
+reference library (pinned in scripts/requirements-test.txt; run by the project's .venv/bin/python);
+outputs are read back by the independent reader below.
+Usage: .venv/bin/python cli_shards_test.py PATH_TO_WAVG"""
 import json
 import os
 import shutil
@@ -19,14 +19,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish, runner, split_into_shards, write_safetensors  # noqa: E402
+from wavg_testlib import check, finish, runner  # noqa: E402
 
 import numpy as np
-
-try:
-    from safetensors.numpy import save_file as reference_save_file
-except ImportError:
-    reference_save_file = None
+from safetensors import safe_open
+from safetensors.numpy import save_file as reference_save_file
 
 WAVG = sys.argv[1]
 TIMEOUT = 120
@@ -38,11 +35,8 @@ SHAPES = {"emb.w": (6, 4), "l0.w": (4, 4), "l0.b": (4,), "l1.w": (4, 3), "l1.b":
 
 def write_st(path, tensors, metadata=None):
     """tensors: name -> numpy array (float32/float64/int64)."""
-    if reference_save_file is not None:
-        reference_save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
-                            metadata=metadata)
-        return
-    write_safetensors(path, tensors, metadata)
+    reference_save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
+                        metadata=metadata)
 
 
 def read_st(path):
@@ -67,6 +61,24 @@ def model(seed, prefix=""):
     t = {prefix + k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items() if k != "step"}
     t[prefix + "step"] = np.array([100 * (seed + 1)], np.int64)
     return t
+
+
+def split_into_shards(path, d, shards):
+    """Splits a safetensors file into `shards` shard files and an index in directory d, read and
+    written by the package (the single file's checksum, over its whole buffer, is left out)."""
+    with safe_open(path, framework="np") as f:
+        meta = {k: v for k, v in (f.metadata() or {}).items() if k != "wavg.data_crc32"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    names = sorted(tensors)
+    os.makedirs(d)
+    weight_map, total = {}, 0
+    for s in range(shards):
+        fn = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        reference_save_file({k: tensors[k] for k in names[s::shards]}, os.path.join(d, fn), metadata=meta)
+        weight_map.update({k: fn for k in names[s::shards]})
+        total += sum(tensors[k].nbytes for k in names[s::shards])
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f)
 
 
 def write_sharded(d, tensors, shards=None, prefix="", total_size=True, base="model"):
@@ -447,8 +459,6 @@ def test_eval(d):
 
 
 def main():
-    if reference_save_file is None:
-        print("note: the safetensors package is not importable: shards written with numpy by the spec")
     with tempfile.TemporaryDirectory() as d:
         models, dirs = test_sharded_same_layout(d)
         test_reshard(d, models, dirs)

@@ -294,16 +294,87 @@ TEST(SafetensorsMalformed, RandomCorruptionNeverCrashes) {
 
 // ---- atomic writes -------------------------------------------------------------------------------
 
-// Issue 11 §4: [2^32, 2^32 - 1, 0] has a uint64 product of 0 but overflows int64 on the way.
+// Issue 11 §4: [2^32, 2^32 - 1, 0] overflowed int64 on the way to a product of 0. Issue 21: the
+// reference multiplies in uint64 (usize), so it is a valid empty tensor there, and here; a partial
+// product beyond uint64 is refused.
 TEST(SafetensorsMalformed, ShapeOverflowsInt64BeforeAZero) {
+  const std::string f = make_file(
+      R"({"a":{"dtype":"F32","shape":[4294967296,4294967295,0],"data_offsets":[0,0]}})", "");
+  const SafetensorsHeader h =
+      parse_safetensors(reinterpret_cast<const unsigned char*>(f.data()), f.size(), "f");
+  ASSERT_EQ(h.tensors.size(), 1u);
+  EXPECT_EQ(h.tensors[0].numel(), 0);
   const std::string e = parse_error(make_file(
-      R"({"a":{"dtype":"F32","shape":[4294967296,4294967295,0],"data_offsets":[0,0]}})", ""));
+      R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})", ""));
   EXPECT_TRUE(contains(e, "overflow")) << e;
   int64_t n = 0;
-  EXPECT_FALSE(shape_numel({4294967296, 4294967295, 0}, &n));
+  EXPECT_TRUE(shape_numel({4294967296, 4294967295, 0}, &n));
+  EXPECT_EQ(n, 0);
+  EXPECT_FALSE(shape_numel({4294967296, 4294967296, 0}, &n));  // 2^64 on the way
   EXPECT_TRUE(shape_numel({3037000499, 3037000499}, &n));  // < 2^63 (naive fp64: 9.22337e18)
   EXPECT_EQ(n, int64_t(3037000499) * 3037000499);
   EXPECT_FALSE(shape_numel({3037000500, 3037000500}, &n));  // > 2^63 - 1
+}
+
+// Issue 21 §2: FP8 rounding at the top of each format. Beyond the largest finite value is an
+// overflow (Inf for E5M2, NaN for the formats without Inf), which `wavg average` refuses or, with
+// --saturate, clamps; the tie just above the largest value rounds to it when its code is even
+// (E4M3FN: 464 = 448 + half an ulp, 448 = S.1111.110 even: 448; E5M2: 61440 = 57344 + half an
+// ulp, 57344 = S.11110.11 odd: Inf; E4M3FNUZ: 248 = 240 + half an ulp, 240 = S.1111.111 odd: overflow). Values from the formats' definitions (OCP FP8 spec;
+// ml_dtypes 0.5.4 casts the same: 464 -> 448, 464.01 -> NaN, 61440 -> Inf, 248 -> NaN).
+TEST(Float8, OverflowAndTheTopTie) {
+  struct Case {
+    DType t;
+    double x;
+    int bits;  // -1: overflow
+  };
+  const Case cases[] = {
+      {DType::kF8E4M3, 448, 0x7e},   {DType::kF8E4M3, 464, 0x7e},  {DType::kF8E4M3, 464.001, -1},
+      {DType::kF8E4M3, -480, -1},    {DType::kF8E5M2, 57344, 0x7b}, {DType::kF8E5M2, 61439.9, 0x7b},
+      {DType::kF8E5M2, 61440, -1},   {DType::kF8E4M3FNUZ, 240, 0x7f}, {DType::kF8E4M3FNUZ, 247.9, 0x7f},
+      {DType::kF8E4M3FNUZ, 248, -1}, {DType::kF8E5M2FNUZ, -57344, 0xff},
+  };
+  for (const Case& c : cases) {
+    bool over = false;
+    const uint8_t b = to_float8(c.t, c.x, &over);
+    if (c.bits < 0) {
+      EXPECT_TRUE(over) << dtype_name(c.t) << " " << c.x;
+      EXPECT_TRUE(std::isnan(float8_table(c.t)[b]) || std::isinf(float8_table(c.t)[b]));
+    } else {
+      EXPECT_FALSE(over) << dtype_name(c.t) << " " << c.x;
+      EXPECT_EQ(b, c.bits) << dtype_name(c.t) << " " << c.x;
+    }
+  }
+  EXPECT_EQ(float8_max(DType::kF8E4M3), 448);
+  EXPECT_EQ(float8_max(DType::kF8E5M2), 57344);
+  EXPECT_EQ(float8_max(DType::kF8E4M3FNUZ), 240);
+  EXPECT_EQ(float8_max(DType::kF8E5M2FNUZ), 57344);
+  bool over = false;  // no -0 in the FNUZ formats (0x80 is their NaN)
+  EXPECT_EQ(to_float8(DType::kF8E4M3FNUZ, -0.0, &over), 0x00);
+  EXPECT_EQ(to_float8(DType::kF8E4M3, -0.0, &over), 0x80);
+  EXPECT_TRUE(std::isnan(float8_table(DType::kF8E4M3FNUZ)[0x80]));
+  EXPECT_FALSE(over);
+}
+
+// Issue 21 §2: a reader that did not ask for every dtype (everything but `wavg average`) refuses a
+// non-classic one by name; the header itself is valid.
+TEST(SafetensorsDTypes, NewDTypesOnlyWhenAsked) {
+  TempDir dir;
+  const std::string f =
+      make_file(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", "ab");
+  const std::string path = dir / "fp8.safetensors";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << f;
+  }
+  EXPECT_EQ(SafetensorsFile(path, /*all_dtypes=*/true).find("w")->dtype, DType::kF8E4M3);
+  try {
+    SafetensorsFile file(path);
+    ADD_FAILURE() << "opened";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "tensor 'w' has dtype F8_E4M3, which only `wavg average` reads"))
+        << e.what();
+  }
 }
 
 // Issue 11 §1: 70 000 nested '[' overflowed the stack (exit 139); now refused by depth.

@@ -1,5 +1,6 @@
 // Element types of samples, averages and files, and exact conversions between the 16-bit floating
-// formats and fp32 (IEEE binary16 and bfloat16, round to nearest even).
+// formats and fp32 (IEEE binary16 and bfloat16, round to nearest even) and between the 8-bit
+// floating formats and fp64.
 #pragma once
 
 #include <cstdint>
@@ -10,15 +11,50 @@
 
 namespace wavg {
 
-enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+// Every dtype of the safetensors format as of the safetensors 0.8.0 release (its `Dtype` enum), in
+// that spelling. The first ten are the classic ones (LibTorch 1.13 has all of them); the others are
+// read from checkpoint files only (see DTypeKind).
+enum class DType {
+  kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool,
+  kU16, kU32, kU64, kC64,
+  kF8E4M3, kF8E5M2, kF8E4M3FNUZ, kF8E5M2FNUZ,  // FP8 (E4M3 is E4M3FN: no Inf)
+  kF8E8M0, kF4, kF6E2M3, kF6E3M2,              // microscaling (OCP MX): a scale, sub-byte data
+};
 
+// What a dtype's values are, which decides what `wavg average` does with a tensor of it.
+enum class DTypeKind {
+  kFloat,       // F64, F32, F16, BF16: the kernels' types (dispatch_floating)
+  kFloat8,      // FP8 with a sign, exponent and mantissa (decoded by float8_table)
+  kComplex,     // C64: two F32 parts
+  kInteger,     // signed and unsigned integers, BOOL
+  kMicroscale,  // F8_E8M0 (a block's power-of-two scale), F4 and F6 (sub-byte block elements)
+};
+DTypeKind dtype_kind(DType t);
+// Size of one element in bits (4 for F4, 6 for F6_*), and in bytes for the whole-byte dtypes
+// (asserts on a sub-byte one: use shape_nbytes for a tensor's size).
+size_t dtype_bits(DType t);
 size_t dtype_size(DType t);
-bool is_floating(DType t);
-// safetensors spelling: "F32", "BF16", ...
+bool is_floating(DType t);  // DTypeKind::kFloat
+// True for the ten dtypes every part of wavg handles (LibTorch has them); the others are read only
+// where a reader asks for them (SafetensorsFile's all_dtypes).
+bool is_classic(DType t);
+// safetensors spelling: "F32", "BF16", "F8_E4M3", ...
 const char* dtype_name(DType t);
 // Parses a safetensors dtype ("F32") or a lower-case CLI spelling ("f32", "bf16"); throws on others.
 DType parse_dtype(const std::string& s);
 bool try_parse_dtype(const std::string& s, DType* out);
+
+// FP8 formats (DTypeKind::kFloat8): E4M3FN (bias 7, no Inf, NaN S.1111.111, max 448), E5M2 (IEEE
+// style, bias 15, Inf and NaN, max 57344), E4M3FNUZ and E5M2FNUZ (bias 8 and 16, no Inf, no -0, the
+// one NaN 0x80, max 240 and 57344).
+// The 256 values of an FP8 format, exactly (as doubles; NaN where the byte is a NaN).
+const double* float8_table(DType t);
+// Largest finite value of an FP8 format.
+double float8_max(DType t);
+// Rounds x to the FP8 format, to nearest even, from the double itself (no double rounding). A finite
+// x whose rounding is beyond the largest finite value sets *overflow and gives Inf for E5M2, NaN for
+// the formats without Inf (the caller refuses or saturates, as for a 16-bit --dtype). NaN gives a NaN.
+uint8_t to_float8(DType t, double x, bool* overflow);
 
 // Element count and byte size of a tensor of `shape`, with checked arithmetic (the one place that
 // multiplies dimensions): false when a dimension is negative, when any partial product of the

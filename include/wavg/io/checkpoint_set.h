@@ -41,6 +41,9 @@ struct CheckpointTensor {
 
 struct CheckpointSetOptions {
   std::vector<std::string> strip_prefixes;
+  // Accept every dtype of the format (`wavg average`); otherwise only the classic ones
+  // (SafetensorsFile's all_dtypes).
+  bool all_dtypes = false;
   // Receives warnings (a total_size mismatch); default: one line "wavg: warning: ..." on stderr.
   std::function<void(const std::string&)> warn;
 };

@@ -3,8 +3,10 @@
 // "__metadata__": {str: str}}, then the raw little-endian row-major data buffer.
 //
 // The reader validates everything before handing out a byte: header length bound, JSON, UTF-8,
-// duplicate names, known dtypes, shapes, size overflow, offsets that tile the buffer exactly, and
-// the file length. Each failure is one wavg::Error naming the file and the problem. The writer is
+// duplicate names, known dtypes (every dtype of safetensors 0.8.0), shapes, size overflow, whole
+// bytes for sub-byte dtypes, offsets that tile the buffer exactly, and the file length. The
+// reference implementation (huggingface/safetensors) is the arbiter of what is valid
+// (tests/safetensors_reference_test.py runs both on its own test cases). Each failure is one wavg::Error naming the file and the problem. The writer is
 // deterministic (tensors in the order given, header padded with spaces to 8 bytes) and atomic.
 #pragma once
 
@@ -58,7 +60,9 @@ inline SafetensorsHeader parse_safetensors(const unsigned char* file, uint64_t s
 // read_bytes() (pread, no page faults) or through data() (memory-mapped on first use).
 class SafetensorsFile {
  public:
-  explicit SafetensorsFile(const std::string& path);
+  // `all_dtypes`: accept every dtype of the format; otherwise a tensor of a non-classic dtype
+  // (is_classic: FP8, C64, U16-U64, F4/F6/F8_E8M0) is refused naming it.
+  explicit SafetensorsFile(const std::string& path, bool all_dtypes = false);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

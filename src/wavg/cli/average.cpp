@@ -172,7 +172,9 @@ Command register_average(CLI::App& app) {
   sub->add_flag("--swa", args->swa, "SWA: mean of every sampled file");
   add_int64_option(sub, "--every", args->every, "Sample every NU-th file (default 1)");
   add_int64_option(sub, "--start", args->start, "First file index that may be sampled (default 0)");
-  sub->add_option("--dtype", args->dtype, "Output dtype of floating tensors: f32|f64|bf16|f16");
+  sub->add_option("--dtype", args->dtype,
+                  "Output dtype of averaged tensors (floating and FP8; C64 stays C64): "
+                  "f32|f64|bf16|f16");
   sub->add_flag("--saturate", args->saturate,
                 "Clamp averages out of --dtype's range to its largest finite value (default: an "
                 "error naming the tensor)");

@@ -106,11 +106,38 @@ std::string dump(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-// acc[0, tn) = Σ_j w_j x_j[tile, tile + tn) for floating tensor t (the k-th of the newest file), in
-// fp64.
+// The averaged dtypes (README "Averaging checkpoints"): floats and FP8 as they are, C64 as its F32
+// parts (component-wise, 2 scalars per element). Others are copied (integers) or refused
+// (microscaling; check_averageable).
+bool averaged(DType t) {
+  const DTypeKind k = dtype_kind(t);
+  return k == DTypeKind::kFloat || k == DTypeKind::kFloat8 || k == DTypeKind::kComplex;
+}
+DType scalar_dtype(DType t) { return dtype_kind(t) == DTypeKind::kComplex ? DType::kF32 : t; }
+int64_t scalar_count(const TensorInfo& t) {
+  return t.numel() * (dtype_kind(t.dtype) == DTypeKind::kComplex ? 2 : 1);
+}
+// "element 7", or for C64 "element 3 (imaginary part)", of scalar i.
+std::string element_text(DType t, int64_t i) {
+  if (dtype_kind(t) != DTypeKind::kComplex) return "element " + std::to_string(i);
+  return "element " + std::to_string(i / 2) + (i % 2 ? " (imaginary part)" : " (real part)");
+}
+
+// Calls f(T{}, decode) with T the storage type of scalar dtype s and decode(T) its exact value.
+template <typename F>
+void dispatch_scalar(DType s, F&& f) {
+  if (dtype_kind(s) == DTypeKind::kFloat8) {
+    const double* table = float8_table(s);
+    return f(uint8_t{}, [table](uint8_t b) { return table[b]; });
+  }
+  dispatch_floating(s, [&](auto tag) { f(tag, [](decltype(tag) x) { return load_f64(x); }); });
+}
+
+// acc[0, tn) = Σ_j w_j x_j[tile, tile + tn) over the scalars of averaged tensor t (the k-th of the
+// newest file), in fp64.
 void accumulate_tile(const TensorInfo& t, size_t k, int64_t tile, int64_t tn, const std::vector<Input>& used,
                      double* acc) {
-  dispatch_floating(t.dtype, [&](auto tag) {
+  dispatch_scalar(scalar_dtype(t.dtype), [&](auto tag, auto decode) {
     using T = decltype(tag);
     parallel_for(tn, [&](int64_t b, int64_t e) {
       std::vector<T> x(size_t(std::min(kChunk, e - b)));
@@ -125,9 +152,9 @@ void accumulate_tile(const TensorInfo& t, size_t k, int64_t tile, int64_t tn, co
           const T* xs = x.data();
           const double w = used[j].weight;
           if (j == 0) {
-            for (int64_t i = 0; i < ce - c; ++i) a[i] = w * load_f64(xs[i]);
+            for (int64_t i = 0; i < ce - c; ++i) a[i] = w * decode(xs[i]);
           } else {
-            for (int64_t i = 0; i < ce - c; ++i) a[i] += w * load_f64(xs[i]);
+            for (int64_t i = 0; i < ce - c; ++i) a[i] += w * decode(xs[i]);
           }
         }
       }
@@ -147,18 +174,17 @@ void check_tile_finite(const TensorInfo& t, size_t k, int64_t tile, int64_t tn,
   for (const Input& in : used) {
     const CheckpointTensor& ti = *in.tensors[k];
     double v = 0;
-    dispatch_floating(t.dtype, [&](auto tag) {
+    dispatch_scalar(scalar_dtype(t.dtype), [&](auto tag, auto decode) {
       using T = decltype(tag);
       T x;
       in.set->read_bytes(ti, uint64_t(tile + bad) * sizeof(T), sizeof(T), &x);
-      v = load_f64(x);
+      v = decode(x);
     });
     WAVG_CHECK(std::isfinite(v), in.set->shard(ti.shard).path(), ": tensor '",
-               quote_bytes(ti.info->name), "' element ", tile + bad,
+               quote_bytes(ti.info->name), "' ", element_text(t.dtype, tile + bad),
                " is not finite: refused (the average would be poisoned)");
   }
-  throw Error("average: tensor '" + name + "' element " + std::to_string(tile + bad) +
-              " overflows");
+  throw Error("average: tensor '" + name + "' " + element_text(t.dtype, tile + bad) + " overflows");
 }
 
 // A non-floating tensor, copied from the newest file in pieces of at most 1 MiB.
@@ -184,11 +210,41 @@ double max_finite<Half>() { return 65504.0; }  // (2 - 2^-10) * 2^15
 template <>
 double max_finite<BFloat16>() { return to_float(BFloat16{0x7f7f}); }  // (2 - 2^-7) * 2^127
 
-// Rounds acc[0, tn) to out_dtype into buf. A finite sum that rounds to ±Inf (out of the narrower
-// dtype's range: |x| >= 65520 for f16) is an error naming the tensor, or, with `saturate`, becomes
-// the largest finite value of that sign.
+[[noreturn]] void out_of_range(const TensorInfo& t, int64_t element, double v, DType out_dtype) {
+  throw Error("average: tensor '" + quote_bytes(t.name) + "' " + element_text(t.dtype, element) +
+              " = " + std::to_string(v) + " is out of the range of " + dtype_name(out_dtype) +
+              " (pass --saturate to clamp to the largest finite value)");
+}
+
+// Rounds acc[0, tn) to FP8 out_dtype (nearest even) into buf. A finite sum beyond the largest
+// finite value (never for a weighted mean of the same format: its weights sum to 1) is an error, or
+// with `saturate` the largest finite value of its sign.
+void store_tile_float8(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, bool saturate,
+                       const double* acc, std::vector<unsigned char>* buf) {
+  std::atomic<int64_t> bad{-1};
+  buf->resize(size_t(tn));
+  uint8_t* y = buf->data();
+  const double top = float8_max(out_dtype);
+  parallel_for(tn, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      bool over = false;
+      y[i] = to_float8(out_dtype, acc[size_t(i)], &over);
+      if (over && saturate) y[i] = to_float8(out_dtype, std::copysign(top, acc[size_t(i)]), &over);
+      int64_t none = -1;
+      if (over && !saturate) bad.compare_exchange_strong(none, i);
+    }
+  });
+  const int64_t i = bad.load();
+  if (i >= 0) out_of_range(t, tile + i, acc[size_t(i)], out_dtype);
+}
+
+// Rounds acc[0, tn) to out_dtype (a scalar dtype) into buf. A finite sum that rounds to ±Inf (out of
+// the narrower dtype's range: |x| >= 65520 for f16) is an error naming the tensor, or, with
+// `saturate`, becomes the largest finite value of that sign.
 void store_tile(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, bool saturate,
                 const double* acc, std::vector<unsigned char>* buf) {
+  if (dtype_kind(out_dtype) == DTypeKind::kFloat8)
+    return store_tile_float8(t, tile, tn, out_dtype, saturate, acc, buf);
   std::atomic<int64_t> bad{-1};
   dispatch_floating(out_dtype, [&](auto tag) {
     using O = decltype(tag);
@@ -210,18 +266,16 @@ void store_tile(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, 
     });
   });
   const int64_t i = bad.load();
-  if (i >= 0)
-    throw Error("average: tensor '" + quote_bytes(t.name) + "' element " +
-                std::to_string(tile + i) + " = " + std::to_string(acc[size_t(i)]) +
-                " is out of the range of " + dtype_name(out_dtype) +
-                " (pass --saturate to clamp to the largest finite value)");
+  if (i >= 0) out_of_range(t, tile + i, acc[size_t(i)], out_dtype);
 }
 
-// A floating tensor, tile by tile: accumulate, check, round to out_dtype, and hand the tile to a
-// background writer while the next one is computed (two output buffers).
+// An averaged tensor, tile by tile over its scalars: accumulate, check, round to out_dtype, and hand
+// the tile to a background writer while the next one is computed (two output buffers).
 void write_averaged_tensor(const TensorInfo& t, size_t k, DType out_dtype, const std::vector<Input>& used,
                            bool check_finite, bool saturate, const ByteWriter& write) {
-  std::vector<double> acc(size_t(std::min(kTile, t.numel())));
+  const int64_t n = scalar_count(t);
+  out_dtype = scalar_dtype(out_dtype);
+  std::vector<double> acc(size_t(std::min(kTile, n)));
   std::vector<unsigned char> out_buf[2];
   int which = 0;
   std::future<void> pending;
@@ -231,21 +285,51 @@ void write_averaged_tensor(const TensorInfo& t, size_t k, DType out_dtype, const
       if (f.valid()) f.wait();
     }
   } drain{pending};
-  for (int64_t tile = 0; tile < t.numel(); tile += kTile) {
-    const int64_t tn = std::min(kTile, t.numel() - tile);
+  for (int64_t tile = 0; tile < n; tile += kTile) {
+    const int64_t tn = std::min(kTile, n - tile);
     accumulate_tile(t, k, tile, tn, used, acc.data());
     if (check_finite) check_tile_finite(t, k, tile, tn, used, acc.data());
     std::vector<unsigned char>& buf = out_buf[which];
     which ^= 1;
     store_tile(t, tile, tn, out_dtype, saturate, acc.data(), &buf);
     if (pending.valid()) pending.get();  // rethrows a write error
-    if (t.numel() <= kTile) {  // one tile: nothing to overlap (and no thread per small tensor)
+    if (n <= kTile) {  // one tile: nothing to overlap (and no thread per small tensor)
       write(buf.data(), buf.size());
       continue;
     }
     pending = std::async(std::launch::async, [&write, &buf] { write(buf.data(), buf.size()); });
   }
   if (pending.valid()) pending.get();
+}
+
+// FP8 tensors hold values that mean something only times their scale tensor (DeepSeek-V3's
+// `<name>_scale_inv`, compressed-tensors' `<name>_scale` for `.weight`): the scale of an average
+// is not the average of the scales, so such a checkpoint is refused.
+const CheckpointTensor* float8_scale(const CheckpointSet& set, const CheckpointTensor& t) {
+  if (dtype_kind(t.info->dtype) != DTypeKind::kFloat8) return nullptr;
+  for (const char* suffix : {"_scale_inv", "_scale"})
+    if (const CheckpointTensor* s = set.find(t.key + suffix)) return s;
+  return nullptr;
+}
+
+// Refuses, before anything is read or written, the tensors `wavg average` cannot average honestly:
+// microscaling dtypes, and FP8 tensors that come with scale tensors.
+void check_averageable(const CheckpointSet& newest) {
+  for (const CheckpointTensor& t : newest.tensors()) {
+    const std::string name = "average: " + newest.shard(t.shard).path() + ": tensor '" +
+                             quote_bytes(t.info->name) + "' ";
+    const DType d = t.info->dtype;
+    WAVG_CHECK(d != DType::kF8E8M0, name, "has dtype F8_E8M0, a microscaling block scale (a ",
+               "power of two that means nothing apart from the block it scales): refused");
+    WAVG_CHECK(dtype_kind(d) != DTypeKind::kMicroscale, name, "has dtype ", dtype_name(d), ", ",
+               dtype_bits(d), "-bit microscaling elements (meaningless without their blocks' ",
+               "F8_E8M0 scales; not supported): refused");
+    const CheckpointTensor* scale = float8_scale(newest, t);
+    WAVG_CHECK(scale == nullptr, name, "(", dtype_name(d), ") comes with the scale tensor '",
+               quote_bytes(scale ? scale->info->name : ""), "': quantized FP8 values mean nothing ",
+               "without their scales, and averaging both is not averaging the weights: refused ",
+               "(dequantize the checkpoints first)");
+  }
 }
 
 }  // namespace
@@ -257,17 +341,21 @@ std::vector<double> input_weights(const CheckpointAverageOptions& o, int64_t cou
              " values for ", count, " inputs (one per input)");
   WAVG_CHECK(o.averager.scheme != Scheme::kEma, "average: --weights does not combine with --ema ",
              "(an EMA's weights come from its beta); use it alone or with --last, --lawa or --swa");
-  double given = 0, sum = 0;
+  double given = 0, top = 0;
   for (size_t i = 0; i < w.size(); ++i) {
     const double g = o.weights[i];
     WAVG_CHECK(std::isfinite(g) && g >= 0, "average: --weights value ", i + 1, " must be a finite ",
                "number >= 0, got ", g);
-    given += g;
+    given = std::max(given, g);
     w[i] = w[i] > 0 ? g : 0.0;  // the averager selects; the given weights weigh the selection
-    sum += w[i];
+    top = std::max(top, w[i]);
   }
   WAVG_CHECK(given > 0, "average: --weights are all zero");
-  WAVG_CHECK(sum > 0, "average: --weights gives weight 0 to every input that the averager selects");
+  WAVG_CHECK(top > 0, "average: --weights gives weight 0 to every input that the averager selects");
+  // Divided by the largest first: the sum of weights up to DBL_MAX each (1e308 + 1e308 is Inf) is
+  // then at most the input count.
+  double sum = 0;
+  for (double& x : w) sum += (x /= top);
   for (double& x : w) x /= sum;
   return w;
 }
@@ -300,8 +388,10 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   raise_open_file_limit();
   CheckpointSetOptions set_options;
   set_options.strip_prefixes = options.strip_prefixes;
+  set_options.all_dtypes = true;
   const Plan plan = plan_inputs(inputs, out, report.weights, set_options);
   const CheckpointSet& ref = *plan.newest;
+  check_averageable(ref);
   report.files_read = int64_t(plan.used.size());
   report.tensors = int64_t(ref.tensors().size());
 
@@ -311,12 +401,14 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   for (const CheckpointTensor& ct : ref.tensors()) {
     const TensorInfo& t = *ct.info;
     DType dt = t.dtype;
-    if (is_floating(t.dtype)) {
+    if (averaged(t.dtype)) {
       report.averaged_elements += t.numel();
-      if (options.out_dtype) dt = *options.out_dtype;
+      if (options.out_dtype && dtype_kind(t.dtype) != DTypeKind::kComplex) dt = *options.out_dtype;
     }
     outs.push_back({t.name, dt, t.shape, nullptr});
-    out_bytes.push_back(uint64_t(t.numel()) * dtype_size(dt));
+    uint64_t nbytes = 0;
+    WAVG_ASSERT(shape_nbytes(t.shape, dt, &nbytes));  // validated when read, dt no wider than F64
+    out_bytes.push_back(nbytes);
     total += out_bytes.back();
   }
   OutputLayout layout = output_layout(ref, out_bytes, options.max_shard_size);
@@ -334,7 +426,7 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
           if (options.progress) options.progress(done, total);
         };
         const TensorInfo& t = *ref.tensors()[k].info;
-        if (is_floating(t.dtype))
+        if (averaged(t.dtype))
           write_averaged_tensor(t, k, outs[k].dtype, plan.used, options.check_finite,
                                 options.saturate, counted);
         else

@@ -185,7 +185,7 @@ CheckpointSet::CheckpointSet(const std::string& path, const CheckpointSetOptions
 void CheckpointSet::open_single(const std::string& file, const CheckpointSetOptions& options) {
   source_ = file;
   form_ = CheckpointForm::kSingle;
-  shards_.push_back(std::make_unique<SafetensorsFile>(file));
+  shards_.push_back(std::make_unique<SafetensorsFile>(file, options.all_dtypes));
   const auto slash = file.find_last_of('/');
   shard_names_.push_back(slash == std::string::npos ? file : file.substr(slash + 1));
   index_tensors(options);
@@ -210,7 +210,7 @@ void CheckpointSet::open_index(const std::string& index, const CheckpointSetOpti
   }
   const std::string dir = dir_of(index);
   for (const std::string& f : files) {
-    shards_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + f));
+    shards_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + f, options.all_dtypes));
     shard_names_.push_back(f);
   }
   // Every tensor of every shard is in the map, in this shard, and in no other shard.

@@ -112,9 +112,15 @@ std::string entry_problem(RawEntry& e, TensorInfo* info) {
     return "unsupported dtype '" + quote_bytes(e.dtype_text) + "'";
   if (!e.shape_problem.empty()) return e.shape_problem;
   info->shape = std::move(e.dims);
-  uint64_t nbytes = 0;
-  if (!shape_nbytes(info->shape, info->dtype, &nbytes))
+  int64_t numel = 0;
+  uint64_t bits = 0;
+  if (!shape_numel(info->shape, &numel) ||
+      __builtin_mul_overflow(uint64_t(numel), dtype_bits(info->dtype), &bits))
     return "element count or size overflows 64 bits";
+  if (bits % 8 != 0)  // a sub-byte dtype (F4, F6_*) must fill whole bytes
+    return std::to_string(numel) + " elements of " + e.dtype_text + " (" +
+           std::to_string(dtype_bits(info->dtype)) + " bits each) do not fill whole bytes";
+  const uint64_t nbytes = bits / 8;
   if (!e.offsets_problem.empty())
     return "data_offsets must be non-negative integers, got " + e.offsets_problem;
   info->begin = e.offset_values[0];
@@ -364,7 +370,12 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
     fail(what, "header length " + std::to_string(n) + " exceeds the file (" +
                    std::to_string(size) + " bytes)");
   WAVG_ASSERT(head_size >= 8 + n);
-  if (n < 2 || file[8] != '{') fail(what, "header is not a JSON object");
+  // JSON whitespace may pad the header on either side (the reference accepts both: writers pad to
+  // align the data).
+  const auto space = [](unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  uint64_t first = 0;
+  while (first < n && space(file[8 + first])) ++first;
+  if (first == n || file[8 + first] != '{') fail(what, "header is not a JSON object");
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
@@ -387,9 +398,17 @@ void pread_all(int fd, void* dst, size_t size, uint64_t offset, const std::strin
     offset += uint64_t(n);
   }
 }
+// A reader that did not ask for them sees only the classic dtypes: the others (FP8, C64, U16-U64,
+// microscaling) are valid in a file but meaningless to it (LibTorch 1.13 has none of them).
+void refuse_new_dtypes(const SafetensorsHeader& h, const std::string& path) {
+  for (const TensorInfo& t : h.tensors)
+    if (!is_classic(t.dtype))
+      fail(path, "tensor '" + quote_bytes(t.name) + "' has dtype " + dtype_name(t.dtype) +
+                     ", which only `wavg average` reads");
+}
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+SafetensorsFile::SafetensorsFile(const std::string& path, bool all_dtypes) : path_(path) {
   // O_NONBLOCK: opening a FIFO for reading would otherwise block until a writer appears; the type
   // is checked on the descriptor, then reads block again as usual.
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -411,6 +430,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       }
     }
     header_ = parse_safetensors_header(head.data(), head.size(), size_, path);
+    if (!all_dtypes) refuse_new_dtypes(header_, path);
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
   } catch (...) {
     ::close(fd_);
