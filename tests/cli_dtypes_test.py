@@ -152,6 +152,17 @@ def test_fp8_weighted(d, dt, rng):
               f"{dt} --dtype f32: the fp64 mean rounded to F32")
 
 
+def test_fp8_not_finite(d):
+    """A NaN code (E4M3FN 0x7f, E4M3FNUZ 0x80) or E5M2's Inf in an input is refused naming the
+    element, as for the 16-bit floats."""
+    out = os.path.join(d, "nan_out.safetensors")
+    for dt, code in (("F8_E4M3", 0x7F), ("F8_E4M3FNUZ", 0x80), ("F8_E5M2", 0x7C)):
+        p = os.path.join(d, f"nan_{dt}.safetensors")
+        save(p, {"w": (dt, [3], bytes([0x30, code, 0x31]))})
+        r = run("average", "--swa", "-o", out, p, p)
+        one_error_line(r, f"{dt} code {code:#x}", ["'w' element 1 is not finite"], out)
+
+
 def test_complex(d, rng):
     """C64: averaged component-wise in fp64 (numpy complex128 as the reference), written as C64;
     --dtype does not apply to it."""
@@ -263,6 +274,7 @@ def main():
             test_fp8_identity(d, dt)
             test_fp8_midpoints(d, dt)
             test_fp8_weighted(d, dt, rng)
+        test_fp8_not_finite(d)
         test_complex(d, rng)
         test_copied(d, rng)
         test_refused(d)
