@@ -18,6 +18,8 @@
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/study/analyses.h"
+#include "wavg/study/entry_analyses.h"
+#include "wavg/study/intervals.h"
 #include "wavg/study/report.h"
 #include "wavg/study/scoring.h"
 
@@ -78,6 +80,7 @@ BankSetting setting(const std::string& name, Scheme scheme, int64_t window, doub
   s.options.every = every;
   s.options.name = name;
   s.horizon = horizon;
+  s.eval_every = 10;  // the curves below are evaluated every 10 steps
   return s;
 }
 
@@ -241,11 +244,7 @@ TEST(Analyses, HandComputedWorkload) {
   EXPECT_EQ(st["selected"]["model"], "lawa_rec");  // the smallest interpolated median
   EXPECT_FALSE(st["selected"]["pre_registered"].get<bool>());
   EXPECT_TRUE(st["nadamw"]["pre_registered"].get<bool>());
-  // Only lawa_rec reaches the target in the median (ema_rec and lawa_L2_nu5 miss on two seeds):
-  // the medians' range is 0, no more than one interval of 10 steps, so no fit.
-  EXPECT_EQ(W["horizon_fit"]["interval"], 10);
-  EXPECT_FALSE(W["horizon_fit"]["resolvable"].get<bool>());
-  EXPECT_FALSE(W["horizon_fit"].contains("all"));
+  EXPECT_FALSE(W.contains("horizon_fit"));  // fitted on one grid at merge (entry_analyses.h)
   EXPECT_EQ(W["methods"]["nadamw"]["steps_to_target"], json::array({20, 20, 30}));
   EXPECT_EQ(W["methods"]["nadamw"]["median_steps_to_target"].get<double>(), 20);
   EXPECT_EQ(W["methods"]["nadamw+lawa"]["steps_to_target"], json::array({10, 20, 10}));
@@ -398,9 +397,11 @@ void expect_transformed(const json& a, const json& b, const std::function<double
 }
 
 json study_json(const WorkloadAnalysis& a) {
-  return {{"schema", "study-v3"},
+  json entry = a.results;
+  add_entry_analyses(&entry, /*lm=*/false);  // as the merge does
+  return {{"schema", "study-v4"},
           {"protocol", {{"seeds", 5}, {"target", "median"}, {"recommended_horizon", 0.01}}},
-          {"workloads", {{"w", a.results}}},
+          {"workloads", {{"w", entry}}},
           {"scoring", scoring_json({{"w", a.method_time}})}};
 }
 
@@ -522,7 +523,7 @@ TEST(StudyReport, MalformedResultsAreOneLineErrorsNamingTheKey) {
   const json full = study_json(analyse_workload(hand_workload()));
   TempDir dir;
   auto error_with = [&](const json& j) { return error_of([&] { write_study(dir, j); }); };
-  EXPECT_NE(error_with({{"schema", "study-v3"}}).find("results.json: 'workloads' is missing"),
+  EXPECT_NE(error_with({{"schema", "study-v4"}}).find("results.json: 'workloads' is missing"),
             std::string::npos);
   EXPECT_NE(error_with(json::object()).find("has schema 'none'"), std::string::npos);
   json bad = full;
@@ -552,6 +553,193 @@ TEST(StudyReport, AnOlderSchemaIsRefusedInOneLine) {
   std::ofstream(dir.path() + "/results.json") << old.dump(2);
   const std::string e = error_of([&] { study_report(dir.path()); });
   EXPECT_NE(e.find("has schema 'study-v2'"), std::string::npos) << e;
-  EXPECT_NE(e.find("study-v3"), std::string::npos) << e;
+  EXPECT_NE(e.find("study-v4"), std::string::npos) << e;
+  old["schema"] = "study-v3";  // issue 25's analyses missing: merge the parts again
+  std::ofstream(dir.path() + "/results.json") << old.dump(2);
+  EXPECT_NE(error_of([&] { study_report(dir.path()); }).find("--merge-only"), std::string::npos);
   EXPECT_EQ(e.find('\n'), std::string::npos);
+}
+
+// ---- issue 25: exact bootstrap intervals, one grid, leave-one-seed-out, fixed budget ------------
+
+namespace {
+
+// The reference: every one of the n^n index sequences (a base-n counter), the statistic of each,
+// sorted, and the values at positions ⌊N/40⌋ and N − 1 − ⌊N/40⌋ (the code enumerates multisets).
+Interval brute_force(size_t n, const std::function<double(const std::vector<double>&,
+                                                          const std::vector<double>&)>& stat,
+                     const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<size_t> idx(n, 0);
+  std::vector<double> values;
+  while (true) {
+    std::vector<double> ra, rb;
+    for (size_t i : idx) ra.push_back(a[i]), rb.push_back(b[i]);
+    values.push_back(stat(ra, rb));
+    size_t k = 0;
+    while (k < n && ++idx[k] == n) idx[k++] = 0;
+    if (k == n) break;
+  }
+  std::sort(values.begin(), values.end());
+  const size_t cut = values.size() / 40;
+  return {values[cut], values[values.size() - 1 - cut]};
+}
+
+}  // namespace
+
+TEST(Intervals, TimeRatioCountsAMissAsInfinite) {
+  EXPECT_EQ(time_ratio(10, 20), 0.5);
+  EXPECT_EQ(time_ratio(kInf, 20), kInf);
+  EXPECT_EQ(time_ratio(10, kInf), 0.0);
+  EXPECT_EQ(time_ratio(kInf, kInf), 1.0);
+}
+
+TEST(Intervals, TwoSeedsByHand) {
+  // t = {10, miss}, base = {20, 20}: resamples (0,0) 0.5, (0,1) and (1,0) median ∞ -> ∞, (1,1) ∞.
+  // N = 4: lo = v_0 = 0.5, hi = v_3 = ∞ (open above); the point ratio median(t)/median(base) = ∞.
+  const RatioEstimate r = ratio_estimate({10, kInf}, {20, 20});
+  EXPECT_EQ(r.ci.lo, 0.5);
+  EXPECT_EQ(r.ci.hi, kInf);
+  EXPECT_EQ(r.ratio, kInf);
+  EXPECT_EQ(r.per_seed[0], 0.5);
+  EXPECT_EQ(r.per_seed[1], kInf);
+  EXPECT_EQ(r.verdict, "within noise");
+  EXPECT_EQ(ratio_estimate({10, 12}, {20, 20}).verdict, "faster");  // every resample below 1
+  EXPECT_EQ(ratio_estimate({30, 25}, {20, 20}).verdict, "slower");
+  EXPECT_TRUE(std::isnan(ratio_estimate({kInf}, {kInf}).per_seed[0]));  // both miss
+}
+
+TEST(Intervals, ExactBootstrapEqualsEveryResampleSequence) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> steps(10, 30), miss(0, 4);
+  auto ratio = [](const std::vector<double>& a, const std::vector<double>& b) {
+    return time_ratio(median(a), median(b));
+  };
+  auto mean_diff = [](const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> d;
+    for (size_t i = 0; i < a.size(); ++i) d.push_back(b[i] - a[i]);
+    return mean_std(d).mean;
+  };
+  for (size_t n : {1u, 2u, 4u, 5u, 6u}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      std::vector<double> t, base;
+      for (size_t i = 0; i < n; ++i) {
+        t.push_back(miss(rng) == 0 ? kInf : 10.0 * steps(rng));  // ties are likely: 21 values
+        base.push_back(miss(rng) == 0 ? kInf : 10.0 * steps(rng));
+      }
+      SCOPED_TRACE("n " + std::to_string(n) + ", trial " + std::to_string(trial));
+      const Interval want = brute_force(n, ratio, t, base);
+      const RatioEstimate got = ratio_estimate(t, base);
+      EXPECT_EQ(got.ci.lo, want.lo);
+      EXPECT_EQ(got.ci.hi, want.hi);
+      std::vector<double> v, b;
+      for (size_t i = 0; i < n; ++i) v.push_back(0.1 * steps(rng)), b.push_back(0.1 * steps(rng));
+      const Interval want_gain = brute_force(n, mean_diff, v, b);
+      const GainEstimate g = gain_estimate(v, b, /*lower_is_better=*/true);
+      EXPECT_NEAR(g.ci.lo, want_gain.lo, 1e-12);
+      EXPECT_NEAR(g.ci.hi, want_gain.hi, 1e-12);
+    }
+  }
+  EXPECT_THROW(bootstrap_interval(kMaxBootstrapItems + 1, [](const Counts&) { return 0.0; }), Error);
+}
+
+TEST(Intervals, TwoSampleBootstrapEqualsEveryPairOfSequences) {
+  const std::vector<double> a = {0.5, 0.47, 0.52}, b = {0.5, 0.45, 0.52, 0.49};
+  std::vector<double> values;
+  std::vector<size_t> i(3, 0);
+  for (size_t x = 0; x < 27; ++x) {
+    std::vector<double> ra = {a[x % 3], a[x / 3 % 3], a[x / 9]};
+    for (size_t y = 0; y < 256; ++y) {
+      std::vector<double> rb = {b[y % 4], b[y / 4 % 4], b[y / 16 % 4], b[y / 64]};
+      values.push_back(median(rb) - median(ra));
+    }
+  }
+  std::sort(values.begin(), values.end());
+  const size_t cut = values.size() / 40;
+  const Interval got = bootstrap_interval2(3, 4, [&](const Counts& ca, const Counts& cb) {
+    return median(resampled(b, cb)) - median(resampled(a, ca));
+  });
+  EXPECT_EQ(got.lo, values[cut]);
+  EXPECT_EQ(got.hi, values[values.size() - 1 - cut]);
+}
+
+TEST(Intervals, GridAndTrailingMeanByHand) {
+  const Curve c = curve({{5, 0.9}, {10, 0.6}, {15, 0.3}, {20, 0.6}, {23, 0.4}});
+  const Curve g = on_grid(c, 10, 23);  // multiples of 10 and the last step
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].step, 10);
+  EXPECT_EQ(g[2].step, 23);
+  const Curve m = trailing_mean(c, 3);  // from the third evaluation on
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].step, 15);
+  EXPECT_NEAR(m[0].value, 0.6, 1e-15);
+  EXPECT_NEAR(m[2].value, (0.3 + 0.6 + 0.4) / 3, 1e-15);
+  // A single dip to 0.3 reaches a target of 0.35; the trailing mean never does.
+  EXPECT_EQ(steps_or_miss(c, 0.35, true), 15);
+  EXPECT_EQ(steps_or_miss(m, 0.35, true), kMiss);
+}
+
+TEST(EntryAnalyses, HandComputedWorkload) {
+  json W = analyse_workload(hand_workload()).results;
+  add_entry_analyses(&W, /*lm=*/false);
+  // Leave one seed out over lawa_rec, ema_rec, lawa_L2_nu5 (every 10 steps). Interpolated steps:
+  // lawa_rec 10, 19.09, 10; ema_rec ∞, ∞, 30; lawa_L2_nu5 20, ∞, ∞. Without seed 0: medians 14.5,
+  // ∞, ∞; without seed 1: 10, ∞, ∞ (20 and ∞: ∞); without seed 2: 14.5, ∞, ∞ -> lawa_rec each
+  // time, scored 10, 20, 10 against raw 20, 20, 30: ratio 10/20, interval over 27 resamples from
+  // all-seed-2 (10/30) to all-seed-1 (20/20): within noise.
+  const json& t = W["tuned"];
+  for (const json& r : t["rotations"]) EXPECT_EQ(r["chosen"], "lawa_rec");
+  EXPECT_EQ(t["steps"], json::array({10, 20, 10}));
+  EXPECT_EQ(t["ratio"].get<double>(), 0.5);
+  EXPECT_NEAR(t["ci95"][0].get<double>(), 1.0 / 3, 1e-15);
+  EXPECT_EQ(t["ci95"][1].get<double>(), 1.0);
+  EXPECT_EQ(t["verdict"], "within noise");
+  // Pre-registered against raw: LAWA 10, 20, 10 vs 20, 20, 30 (the same numbers); EMA misses.
+  EXPECT_EQ(W["intervals"]["nadamw+lawa"]["ratio"].get<double>(), 0.5);
+  EXPECT_EQ(W["intervals"]["nadamw+ema"]["ratio"], "inf");
+  EXPECT_TRUE(W["intervals"]["nadamw+ema"]["open_above"].get<bool>());
+  // Fixed budget: best raw 0.4, 0.42, 0.3 and LAWA 0.4, 0.4, 0.3: gains 0, 0.02, 0.
+  const json& g = W["fixed_budget"]["nadamw+lawa"]["best_gain"];
+  EXPECT_NEAR(g["mean"].get<double>(), 0.02 / 3, 1e-15);
+  EXPECT_NEAR(g["ci95"][0].get<double>(), 0, 1e-15);
+  EXPECT_NEAR(g["ci95"][1].get<double>(), 0.02, 1e-15);
+  EXPECT_EQ(g["verdict"], "within noise");
+  EXPECT_FALSE(W["fixed_budget"]["nadamw"].contains("best_gain"));
+  // The bank's rows: relative to raw on their grid; no mixed-grid fit.
+  EXPECT_FALSE(W.contains("horizon_fit"));
+  EXPECT_TRUE(W["settings"][2]["relative_steps"].is_null());  // lawa_L2_nu5's median misses
+  EXPECT_EQ(W["settings"][0]["relative_steps"].get<double>(), 0.5);
+  EXPECT_EQ(W["one_grid"]["settings"].size(), 3u);
+  EXPECT_EQ(W["one_grid"]["best_after_the_fact"], "lawa_rec");
+  EXPECT_FALSE(W["horizon_fit_one_grid"]["resolvable"].get<bool>());  // one median reaches
+}
+
+TEST(EntryAnalyses, APreRegisteredSettingTheBankHoldsCountsOnce) {
+  WorkloadData d = random_workload(3);
+  // lawa_L20_nu1 is lawa_rec's averager: the bank's grid holds it once.
+  d.bank.push_back(setting("lawa_L20_nu1", Scheme::kLawa, 20, 0, 1, 20.0 / 134));
+  for (ModelCurves& s : d.seeds) s["lawa_L20_nu1"] = s.at("lawa_rec");
+  json W = analyse_workload(d).results;
+  add_entry_analyses(&W, false);
+  std::vector<std::string> names;
+  for (const json& s : W["one_grid"]["settings"]) names.push_back(s["name"]);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "lawa_rec"), 0);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "lawa_L20_nu1"), 1);
+  EXPECT_EQ(W["one_grid"]["notes"][0], "lawa_rec is lawa_L20_nu1 on this grid: counted once");
+}
+
+TEST(EntryAnalyses, NegatingValuesAndFlippingTheDirectionChangesNoRatioOrGain) {
+  for (uint32_t seed : {1u, 2u}) {
+    const WorkloadData d = random_workload(seed);
+    json a = analyse_workload(d).results, b =
+        analyse_workload(transformed(d, [](double v) { return -v; })).results;
+    add_entry_analyses(&a, false);
+    add_entry_analyses(&b, false);
+    for (const char* key : {"intervals", "one_grid", "tuned"}) EXPECT_EQ(a[key], b[key]) << key;
+    EXPECT_EQ(a["horizon_fit_one_grid"]["range"], b["horizon_fit_one_grid"]["range"]);
+    EXPECT_EQ(a["regime_interval"]["ci95"], b["regime_interval"]["ci95"]);
+    const json& ga = a["fixed_budget"]["nadamw+ema"]["best_gain"];
+    const json& gb = b["fixed_budget"]["nadamw+ema"]["best_gain"];
+    EXPECT_NEAR(ga["mean"].get<double>(), gb["mean"].get<double>(), 1e-12);
+    EXPECT_EQ(ga["verdict"], gb["verdict"]);
+  }
 }

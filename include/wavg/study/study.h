@@ -11,8 +11,10 @@
 // warmup, weight decay, clipping) at budget H by best value, target = median over target seeds of
 // the value at step ⌊H/3⌋, scored on other seeds. Each workload and the LM protocol is a part
 // (`--workload NAME`, NAME a workload or "lm_protocol") written to STUDY_DIR/parts/NAME.json; every
-// invocation merges the parts present into STUDY_DIR/results.json (schema "study-v3"), which holds
-// everything the report draws. Each run lives in STUDY_DIR/runs/...; finished runs are skipped,
+// invocation merges the parts present into STUDY_DIR/results.json (schema "study-v4": the parts'
+// entries with issue 25's intervals, one-grid rows, tuned rows and fixed-budget values computed
+// from the entries alone), which holds everything the report draws. Each run lives in
+// STUDY_DIR/runs/...; finished runs are skipped,
 // interrupted ones resumed, one made with another configuration refused.
 // Further optimizer arms (issue 13, `[[arm]]` tables) ride a workload's protocol: each is tuned
 // over its own learning-rate grid at T (seed 0, the raw model's best value), then runs the scoring
@@ -85,5 +87,9 @@ std::vector<std::string> study_parts(const StudyConfig& config);
 // Prints progress with an ETA.
 void run_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false,
                const std::vector<std::string>& parts = {});
+
+// Merges the parts present in STUDY_DIR/parts into STUDY_DIR/results.json without running anything
+// (a committed study rebuilds from its committed parts). wavg::Error as run_study's merge.
+void merge_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false);
 
 }  // namespace wavg

@@ -135,6 +135,7 @@ Command register_study(CLI::App& app) {
   auto quiet = std::make_shared<bool>(false);
   auto parts = std::make_shared<std::vector<std::string>>();
   auto threads = std::make_shared<int64_t>(0);
+  auto merge_only = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand(
       "study", "Run the AlgoPerf-style study (resumable) and write results.json and report.html");
   sub->add_option("--config", *config, "Study TOML (configs/study.toml)");
@@ -144,6 +145,8 @@ Command register_study(CLI::App& app) {
   sub->add_option("--workload", *parts,
                   "Run only this part (a workload, or lm_protocol); repeatable. Every part present "
                   "is merged into results.json");
+  sub->add_flag("--merge-only", *merge_only,
+                "Run nothing: merge the parts present into results.json (and write the report)");
   CLI::Option* threads_opt = add_int64_option(
       sub, "--threads", *threads,
       "Intra-op threads per run (overrides the config's `threads`; changes the time, not the "
@@ -155,7 +158,10 @@ Command register_study(CLI::App& app) {
                          "--threads must be between 1 and 1024, got ", *threads);
               c.threads = int(*threads);
             }
-            run_study(c, *out, *quiet, *parts);
+            if (*merge_only)
+              merge_study(c, *out, *quiet);
+            else
+              run_study(c, *out, *quiet, *parts);
             write_report(*out, *out + "/report.html");
             std::printf("wrote %s/report.html\n", out->c_str());
             return 0;

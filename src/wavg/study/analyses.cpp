@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "wavg/core/error.h"
+#include "wavg/study/intervals.h"
 
 namespace wavg::study {
 
@@ -92,7 +93,7 @@ json method_rows(const WorkloadData& d, double target, std::map<std::string, dou
   return methods;
 }
 
-json bank_rows(const WorkloadData& d, double target, double raw_time) {
+json bank_rows(const WorkloadData& d, double target) {
   json rows = json::array();
   for (const BankSetting& s : d.bank) {
     const AveragerOptions& o = s.options;
@@ -115,46 +116,10 @@ json bank_rows(const WorkloadData& d, double target, double raw_time) {
     row["median_steps_to_target"] = number_or_null(median(steps));
     row["interpolated_steps_to_target"] = numbers_or_null(interp);
     row["interpolated_median"] = number_or_null(median(interp));
-    row["relative_steps"] = relative(median(steps), raw_time);
     row["best_mean"] = number_or_null(mean_std(bests).mean);
     rows.push_back(row);
   }
   return rows;
-}
-
-json horizon_fits(const json& bank_rows, int64_t interval) {
-  // Interpolated median steps to target against x = log10(horizon), over the settings that reached
-  // the target; a minimum (c2 > 0) at x* = −c1/(2·c2) is the best horizon. Fitted only when the
-  // medians differ by more than one evaluation interval (else the curve is noise of the grid).
-  std::vector<std::pair<double, double>> lawa, all;
-  double lo = kMiss, hi = -kMiss;
-  for (const json& row : bank_rows) {
-    // Kaddour's EXP windows share lawa_rec's horizon: they are a comparison, not a horizon.
-    if (row.at("interpolated_median").is_null() || row.at("scheme") == "lawa_exp") continue;
-    const double m = row.at("interpolated_median").get<double>();
-    const std::pair<double, double> p{std::log10(row.at("horizon").get<double>()), m};
-    all.push_back(p);
-    lo = std::min(lo, m), hi = std::max(hi, m);
-    if (row.at("scheme") == "lawa") lawa.push_back(p);
-  }
-  const bool resolvable = !all.empty() && hi - lo > double(interval);
-  json fits = {{"interval", interval}, {"range", all.empty() ? json(nullptr) : json(hi - lo)},
-               {"resolvable", resolvable}};
-  if (!resolvable) {
-    fits["note"] = all.empty() ? "no setting reached the target"
-                               : "not resolvable: the medians differ by no more than one "
-                                 "evaluation interval";
-    return fits;
-  }
-  for (const auto& [name, points] : {std::pair{"lawa", &lawa}, std::pair{"all", &all}}) {
-    const std::optional<QuadraticFit> f = quadratic_fit(*points);
-    if (!f) continue;
-    json j = {{"c0", f->c0}, {"c1", f->c1}, {"c2", f->c2}, {"x", "log10(horizon)"},
-              {"y", "interpolated median steps to target"}, {"points", points->size()}};
-    if (f->c2 > 0) j["best_horizon"] = std::pow(10.0, -f->c1 / (2 * f->c2));
-    fits[name] = j;
-  }
-  return fits;
 }
 
 json schedule_rows(const WorkloadData& d, double target) {
@@ -257,11 +222,15 @@ json steps_entry(const std::vector<ModelCurves>& seeds, const std::string& model
 }
 
 size_t select_setting(const WorkloadData& d, double target) {
+  // One grid for every setting: the coarsest evaluation interval of the bank.
+  int64_t every = d.eval_every;
+  for (const BankSetting& s : d.bank) every = std::max(every, s.eval_every);
   std::vector<double> interp, bests;
   for (const BankSetting& s : d.bank) {
     std::vector<double> t, b;
     for (const ModelCurves& c : d.seeds) {
-      t.push_back(interpolated_or_miss(model_curve(c, s.options.name), target, d.lower_is_better));
+      t.push_back(interpolated_or_miss(on_grid(model_curve(c, s.options.name), every, d.H), target,
+                                       d.lower_is_better));
       b.push_back(best_value(model_curve(c, s.options.name), d.lower_is_better));
     }
     interp.push_back(median(t));
@@ -342,8 +311,7 @@ WorkloadAnalysis analyse_workload(const WorkloadData& d) {
   W["lr_sensitivity"] = lr_sensitivity_rows(d, target);
   std::map<std::string, double> unused;
   W["methods"] = method_rows(d, target, &unused);
-  W["settings"] = bank_rows(d, target, a.method_time.at("nadamw"));
-  W["horizon_fit"] = horizon_fits(W["settings"], d.bank_eval_every);
+  W["settings"] = bank_rows(d, target);  // relative_steps and the horizon fit: on one grid, at merge
   if (!d.schedules.empty()) W["schedules"] = schedule_rows(d, target);
   if (!d.arms.empty()) W["arms"] = arm_rows(d, target);
   std::vector<std::string> models = plotted_models();

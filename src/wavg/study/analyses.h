@@ -1,5 +1,5 @@
 // The study's analyses (DESIGN.md §4, analyses 1–7; issue 12) as pure functions from one
-// workload's curves and the metric's direction to its entry of results.json (schema study-v3):
+// workload's curves and the metric's direction to its entry of a part (schema study-v3-part):
 // target from the target-setting runs, the regime check, steps to target (AlgoPerf's first
 // evaluation at or past the target, and interpolated) of the pre-registered methods and of the
 // bank setting selected after the fact, and the AlgoPerf scoring over workloads. The LM protocol's
@@ -96,18 +96,18 @@ WorkloadAnalysis analyse_workload(const WorkloadData& d);
 // "per_seed", "interpolated_per_seed", "median", "interpolated_median"}, a miss as "inf".
 json steps_entry(const std::vector<ModelCurves>& seeds, const std::string& model, double target,
                  bool lower_is_better, bool pre_registered, int64_t eval_every);
-// The bank setting with the smallest interpolated median steps to target (the first on ties; if
-// none reaches the target, the best mean best value): "selected after the fact".
+// The bank setting with the smallest interpolated median steps to target, every setting on the
+// bank's grid (the coarsest eval_every; the first on ties; if none reaches the target, the best
+// mean best value): "selected after the fact".
 size_t select_setting(const WorkloadData& d, double target);
 
 // One function per analysis (each a part of analyse_workload's entry).
 json lr_sensitivity_rows(const WorkloadData& d, double target);           // analysis 4
 json method_rows(const WorkloadData& d, double target,                    // analyses 1, 5, 7
                  std::map<std::string, double>* method_time);
-json bank_rows(const WorkloadData& d, double target, double raw_time);   // analyses 2, 3
-// Analysis 2: quadratic fits of the interpolated medians against log10(horizon), only when their
-// range exceeds `interval` steps; otherwise {"resolvable": false, "note": ...}.
-json horizon_fits(const json& bank_rows, int64_t interval);
+// Analysis 3's rows (per-seed steps of every bank setting on its own grid); their ratios to the raw
+// model on the same grid and analysis 2's fit are added at merge (entry_analyses.h).
+json bank_rows(const WorkloadData& d, double target);
 json schedule_rows(const WorkloadData& d, double target);                 // analysis 6
 // The arms: per arm its grid, its chosen learning rate and its methods NAME, NAME+lawa, NAME+ema
 // (steps_entry fields, best values), relative to NAdamW's raw model and to the arm's own.

@@ -30,9 +30,9 @@ bool need(const JsonView& v, std::initializer_list<const char*> keys, const std:
 StudyResults study_results(const JsonView& root) {
   const std::string schema = root.has("schema") && root["schema"].is_string()
                                  ? root["schema"].text() : std::string("none");
-  WAVG_CHECK(schema == "study-v3", "report: ", root.file(), " has schema '", schema, "', written ",
-             "by an older wavg under an older protocol; this wavg reports schema 'study-v3' only ",
-             "(run `wavg study` again)");
+  WAVG_CHECK(schema == "study-v4", "report: ", root.file(), " has schema '", schema, "', written ",
+             "by an older wavg; this wavg reports schema 'study-v4' only (a study-v3 study: `wavg ",
+             "study --merge-only` merges its parts again; an older one must be rerun)");
   StudyResults r{root, {}, ""};
   const JsonView all = root["workloads"];
   for (const std::string& name : all.keys()) {
@@ -130,9 +130,44 @@ std::string schedule_finding(const StudyWorkload& sw) {
   return s.str();
 }
 
-std::string relative_of(const JsonView& w, const char* method) {
-  if (!w.has("methods") || !w["methods"].has(method)) return "&ndash;";
-  return cell_fixed(100 * w["methods"][method]["relative_steps"].number(), 1) + "%";
+// "LAWA 91.0% [84.2%, 103.1%] within noise" for the comparisons of an "intervals" object.
+std::string intervals_finding(const JsonView& w) {
+  std::string s;
+  for (const std::string& m : w["intervals"].keys())
+    s += (s.empty() ? "" : "; ") + html_escape(m) + " " +
+         ratio_with_interval(w["intervals"][m]) + " " + verdict_cell(w["intervals"][m]);
+  return s;
+}
+
+std::string part_finding(const std::string& name, const JsonView& w) {
+  const bool lower = w["direction"].text() == "min";
+  std::ostringstream h;
+  h << "<li><b>" << html_escape(name) << "</b>: target "
+    << html_escape(w.has("metric") ? w["metric"].text() : "value") << " "
+    << target_relation(lower) << " " << cell(w["target"].number()) << " (" << better_word(lower)
+    << " is better). Steps to target relative to the raw model, pre-registered: "
+    << (w.has("intervals") ? intervals_finding(w) : "&ndash;");
+  if (w.has("tuned"))
+    h << "; tuned (leave-one-seed-out, the bank's grid): " << ratio_with_interval(w["tuned"]) << " "
+      << verdict_cell(w["tuned"]) << " (paper, tuned: "
+      << cell_fixed(100 * w["tuned"]["paper_tuned_ratio"].number(), 0) << "%)";
+  if (w.has("regime_check") && !w["regime_check"].is_null()) {
+    h << "; " << (w["regime_check"]["passes"].boolean() ? "in" : "<b>outside</b>")
+      << " the paper's regime";
+    if (w.has("regime_interval"))
+      h << " (decay's gain at T " << cell(w["regime_interval"]["gain"].number(), 3) << " ["
+        << cell(w["regime_interval"]["ci95"][0].number(), 3) << ", "
+        << cell(w["regime_interval"]["ci95"][1].number(), 3) << "])";
+  }
+  if (w.has("horizon_fit_one_grid") && w["horizon_fit_one_grid"].has("best_horizon") &&
+      !w["horizon_fit_one_grid"]["best_horizon"].is_null()) {
+    const JsonView f = w["horizon_fit_one_grid"];
+    h << "; the one-grid horizon fit has its minimum at "
+      << cell(100 * f["best_horizon"].number(), 2) << "% of H [" << percent_value(f["best_horizon_ci95"][0])
+      << ", " << percent_value(f["best_horizon_ci95"][1]) << "]";
+  }
+  h << ".</li>\n";
+  return h.str();
 }
 
 }  // namespace
@@ -140,19 +175,10 @@ std::string relative_of(const JsonView& w, const char* method) {
 std::string study_findings(const StudyResults& r) {
   std::ostringstream h;
   h << "<h2>Findings</h2>\n<ul>\n";
-  for (const StudyWorkload& sw : r.workloads) {
-    h << "<li><b>" << html_escape(sw.name) << "</b>: target " << html_escape(sw.metric) << " "
-      << target_relation(sw.lower_is_better) << " " << cell(sw.target) << " ("
-      << better_word(sw.lower_is_better) << " is better); steps to target relative to NAdamW: "
-      << "LAWA " << relative_of(sw.w, "nadamw+lawa") << ", EMA " << relative_of(sw.w, "nadamw+ema");
-    if (sw.w.has("regime_check"))
-      h << "; " << (sw.w["regime_check"]["passes"].boolean() ? "in" : "<b>outside</b>")
-        << " the paper's regime (regime check)";
-    if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("all") &&
-        sw.w["horizon_fit"]["all"].has("best_horizon"))
-      h << "; the quadratic fit puts the best horizon at "
-        << cell(100 * sw.w["horizon_fit"]["all"]["best_horizon"].number(), 2) << "% of the run";
-    h << ".</li>\n" << schedule_finding(sw);
+  for (const auto& [name, w] : study_parts_of(r)) {
+    h << part_finding(name, w);
+    for (const StudyWorkload& sw : r.workloads)
+      if (sw.name == name) h << schedule_finding(sw);
   }
   if (r.root.has("scoring") && r.root["scoring"].has("score")) {
     const JsonView score = r.root["scoring"]["score"];
@@ -207,9 +233,10 @@ std::string study_report_body(const std::string& dir) {
   const StudyResults r = study_results(JsonView(doc, path));
   std::string h;  // section by section, in order (an error names the first part that fails)
   for (std::string (*section)(const StudyResults&) :
-       {study_intro, study_findings, regime_section, steps_section, speedup_section,
-        horizon_section, grids_section, lr_section, best_value_section, schedules_section,
-        lm_section, arms_section, scoring_section})
+       {study_intro, study_findings, regime_section, steps_section, intervals_section,
+        one_grid_section, speedup_section, horizon_section, grids_section, lr_section,
+        best_value_section, fixed_budget_section, schedules_section, lm_section, arms_section,
+        scoring_section})
     h += section(r);
   return h;
 }

@@ -5,6 +5,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "wavg/study/json_view.h"
@@ -26,7 +27,7 @@ struct StudyResults {
 };
 
 // Reads the workloads of results.json; throws wavg::Error naming the file if it has none, or if its
-// schema is not study-v3 (an older study must be rerun: its protocol differs, issue 12).
+// schema is not study-v4 (an older study must be merged again or rerun).
 StudyResults study_results(const JsonView& root);
 
 // "<p class="note">TEXT</p>".
@@ -53,5 +54,20 @@ std::string schedules_section(const StudyResults& r);    // analysis 6
 std::string lm_section(const StudyResults& r);           // the paper's §7 protocol
 std::string arms_section(const StudyResults& r);         // issue 13's optimizers and EXP (if any)
 std::string scoring_section(const StudyResults& r);
+// Issue 25 (report_study_claims.cpp).
+std::string intervals_section(const StudyResults& r);     // ratios with intervals, tuned rows
+std::string one_grid_section(const StudyResults& r);      // the bank against raw on its grid
+std::string fixed_budget_section(const StudyResults& r);  // best value and value at H
+
+// Cells of issue 25's entries: a ratio as a percentage ("inf": ∞), a ratio with its interval
+// ("91.0% [84.2%, 103.1%]"), a verdict (bold where the interval excludes no effect).
+std::string percent_value(const JsonView& v);
+std::string ratio_with_interval(const JsonView& e);
+std::string verdict_cell(const JsonView& e);
+// The parts with analyses: the workloads, then lm_protocol if present.
+std::vector<std::pair<std::string, JsonView>> study_parts_of(const StudyResults& r);
+// A fixed-budget table's header and its rows for one "fixed_budget" object.
+std::string fixed_budget_header();
+std::string fixed_budget_rows(const std::string& part, const JsonView& fb);
 
 }  // namespace wavg::report

@@ -2,6 +2,7 @@
 // pre-registered methods and of the setting selected after the fact, AlgoPerf's count and the
 // interpolated one side by side; the regime checks; the language-model protocol of the paper's §7.
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include "wavg/core/format.h"
@@ -24,8 +25,19 @@ std::string percent_of(double t, double base) {
                                                             : "&ndash;";
 }
 
-// One table of steps_to_target: a row per method, both counts, relative to NAdamW.
-std::string steps_table(const std::string& name, const JsonView& stt) {
+// The ratio of a bank setting to the raw model on the bank's grid ("one_grid"), if there is one.
+std::string one_grid_ratio(const JsonView* one_grid, const std::string& model) {
+  if (one_grid)
+    for (const JsonView& g : (*one_grid)["settings"].elements())
+      if (g["name"].text() == model)
+        return ratio_with_interval(g) + " <small>(raw on the bank's grid)</small>";
+  return "&ndash;";
+}
+
+// One table of steps_to_target: a row per method, both counts, relative to NAdamW on the same grid
+// (a setting evaluated on the bank's coarser grid: from `one_grid`, else not compared).
+std::string steps_table(const std::string& name, const JsonView& stt,
+                        const JsonView* one_grid = nullptr) {
   std::ostringstream h;
   h << "<table><tr><th>" << html_escape(name) << "</th><th>model</th><th>settings</th>"
     << "<th>evaluated every</th><th>steps per seed (AlgoPerf: first evaluation at/past target)</th>"
@@ -40,11 +52,14 @@ std::string steps_table(const std::string& name, const JsonView& stt) {
       << "</td><td>" << e["eval_every"].integer() << "</td><td>";
     for (const JsonView& s : e["per_seed"].elements()) h << steps_cell(steps_value(s)) << " ";
     const double med = steps_value(e["median"]), imed = steps_value(e["interpolated_median"]);
-    h << "</td><td>" << steps_cell(med) << "</td><td>" << percent_of(med, base) << "</td><td>";
+    const bool same_grid = e["pre_registered"].boolean();
+    h << "</td><td>" << steps_cell(med) << "</td><td>"
+      << (same_grid ? percent_of(med, base) : one_grid_ratio(one_grid, e["model"].text()))
+      << "</td><td>";
     for (const JsonView& s : e["interpolated_per_seed"].elements())
       h << cell_fixed(steps_value(s), 1) << " ";
-    h << "</td><td>" << cell_fixed(imed, 1) << "</td><td>" << percent_of(imed, base_i)
-      << "</td></tr>\n";
+    h << "</td><td>" << cell_fixed(imed, 1) << "</td><td>"
+      << (same_grid ? percent_of(imed, base_i) : "&ndash;") << "</td></tr>\n";
   }
   h << "</table>\n";
   return h.str();
@@ -59,13 +74,28 @@ std::string steps_section(const StudyResults& r) {
                   "EMA &beta; = 19/21 at &nu; = max(1, round(0.01&middot;H/20)), fixed before the "
                   "study ran. The selected setting is the bank's best by interpolated median, "
                   "chosen after looking (the paper tunes per workload); the bank is evaluated "
-                  "less often, so its AlgoPerf count is coarser.</p>\n";
+                  "less often, so its AlgoPerf count is coarser and it is compared with the raw "
+                  "model subsampled onto the bank's grid.</p>\n";
   for (const StudyWorkload& sw : r.workloads) {
     if (!need(sw.w, {"steps_to_target"}, sw.name, "steps to target", &h)) continue;
-    h += steps_table(sw.name, sw.w["steps_to_target"]);
+    const JsonView* og = nullptr;
+    std::optional<JsonView> one_grid;
+    if (sw.w.has("one_grid")) one_grid = sw.w["one_grid"], og = &*one_grid;
+    h += steps_table(sw.name, sw.w["steps_to_target"], og);
   }
   return h;
 }
+
+namespace {
+
+std::string regime_interval_cell(const JsonView& w) {
+  if (!w.has("regime_interval")) return "&ndash;";
+  const JsonView g = w["regime_interval"];
+  return cell(g["gain"].number(), 3) + " [" + cell(g["ci95"][0].number(), 3) + ", " +
+         cell(g["ci95"][1].number(), 3) + "] " + html_escape(g["verdict"].text());
+}
+
+}  // namespace
 
 std::string regime_section(const StudyResults& r) {
   std::string h = "<h2>Regime check (from the baseline alone)</h2>\n<p>decayed at T: median over "
@@ -74,7 +104,8 @@ std::string regime_section(const StudyResults& r) {
                   "of its peak) of the raw value at step T; the check passes when the first beats "
                   "the second by more than the scoring seeds' standard deviation.</p>\n"
                   "<table><tr><th>workload</th><th>decayed at T</th><th>raw at T</th>"
-                  "<th>seed spread</th><th>passes</th><th>label</th></tr>\n";
+                  "<th>seed spread</th><th>passes</th><th>label</th><th>decay's gain at T "
+                  "[95% interval over both sets of seeds]</th></tr>\n";
   std::string notes;
   for (const StudyWorkload& sw : r.workloads) {
     if (!need(sw.w, {"regime_check"}, sw.name, "regime check", &notes)) continue;
@@ -83,7 +114,8 @@ std::string regime_section(const StudyResults& r) {
     h += "<tr><td>" + html_escape(sw.name) + "</td><td>" + cell(c["decayed_at_T"].number()) +
          "</td><td>" + cell(c["raw_at_T"].number()) + "</td><td>" +
          cell(c["seed_spread"].number(), 3) + "</td><td>" + (passes ? "yes" : "no") + "</td><td>" +
-         (passes ? "in the paper's regime" : "<b>outside the paper's regime</b>") + "</td></tr>\n";
+         (passes ? "in the paper's regime" : "<b>outside the paper's regime</b>") + "</td><td>" +
+         regime_interval_cell(sw.w) + "</td></tr>\n";
   }
   return h + "</table>\n" + notes;
 }

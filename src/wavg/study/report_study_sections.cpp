@@ -128,15 +128,41 @@ std::string speedup_section(const StudyResults& r) {
   return h;
 }
 
+namespace {
+
+// The caption of analysis 2's figure: the one-grid fit's minimum and its interval, or why not.
+std::string horizon_caption(const JsonView& fit, std::string* plot) {
+  if (fit.has("note") && !fit["resolvable"].boolean())
+    return "No fit: " + html_escape(fit["note"].text()) + ".";
+  std::string text;
+  if (fit.has("fit") && fit["fit"].has("c0")) {
+    const JsonView f = fit["fit"];
+    *plot += ", " + format_exact(f["c0"].number()) + " + " + format_exact(f["c1"].number()) +
+             "*log10(x/100) + " + format_exact(f["c2"].number()) +
+             "*log10(x/100)**2 w l lw 2 dt 3 t 'quadratic fit'";
+  }
+  if (fit.has("best_horizon") && !fit["best_horizon"].is_null())
+    text = "Fit minimum at " + cell(100 * fit["best_horizon"].number(), 2) + "% of H";
+  else
+    text = "The fit has no minimum";
+  return text + "; over seed resamples the minimum lies in [" +
+         percent_value(fit["best_horizon_ci95"][0]) + ", " +
+         percent_value(fit["best_horizon_ci95"][1]) + "] of H (&infin;: no minimum).";
+}
+
+}  // namespace
+
 std::string horizon_section(const StudyResults& r) {
   std::string h = "<h2>2. Horizon: interpolated steps to target against &nu;&middot;L/H and "
-                  "&nu;/(1&minus;&beta;)/H</h2>\n";
+                  "&nu;/(1&minus;&beta;)/H, on one grid</h2>\n<p>Every setting once, all on the "
+                  "bank's grid of evaluations (the pre-registered ones subsampled onto it).</p>\n";
   for (const StudyWorkload& sw : r.workloads) {
-    if (!need(sw.w, {"settings"}, sw.name, "horizon figure (analysis 2)", &h)) continue;
+    if (!need(sw.w, {"one_grid", "horizon_fit_one_grid"}, sw.name, "horizon figure (analysis 2)", &h))
+      continue;
     std::vector<std::vector<double>> lawa, ema;
-    for (const JsonView& s : sw.w["settings"].elements()) {
-      const double median = s["interpolated_median"].number();
-      if (!std::isfinite(median)) continue;
+    for (const JsonView& s : sw.w["one_grid"]["settings"].elements()) {
+      const double median = steps_value(s["interpolated_median"]);
+      if (!std::isfinite(median) || s["scheme"].text() == "lawa_exp") continue;
       (s["scheme"].text() == "lawa" ? lawa : ema).push_back({100 * s["horizon"].number(), median});
     }
     if (lawa.empty() && ema.empty()) {
@@ -150,17 +176,7 @@ std::string horizon_section(const StudyResults& r) {
       data += data_block("e", ema),
           plot += std::string(plot.empty() ? "" : ", ") + "$e u 1:2 w p pt 5 ps 1.2 t 'EMA'";
     plot = "plot " + plot;
-    std::string text;
-    if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("note"))
-      text = "No fit: " + html_escape(sw.w["horizon_fit"]["note"].text()) + ".";
-    if (sw.w.has("horizon_fit") && sw.w["horizon_fit"].has("all")) {
-      const JsonView fit = sw.w["horizon_fit"]["all"];
-      plot += ", " + format_exact(fit["c0"].number()) + " + " + format_exact(fit["c1"].number()) +
-              "*log10(x/100) + " + format_exact(fit["c2"].number()) +
-              "*log10(x/100)**2 w l lw 2 dt 3 t 'quadratic fit'";
-      if (fit.has("best_horizon"))
-        text = "Fit minimum at " + cell(100 * fit["best_horizon"].number(), 2) + "% of the run.";
-    }
+    const std::string text = horizon_caption(sw.w["horizon_fit_one_grid"], &plot);
     h += "<figure>" +
          gnuplot_svg(sw.name + " horizon",
                      data + "set logscale x\nset offsets graph 0.05, graph 0.05, graph 0.05, "

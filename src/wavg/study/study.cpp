@@ -14,6 +14,7 @@
 #include "wavg/core/format.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/study/analyses.h"
+#include "wavg/study/entry_analyses.h"
 #include "wavg/study/json_view.h"
 #include "wavg/study/plan.h"
 #include "wavg/study/run_cache.h"
@@ -248,7 +249,7 @@ std::string part_path(const std::string& study_dir, const std::string& part) {
 // workloads present.
 void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
   const json protocol = protocol_json(cfg);
-  json results = {{"schema", "study-v3"}, {"protocol", protocol}, {"workloads", json::object()}};
+  json results = {{"schema", "study-v4"}, {"protocol", protocol}, {"workloads", json::object()}};
   std::map<std::string, std::map<std::string, double>> times;  // workload -> method -> steps
   json missing = json::array();
   for (const std::string& part : study_parts(cfg)) {
@@ -261,11 +262,15 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
     WAVG_CHECK(doc.contains("protocol") && doc["protocol"] == protocol && doc.contains("entry"),
                "study: ", path, " was written under another protocol (or is not a part); rerun ",
                "that part with this configuration or remove the file");
+    // Issue 25's intervals, one-grid comparisons, tuned rows and fixed-budget values come from
+    // the part's entry alone, so that committed parts rebuild results.json without run directories.
+    json entry = doc["entry"];
+    study::add_entry_analyses(&entry, part == "lm_protocol");
     if (part == "lm_protocol") {
-      results["lm_protocol"] = doc["entry"];
+      results["lm_protocol"] = entry;
       continue;
     }
-    results["workloads"][part] = doc["entry"];
+    results["workloads"][part] = entry;
     for (const auto& [method, e] : doc["entry"].at("steps_to_target").items()) {
       if (method == "selected") continue;
       const json& m = e.at("median");
@@ -281,6 +286,12 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
 }
 
 }  // namespace
+
+void merge_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
+  WAVG_CHECK(std::filesystem::is_directory(study_dir + "/parts"), "study: ", study_dir,
+             " has no parts/ directory to merge");
+  merge_parts(cfg, study_dir, quiet);
+}
 
 void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet,
                const std::vector<std::string>& only) {

@@ -1,0 +1,33 @@
+// The analyses of issue 25 (results.json schema study-v4), computed from a part's entry alone (its
+// per-seed curves of the raw model and the pre-registered averages, and the bank's per-seed steps
+// to target), so that a committed study's results.json rebuilds from its committed parts without
+// the run directories:
+// - "intervals": each pre-registered average against the raw model on their shared grid (every
+//   eval_every steps): paired per-seed ratios, the ratio of medians, its exact bootstrap 95 %
+//   interval (a miss is ∞; hi = "inf": open above), a verdict, and a robustness column (the ratio
+//   with the evaluations subsampled 2× and 4× and under a 3-point trailing mean);
+// - "one_grid": every bank setting once against the raw model subsampled onto the bank's grid;
+// - "horizon_fit_one_grid": analysis 2 on that one grid, each setting once, with the bootstrap
+//   interval of the fitted optimum;
+// - "tuned": the bank's best setting chosen leave-one-seed-out on the other seeds, scored on the
+//   held-out one, all rotations;
+// - "fixed_budget": best value and value at H of the raw model and each average, paired gains;
+// - "regime_interval": the regime check's gain with its two-sample bootstrap interval.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace wavg::study {
+
+using json = nlohmann::ordered_json;
+
+// The paper's (tuned) relative steps to target: AlgoPerf (Figs. 1–2) and the 124M LM (§7).
+constexpr double kPaperAlgoPerfRatio = 0.82;
+constexpr double kPaperLmRatio = 0.70;
+
+// Adds the keys above to a workload's entry (schema study-v3-part's "entry"), and to each of its
+// arms "intervals" and "fixed_budget". `lm`: the LM protocol's entry (no target-setting budget, no
+// regime check). Throws wavg::Error naming the key if the entry lacks what an analysis needs.
+void add_entry_analyses(json* entry, bool lm);
+
+}  // namespace wavg::study
