@@ -144,12 +144,40 @@ TEST(SafetensorsMalformed, NotAnObject) {
   EXPECT_TRUE(contains(parse_error(make_file("[1,2,3]", "")), "not a JSON object"));
 }
 
+// Issue 21: a name given twice keeps its last entry, as the reference reads the header (a JSON
+// object into a map): the first entry's bytes are then a gap, unless the two entries are the same.
 TEST(SafetensorsMalformed, DuplicateName) {
   const std::string e = parse_error(
       make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
                 R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
                 "xy"));
-  EXPECT_TRUE(contains(e, "duplicate tensor name 'a'")) << e;
+  EXPECT_TRUE(contains(e, "gap in the data buffer before tensor 'a' (bytes 0 to 1)")) << e;
+  const std::string same = make_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                                     R"("b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},)"
+                                     R"("a":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}})",
+                                     "xy");
+  const SafetensorsHeader h =
+      parse_safetensors(reinterpret_cast<const unsigned char*>(same.data()), same.size(), "f");
+  ASSERT_EQ(h.tensors.size(), 2u);
+  EXPECT_EQ(h.find("a")->dtype, DType::kI8);
+  EXPECT_EQ(h.find("b")->begin, 1u);
+}
+
+// Issue 21: what the reference refuses or accepts in a header's JSON, wavg too: a field of an
+// entry given twice is refused, a NUL byte (which ended nlohmann's input early) is refused,
+// "__metadata__": null is no metadata.
+TEST(SafetensorsMalformed, JsonAsTheReferenceReadsIt) {
+  std::string e = parse_error(
+      make_file(R"({"a":{"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]}})", "x"));
+  EXPECT_TRUE(contains(e, "tensor 'a': duplicate field 'dtype'")) << e;
+  e = parse_error(make_file(std::string("{}\0", 3) + "junk", ""));
+  EXPECT_TRUE(contains(e, "a NUL byte at byte 10")) << e;
+  const std::string f =
+      make_file(R"({"__metadata__":null,"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":[1]}})", "x");
+  const SafetensorsHeader h =
+      parse_safetensors(reinterpret_cast<const unsigned char*>(f.data()), f.size(), "f");
+  EXPECT_EQ(h.tensors.size(), 1u);
+  EXPECT_TRUE(h.metadata.empty());
 }
 
 TEST(SafetensorsMalformed, UnknownDtype) {
@@ -786,13 +814,14 @@ TEST(Safetensors, ChecksumDetectsCorruptedData) {
   }
 }
 
-// The header is read by SAX straight into tensor entries (no DOM): JSON's own rules still hold
-// where a DOM applied them (a repeated member: the last wins), members the format does not know are
-// skipped whatever they hold, and tensors that share an offset (empty ones) come in name order.
+// The header is read by SAX straight into tensor entries (no DOM): a repeated metadata key keeps
+// its last value (as the reference's map does; a repeated field of an entry is refused, as there:
+// JsonAsTheReferenceReadsIt), members the format does not know are skipped whatever they hold, and
+// tensors that share an offset (empty ones) come in name order.
 TEST(Safetensors, HeaderMembersAsJsonDefinesThem) {
   const std::string data(8, '\0');
   const std::string header =
-      R"({"b":{"shape":[9],"dtype":"F32","shape":[1],"data_offsets":[4,8],"x":{"y":[[[1]]]}},)"
+      R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8],"x":{"y":[[[1]]]}},)"
       R"("z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"__metadata__":{"k":"1","k":"2"},)"
       R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"e":{"dtype":"F64","shape":[0,3],)"
       R"("data_offsets":[0,0],"notes":["any",{"thing":null},1.5]}})";

@@ -37,6 +37,11 @@ def header_file(header, data=b"", pad=True):
     return struct.pack("<Q", len(h)) + h + data
 
 
+def raw_file(header_text, data=b""):
+    """A file of the header exactly as given (for JSON that json.dumps cannot write) and data."""
+    return struct.pack("<Q", len(header_text)) + header_text + data
+
+
 I32_2x2 = (b'<\x00\x00\x00\x00\x00\x00\x00{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'
            + b"\x00" * 16)
 F32_0TO5 = b"".join(struct.pack("<f", v) for v in range(6))
@@ -104,10 +109,35 @@ CASES = [
     ("python test_deserialization_metadata",
      b'f\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{"framework":"pt"},"test1":{"dtype":"I32","shape":[2,2],'
      b'"data_offsets":[0,16]}}' + b"       " + b"\x00" * 16, None),
-    # wavg's own: partial products in usize, as the reference multiplies: a valid empty tensor.
+    # wavg's own, each once a disagreement: partial products in usize, as the reference multiplies
+    # (a valid empty tensor); a name given twice keeps its last entry (serde reads the header into
+    # a map); a field of an entry given twice is refused (serde's derive); "__metadata__": null is
+    # no metadata (an Option); a NUL byte is not JSON (nlohmann's lexer ended the input there).
     ("empty tensor after a large prefix",
      header_file({"a": {"dtype": "F32", "shape": [4294967296, 4294967295, 0], "data_offsets": [0, 0]}}),
      None),
+    ("a name given twice, same entry", raw_file(
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',
+        b"x"), None),
+    ("a name given twice, the first one's bytes left over", raw_file(
+        b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}',
+        b"xy"), "InvalidOffset"),
+    ("a field given twice", raw_file(b'{"a":{"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]}}', b"x"),
+     "InvalidHeaderDeserialization"),
+    ("__metadata__ null", header_file({"__metadata__": None, "a": {"dtype": "U8", "shape": [1],
+                                                                   "data_offsets": [0, 1]}}, b"x"), None),
+    ("a NUL byte after the JSON", raw_file(b"{}\x00junk"), "InvalidHeaderDeserialization"),
+    ("unknown members of an entry", header_file(
+        {"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1], "x": {"y": [[None]]}}}, b"x"), None),
+    ("a metadata key given twice", raw_file(b'{"__metadata__":{"k":"1","k":"2"}}'), None),
+]
+
+# Where wavg still disagrees with the reference (README): a dimension above 2^63 - 1 in an empty
+# tensor (the reference's usize dimensions hold it; wavg's shapes are int64). Each is checked to
+# still be a disagreement, so that a change on either side is noticed.
+KNOWN_DISAGREEMENTS = [
+    ("a dimension of 2^63 in an empty tensor",
+     header_file({"a": {"dtype": "U8", "shape": [9223372036854775808, 0], "data_offsets": [0, 0]}})),
 ]
 
 # Every dtype of the release (safetensors/src/tensor.rs `Dtype`), with its size in bits: a valid
@@ -216,6 +246,14 @@ def main():
                   f"{case}: wavg reads the same tensors ({werr or ''})")
             if werr is None:
                 check_average(d, case, path, ptensors)
+        for i, (case, data) in enumerate(KNOWN_DISAGREEMENTS):
+            path = os.path.join(d, f"known{i}.safetensors")
+            with open(path, "wb") as f:
+                f.write(data)
+            perr, _ = package(data)
+            werr, _ = wavg_reader(path)
+            check(perr is None and werr is not None and "too large" in werr,
+                  f"known disagreement, {case}: the package accepts it ({perr}), wavg refuses it ({werr})")
     if failures:
         print(f"{len(failures)} FAILED")
         sys.exit(1)

@@ -2,8 +2,9 @@
 // header length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets: [begin, end]}, ...,
 // "__metadata__": {str: str}}, then the raw little-endian row-major data buffer.
 //
-// The reader validates everything before handing out a byte: header length bound, JSON, UTF-8,
-// duplicate names, known dtypes (every dtype of safetensors 0.8.0), shapes, size overflow, whole
+// The reader validates everything before handing out a byte: header length bound, JSON (no NUL,
+// whitespace allowed around it), UTF-8, no field of an entry given twice (a tensor name given twice
+// keeps its last entry, as the reference reads it), known dtypes (every dtype of safetensors 0.8.0), shapes, size overflow, whole
 // bytes for sub-byte dtypes, offsets that tile the buffer exactly, and the file length. The
 // reference implementation (huggingface/safetensors) is the arbiter of what is valid
 // (tests/safetensors_reference_test.py runs both on its own test cases). Each failure is one wavg::Error naming the file and the problem. The writer is

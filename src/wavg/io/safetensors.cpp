@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string_view>
+#include <unordered_map>
 #include <zlib.h>
 
 #include "wavg/core/error.h"
@@ -96,6 +97,7 @@ struct RawEntry {
   uint64_t offset_values[2] = {0, 0};
   size_t offset_count = 0;      // elements of data_offsets
   std::string offsets_problem;  // the first bad offset, as shown ("" when none)
+  unsigned seen = 0;            // bits of the fields met (1 dtype, 2 shape, 4 data_offsets)
 };
 
 // Validates one entry (known dtype, shape without overflow, offsets that span exactly the bytes the
@@ -143,7 +145,8 @@ std::string entry_problem(RawEntry& e, TensorInfo* info) {
 class HeaderSax {
  public:
   explicit HeaderSax(SafetensorsHeader* out) : out_(*out) {}
-  bool null() { return scalar("null", nullptr, nullptr); }
+  // "__metadata__": null is no metadata (the reference reads it as an absent Option).
+  bool null() { return (depth_ == 1 && in_metadata_) || scalar("null", nullptr, nullptr); }
   bool boolean(bool v) { return scalar(v ? "true" : "false", nullptr, nullptr); }
   bool number_integer(json::number_integer_t v) {
     if (v >= 0) return number_unsigned(json::number_unsigned_t(v));
@@ -211,6 +214,11 @@ bool HeaderSax::key(std::string& k) {
              : k == "shape" ? Field::kShape
              : k == "data_offsets" ? Field::kOffsets
                                    : Field::kNone;
+    // A field given twice is an error (the reference's serde derive refuses it; unknown fields
+    // are ignored, repeated or not).
+    const unsigned bit = field_ == Field::kNone ? 0u : 1u << (int(field_) - 1);
+    if (in_entry_ && (entry_.seen & bit)) note(entry_prefix() + "duplicate field '" + k + "'");
+    entry_.seen |= bit;
   }
   return true;
 }
@@ -321,18 +329,30 @@ void read_header_json(const unsigned char* begin, uint64_t n, const std::string&
   if (!sax.problem().empty()) fail(what, sax.problem());
 }
 
+// A name given twice: the last entry stands, as in the reference (a JSON object read into a map);
+// the earlier one's bytes must then be some other tensor's, or the tiling check refuses the file.
+void keep_last_of_repeated_names(std::vector<TensorInfo>* tensors) {
+  std::unordered_map<std::string, size_t> last;
+  for (size_t i = 0; i < tensors->size(); ++i) last[(*tensors)[i].name] = i;
+  std::vector<TensorInfo> kept;
+  for (size_t i = 0; i < tensors->size(); ++i)
+    if (last[(*tensors)[i].name] == i) kept.push_back(std::move((*tensors)[i]));
+  tensors->swap(kept);
+}
+
 // Sorts the tensors by offset (names break ties: empty tensors share offsets) and indexes them by
-// name, refusing a duplicate.
-void sort_and_index(SafetensorsHeader* out, const std::string& what) {
+// name; a repeated name keeps its last entry (the rare case: found by the index, then rebuilt).
+void sort_and_index(SafetensorsHeader* out) {
+  const auto name_of = [out](size_t i) -> std::string_view { return out->tensors[i].name; };
+  if (build_name_table(out->tensors.size(), name_of, &out->index) < out->tensors.size())
+    keep_last_of_repeated_names(&out->tensors);
   std::sort(out->tensors.begin(), out->tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     if (a.begin != b.begin) return a.begin < b.begin;
     return a.end != b.end ? a.end < b.end : a.name < b.name;
   });
   const size_t n = out->tensors.size();
-  const auto name_of = [out](size_t i) -> std::string_view { return out->tensors[i].name; };
   const size_t repeated = build_name_table(n, name_of, &out->index);
-  if (repeated < n)
-    fail(what, "duplicate tensor name '" + quote_bytes(out->tensors[repeated].name) + "' in header");
+  WAVG_ASSERT(repeated == n);
   out->indexed = n;
 }
 
@@ -376,11 +396,15 @@ SafetensorsHeader parse_safetensors_header(const unsigned char* file, uint64_t h
   uint64_t first = 0;
   while (first < n && space(file[8 + first])) ++first;
   if (first == n || file[8 + first] != '{') fail(what, "header is not a JSON object");
+  // nlohmann's lexer ends the input at a NUL byte ("{}\0junk" would pass); JSON has none.
+  if (const void* nul = std::memchr(file + 8, 0, n))
+    fail(what, "header is not valid JSON (a NUL byte at byte " +
+                   std::to_string(static_cast<const unsigned char*>(nul) - file) + ")");
   SafetensorsHeader out;
   out.data_start = 8 + n;
   out.data_size = size - out.data_start;
   read_header_json(file + 8, n, what, &out);
-  sort_and_index(&out, what);
+  sort_and_index(&out);
   check_tiling(&out, what);
   return out;
 }
