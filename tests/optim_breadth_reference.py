@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Independent references for optim_breadth_test, in float64: prints one line per step with every
-parameter element after that step (schedule_free: then every element of x, its evaluation point).
-  shampoo        Shampoo (Distributed Shampoo's update, shampoo.h) written here in numpy
+"""Independent references for optim_breadth_test, in float64 (Shampoo's is Distributed Shampoo's
+own, committed by tests/gen_shampoo_reference.py to tests/data/shampoo_reference.json): prints one
+line per step with every parameter element after that step (schedule_free: then every element of x,
+its evaluation point).
   lookahead      Lookahead (Zhang et al. 2019, Alg. 1) around AdamW, both written here in numpy
   schedule_free  the `schedulefree` package's AdamWScheduleFree on python3-torch when it can be
                  imported (scripts/setup.sh installs it into .venv), else a numpy transcription
@@ -45,78 +46,6 @@ def lr_at(t):
 
 def emit(params):
     print(" ".join(repr(float(x)) for p in params for x in p.reshape(-1)))
-
-
-# ---- Shampoo -------------------------------------------------------------------------------------
-BLOCK, FREQ, START, BETA1, BETA2, EPS, SEPS, WD = 4, 3, 5, 0.9, 0.95, 1e-8, 1e-6, 0.1
-
-
-def merged_shape(shape):
-    dims = [d for d in shape if d != 1] or [1]
-    out = [dims[0]]
-    for d in dims[1:]:
-        if out[-1] * d <= BLOCK:
-            out[-1] *= d
-        else:
-            out.append(d)
-    return out
-
-
-def block_slices(merged):
-    slices = [()]
-    for d in merged:
-        slices = [s + (slice(a, min(a + BLOCK, d)),) for s in slices for a in range(0, d, BLOCK)]
-    return slices
-
-
-def inv_root(f, bc2, root):
-    lam, q = np.linalg.eigh(f / bc2)
-    lam = lam - min(lam.min(), 0.0) + SEPS
-    return (q * lam ** (-1.0 / root)) @ q.T
-
-
-def shampoo():
-    params = initial()
-    state = []
-    for p in params:
-        merged = merged_shape(p.shape)
-        blocks = block_slices(merged) if len(merged) >= 2 else []
-        fac = {(n, i): np.zeros((p.reshape(merged)[b].shape[i],) * 2)
-               for n, b in enumerate(blocks) for i in range(len(merged))}
-        state.append(dict(m=np.zeros(p.shape), v=np.zeros(p.shape), merged=merged, blocks=blocks,
-                          F=fac, R={key: None for key in fac}))
-    for t in range(30):
-        step = t + 1
-        grads = gradients(params, t)
-        lr = lr_at(t)
-        due = step == START or (step > START and step % FREQ == 0)
-        for j, (p, g, s) in enumerate(zip(params, grads, state)):
-            order = len(s["merged"])
-            gm = g.reshape(s["merged"])
-            bc2 = 1 - BETA2 ** step
-            for n, b in enumerate(s["blocks"]):
-                gb = gm[b]
-                for i in range(order):
-                    others = [d for d in range(order) if d != i]
-                    s["F"][(n, i)] = BETA2 * s["F"][(n, i)] + (1 - BETA2) * np.tensordot(gb, gb, (others, others))
-                    if due:
-                        s["R"][(n, i)] = inv_root(s["F"][(n, i)], bc2, 2.0 * order)
-            s["m"] = BETA1 * s["m"] + (1 - BETA1) * g
-            s["v"] = BETA2 * s["v"] + (1 - BETA2) * g * g
-            mhat = s["m"] / (1 - BETA1 ** step)
-            graft = mhat / (np.sqrt(s["v"] / bc2) + EPS)
-            direction = graft
-            if s["blocks"] and step >= START:
-                mh, a = mhat.reshape(s["merged"]), graft.reshape(s["merged"])
-                out = np.empty(s["merged"])
-                for n, b in enumerate(s["blocks"]):
-                    x = mh[b]
-                    for i in range(order):
-                        x = np.tensordot(x, s["R"][(n, i)], ([0], [0]))
-                    out[b] = x * (np.linalg.norm(a[b]) / (np.linalg.norm(x) + 1e-16))
-                direction = out.reshape(p.shape)
-            params[j] = p * (1 - lr * WD) - lr * direction
-        emit(params)
 
 
 # ---- Lookahead around AdamW ----------------------------------------------------------------------
@@ -200,5 +129,5 @@ def schedule_free():
 
 
 if __name__ == "__main__":
-    {"shampoo": shampoo, "lookahead": lookahead, "schedule_free": schedule_free,
+    {"lookahead": lookahead, "schedule_free": schedule_free,
      "schedule_free_numpy": schedule_free_numpy}[sys.argv[1]]()

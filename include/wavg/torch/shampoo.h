@@ -36,8 +36,8 @@ struct ShampooOptions : public torch::optim::OptimizerCloneableOptions<ShampooOp
 
 // What is saved and resumed per parameter. factors and roots hold, block by block (row-major
 // over the blocks) and dimension by dimension within a block, the Kronecker factor of that
-// dimension (d_i × d_i) and its inverse root; both are empty for a parameter Shampoo does not
-// precondition (merged to fewer than two dimensions: biases, norms).
+// dimension (d_i × d_i) and its inverse root; a 1-D block (a bias, a norm's scale, a small matrix
+// merged to one dimension) has one, of d × d, as in Distributed Shampoo.
 struct ShampooParamState : public torch::optim::OptimizerCloneableParamState<ShampooParamState> {
   TORCH_ARG(int64_t, step) = 0;
   TORCH_ARG(torch::Tensor, exp_avg);     // m, like the parameter
@@ -63,8 +63,9 @@ class Shampoo : public torch::optim::Optimizer {
 };
 
 // The shape Shampoo preconditions a parameter of `shape` as: dimensions of size 1 dropped, then
-// neighbours merged while their product stays <= block_size (Distributed Shampoo's
-// merge_small_dims). Fewer than two dimensions: not preconditioned.
+// neighbours merged from the last dimension to the first while their product stays <= block_size
+// (Distributed Shampoo's merge_small_dims, target dimensionality 1): {1} when every dimension is 1
+// (or there is none), {0} for an empty tensor.
 std::vector<int64_t> shampoo_merged_shape(const std::vector<int64_t>& shape, int64_t block_size);
 
 }  // namespace wavg

@@ -1,17 +1,20 @@
 // Shampoo with blocked Kronecker factors, inverse roots by fp64 eigendecomposition, AdamW grafting
 // and decoupled weight decay, following Distributed Shampoo (Shi et al. 2023, arXiv:2309.06497;
 // facebookresearch/optimizers: distributed_shampoo.py `_compute_search_directions`,
-// shampoo_preconditioner_list.py, matrix_functions.py `_matrix_inverse_root_eigen`), the optimizer
-// of the AlgoPerf v0.5 winning submission. For each parameter, at step t with learning rate η:
-//   G: the gradient reshaped to its merged shape (shampoo_merged_shape) and cut into blocks of at
-//      most block_size per dimension (multi_dim_split); a block of order k has one factor per dim.
+// shampoo_preconditioner_list.py, matrix_functions.py `matrix_inverse_root`), the optimizer of the
+// AlgoPerf v0.5 winning submission; tests/data/shampoo_reference.json holds its trajectories at a
+// pinned commit (tests/gen_shampoo_reference.py has the option mapping). For each parameter, at
+// step t with learning rate η:
+//   G: the gradient reshaped to its merged shape (shampoo_merged_shape: never fewer than one
+//      dimension) and cut into blocks of at most block_size per dimension (multi_dim_split); a
+//      block of order k has one factor per dimension, a 1-D block one (d × d, full-matrix).
 //   F_i ← β2·F_i + (1−β2)·G ×_{all dims but i} G                       (each block, each dim i)
 //   when t = S, or t > S and t mod f = 0 (S: start_step, f: precondition_frequency):
 //      F̂_i = F_i / (1−β2^t);  F̂_i = Q diag(λ) Qᵀ (symmetric eigendecomposition in fp64);
 //      λ ← λ − min(min λ, 0) + ε_shampoo;  R_i = Q diag(λ^(−1/(2k))) Qᵀ   (k = 2: the 4th root)
 //   m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  m̂ = m/(1−β1^t)       (β3 = β1, bias-corrected)
 //   A = m̂ / (sqrt(v/(1−β2^t)) + ε)                                     (AdamW grafting direction)
-//   P = A                                          if t < S or the parameter is not preconditioned
+//   P = A                                                               if t < S
 //   P_b = m̂_b ×_0 R_1 ×_0 … ×_0 R_k,  P_b ← P_b·‖A_b‖/(‖P_b‖ + 1e-16)  (per block b, otherwise)
 //   θ ← θ·(1 − η·λ) − η·P                                              (decoupled weight decay)
 // Factors and roots are kept in the parameter's dtype (Distributed Shampoo's default factor dtype
@@ -88,17 +91,17 @@ void ShampooParamState::serialize(torch::serialize::InputArchive& archive) {
 }
 
 std::vector<int64_t> shampoo_merged_shape(const std::vector<int64_t>& shape, int64_t block_size) {
-  std::vector<int64_t> squeezed;
-  for (int64_t d : shape)
-    if (d != 1) squeezed.push_back(d);
-  if (squeezed.empty()) return {1};
-  std::vector<int64_t> merged = {squeezed[0]};
-  for (size_t i = 1; i < squeezed.size(); ++i) {
-    if (merged.back() * squeezed[i] <= block_size)
-      merged.back() *= squeezed[i];
+  if (std::find(shape.begin(), shape.end(), int64_t(0)) != shape.end()) return {0};
+  std::vector<int64_t> merged;  // from the last dimension to the first, as merge_small_dims
+  for (auto d = shape.rbegin(); d != shape.rend(); ++d) {
+    if (*d == 1) continue;
+    if (!merged.empty() && merged.back() <= block_size / *d)  // merged.back() * *d <= block_size
+      merged.back() *= *d;
     else
-      merged.push_back(squeezed[i]);
+      merged.push_back(*d);
   }
+  if (merged.empty()) return {1};
+  std::reverse(merged.begin(), merged.end());
   return merged;
 }
 
@@ -154,7 +157,8 @@ torch::Tensor inverse_root(const torch::Tensor& factor, double bias_correction, 
 }
 
 // A new parameter's state: zero moments, zero factors and roots for each block and dimension.
-std::unique_ptr<ShampooParamState> new_state(const torch::Tensor& p, const std::vector<Block>& blocks) {
+std::unique_ptr<ShampooParamState> new_state(const torch::Tensor& p,
+                                             const std::vector<Block>& blocks) {
   auto s = std::make_unique<ShampooParamState>();
   s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
   s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
@@ -169,6 +173,26 @@ std::unique_ptr<ShampooParamState> new_state(const torch::Tensor& p, const std::
   return s;
 }
 
+// A state (resumed, or made by new_state) that fits the parameter and its blocks: one factor and
+// one root of d×d for each block and each dimension d of it, moments of the parameter's shape.
+void check_state(const ShampooParamState& s, const torch::Tensor& p,
+                 const std::vector<Block>& blocks) {
+  TORCH_CHECK(s.exp_avg().sizes() == p.sizes() && s.exp_avg_sq().sizes() == p.sizes(),
+              "shampoo: the state's moments have shape ", s.exp_avg().sizes(), ", the parameter ",
+              p.sizes());
+  std::vector<int64_t> dims;  // of every factor, in the state's order
+  for (const Block& b : blocks) dims.insert(dims.end(), b.length.begin(), b.length.end());
+  TORCH_CHECK(s.factors().size() == dims.size() && s.roots().size() == dims.size(),
+              "shampoo: the state of a parameter of shape ", p.sizes(), " holds ",
+              s.factors().size(), " factors, its blocks need ", dims.size(),
+              " (a state saved before 1-D blocks were preconditioned?)");
+  for (size_t f = 0; f < dims.size(); ++f)
+    TORCH_CHECK(s.factors()[f].sizes() == torch::IntArrayRef({dims[f], dims[f]}) &&
+                    s.roots()[f].sizes() == torch::IntArrayRef({dims[f], dims[f]}),
+                "shampoo: factor ", f, " of a parameter of shape ", p.sizes(), " has shape ",
+                s.factors()[f].sizes(), ", its block needs ", dims[f], "x", dims[f]);
+}
+
 // F_i ← β2·F_i + (1−β2)·G ×_{¬i} G for every block and dimension; their inverse roots when `due`.
 void update_factors(ShampooParamState& s, const torch::Tensor& g, const std::vector<Block>& blocks,
                     const ShampooOptions& o, bool due) {
@@ -179,7 +203,8 @@ void update_factors(ShampooParamState& s, const torch::Tensor& g, const std::vec
     const torch::Tensor gb = block_view(g, b);
     for (int64_t i = 0; i < gb.dim(); ++i, ++f) {
       s.factors()[f].mul_(beta2).add_(outer_product(gb, i), 1.0 - beta2);
-      if (due) s.roots()[f] = inverse_root(s.factors()[f], bc2, o.shampoo_eps(), 2.0 * double(gb.dim()));
+      if (due)
+        s.roots()[f] = inverse_root(s.factors()[f], bc2, o.shampoo_eps(), 2.0 * double(gb.dim()));
     }
   }
 }
@@ -210,7 +235,8 @@ Shampoo::Shampoo(std::vector<torch::optim::OptimizerParamGroup> param_groups,
   TORCH_CHECK(defaults.block_size() >= 1, "shampoo: block_size must be >= 1, got ",
               defaults.block_size());
   TORCH_CHECK(defaults.precondition_frequency() >= 1,
-              "shampoo: precondition_frequency must be >= 1, got ", defaults.precondition_frequency());
+              "shampoo: precondition_frequency must be >= 1, got ",
+              defaults.precondition_frequency());
   TORCH_CHECK(defaults.start_step() >= 1, "shampoo: start_step must be >= 1, got ",
               defaults.start_step());
   TORCH_CHECK(defaults.shampoo_eps() > 0, "shampoo: shampoo_eps must be > 0, got ",
@@ -228,16 +254,17 @@ torch::Tensor Shampoo::step(LossClosure closure) {
       const torch::Tensor& grad = p.grad();
       TORCH_CHECK(!grad.is_sparse(), "shampoo does not support sparse gradients");
       const std::vector<int64_t> merged = shampoo_merged_shape(p.sizes().vec(), o.block_size());
-      const std::vector<Block> blocks =
-          merged.size() >= 2 ? blocks_of(merged, o.block_size()) : std::vector<Block>{};
-      const auto key = detail::optimizer_state_key<decltype(state_)::key_type>(p.unsafeGetTensorImpl());
+      const std::vector<Block> blocks = blocks_of(merged, o.block_size());
+      const auto key =
+          detail::optimizer_state_key<decltype(state_)::key_type>(p.unsafeGetTensorImpl());
       auto it = state_.find(key);
       if (it == state_.end()) it = state_.emplace(key, new_state(p, blocks)).first;
       auto& s = static_cast<ShampooParamState&>(*it->second);
+      check_state(s, p, blocks);
       s.step(s.step() + 1);
       const int64_t t = s.step();
-      const bool due = t == o.start_step() ||
-                       (t > o.start_step() && t % o.precondition_frequency() == 0);
+      const bool due =
+          t == o.start_step() || (t > o.start_step() && t % o.precondition_frequency() == 0);
       update_factors(s, grad.contiguous().view(merged), blocks, o, due);
       // Moments and the AdamW grafting direction.
       torch::Tensor m = s.exp_avg(), v = s.exp_avg_sq();
