@@ -6,7 +6,8 @@ target seeds, scoring seeds) when they are gone. The additions of issue 25 (more
 analysis 6 on more seeds, more points of the LM grid) reuse the part's committed choices (its
 chosen grid point, budgets and evaluation interval) and run only the new runs, each with
 `wavg train` from a configuration written here field by field as plan.cpp's study_run_config /
-lm_run_config writes it (checked against it by tests/study_extra_runs_test.cpp... see README).
+lm_run_config builds it (threads 1; every other field the workload's default, as there). The
+resolved config.toml of each run directory shows every effective value.
 
   study_extra_runs.py configs OUT_DIR JOB     write OUT_DIR/<run>.toml (out = OUT_DIR/<run>) for each run
   study_extra_runs.py collect OUT_DIR JOB     write the part of JOB (curves of every run) to stdout
