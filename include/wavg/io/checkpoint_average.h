@@ -1,7 +1,9 @@
 // Averages an ordered list of checkpoints (each a safetensors file, a sharded checkpoint's index, or
 // a directory: CheckpointSet) into one (`wavg average`): checkpoint i plays step i of DESIGN.md §2's
-// sampling rule. Floating tensors are accumulated in fp64 as Σ w_i x_i with the averager's offline
-// weights (times --weights, renormalised); non-floating tensors are copied from the newest.
+// sampling rule. Floating tensors (F64/F32/F16/BF16, the four FP8 formats, C64 component-wise) are
+// accumulated in fp64 as Σ w_i x_i with the averager's offline weights (times --weights,
+// renormalised); integer and BOOL tensors are copied from the newest; microscaling dtypes (F4, F6_*,
+// F8_E8M0) and FP8 tensors that come with scale tensors are refused (README "Averaging checkpoints").
 // Every checkpoint with a non-zero weight stays open and all of them are read together, chunk by
 // chunk (pread, nothing mapped), while the output is written tile by tile: memory is a few tiles (an
 // 8 MiB fp64 accumulator and two output buffers) whatever the checkpoint size and the number of

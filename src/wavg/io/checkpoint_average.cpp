@@ -316,9 +316,10 @@ const CheckpointTensor* float8_scale(const CheckpointSet& set, const CheckpointT
 // microscaling dtypes, and FP8 tensors that come with scale tensors.
 void check_averageable(const CheckpointSet& newest) {
   for (const CheckpointTensor& t : newest.tensors()) {
+    const DType d = t.info->dtype;
+    if (dtype_kind(d) != DTypeKind::kMicroscale && dtype_kind(d) != DTypeKind::kFloat8) continue;
     const std::string name = "average: " + newest.shard(t.shard).path() + ": tensor '" +
                              quote_bytes(t.info->name) + "' ";
-    const DType d = t.info->dtype;
     WAVG_CHECK(d != DType::kF8E8M0, name, "has dtype F8_E8M0, a microscaling block scale (a ",
                "power of two that means nothing apart from the block it scales): refused");
     WAVG_CHECK(dtype_kind(d) != DTypeKind::kMicroscale, name, "has dtype ", dtype_name(d), ", ",
