@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "wavg/core/bank.h"
 #include "wavg/core/error.h"
 #include "wavg/io/bank_state.h"
+#include "wavg/io/safetensors.h"
 
 using namespace wavg;
 
@@ -133,5 +136,111 @@ TEST(BankStateFile, ExpWindowsRoundTripThroughAFileAndContinueExactly) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("lawa_exp|6|0|2|0|0.3"), std::string::npos) << e.what();
   }
+  std::filesystem::remove(path);
+}
+
+// Issue 21 §1.4: every counter and array of a bank state is checked before the bank changes; a
+// state whose ring count is negative, huge or below a window's sample count reached
+// SampleRing::at as an index (abort or SIGSEGV). Each case rewrites one field of a valid state and
+// expects one wavg::Error naming the file and the field, with the bank left as it was.
+namespace {
+
+struct Tamper {
+  const char* name;   // the test's name
+  const char* key;    // a metadata key to set, or a tensor to replace
+  const char* value;  // the metadata value; nullptr: the tensor is replaced by `dtype`/`numel`
+  DType dtype;
+  int64_t numel;
+  const char* field;  // what the error must name
+};
+
+std::unique_ptr<AveragerBank> checked_bank() {
+  auto bank = std::make_unique<AveragerBank>(kN, DType::kF32);
+  bank->add(LawaOptions(3).every(2));         // ring 0 (ν = 2), 16 samples after steps 0..30
+  bank->add(LawaExpOptions(6, 0.3).every(2));  // the same ring
+  bank->add(EmaOptions(0.8));
+  bank->add(SwaOptions().start(4));            // 27 samples (steps 4..30)
+  return bank;
+}
+
+std::string temp_path(const std::string& tag) {
+  return (std::filesystem::temp_directory_path() /
+          ("wavg_bank_check_" + tag + "_" + std::to_string(::getpid()) + ".safetensors"))
+      .string();
+}
+
+// A valid state of checked_bank() after steps 0..30, with one field rewritten.
+std::string tampered_state(const Tamper& t) {
+  auto bank = checked_bank();
+  observe_range(*bank, 0, 31);
+  const std::string path = temp_path(t.name);
+  std::map<std::string, std::string> meta = bank->state_meta();
+  std::vector<TensorOut> outs;
+  std::vector<std::vector<unsigned char>> keep;
+  for (const StateArray& a : bank->state_arrays()) {
+    if (t.value == nullptr && a.name == t.key) {
+      keep.emplace_back(size_t(t.numel) * dtype_size(t.dtype), 0);
+      outs.push_back({a.name, t.dtype, {t.numel}, keep.back().data()});
+    } else {
+      outs.push_back({a.name, a.dtype, {a.numel}, a.data});
+    }
+  }
+  if (t.value != nullptr) meta[t.key] = t.value;
+  write_safetensors(path, outs, meta);
+  return path;
+}
+
+class BankStateCheck : public ::testing::TestWithParam<Tamper> {};
+
+TEST_P(BankStateCheck, NamesTheFileAndTheFieldAndLeavesTheBankAsItWas) {
+  const Tamper& t = GetParam();
+  const std::string path = tampered_state(t);
+  auto bank = checked_bank();
+  try {
+    load_bank_state(path, *bank);
+    FAIL() << "expected an error for " << t.key << " = " << (t.value ? t.value : "(tensor)");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find(t.field), std::string::npos) << what;
+  }
+  EXPECT_THROW(check_bank_state(path, *bank), Error);
+  for (int a = 0; a < bank->size(); ++a) EXPECT_EQ(bank->samples(a), 0) << bank->name(a);
+  EXPECT_EQ(bank->last_step(), -1);
+  std::filesystem::remove(path);
+}
+
+const Tamper kTampers[] = {
+    {"RingCountNegative", "ring.0.count", "-1", DType::kF32, 0, "'ring.0.count' is -1"},
+    {"RingCountHuge", "ring.0.count", "9223372036854775807", DType::kF32, 0, "'ring.0.count'"},
+    {"RingCountBelowAWindowsSamples", "ring.0.count", "15", DType::kF32, 0,
+     "'ring.0.count' is 15, outside [16, 16]"},
+    {"RingCountAboveItsSampledSteps", "ring.0.count", "17", DType::kF32, 0, "'ring.0.count'"},
+    {"RingCountNotAnInteger", "ring.0.count", "3x", DType::kF32, 0, "'ring.0.count'"},
+    {"SamplesNegative", "averager.2.samples", "-3", DType::kF32, 0, "'averager.2.samples'"},
+    {"SamplesAboveSampledSteps", "averager.3.samples", "28", DType::kF32, 0,
+     "'averager.3.samples' is 28, outside [0, 27]"},
+    {"LastStepBelowMinusOne", "bank.last_step", "-2", DType::kF32, 0, "'bank.last_step'"},
+    {"LastStepBeforeTheSamples", "bank.last_step", "3", DType::kF32, 0, "'averager.0.samples'"},
+    {"NumelOfAnotherModel", "bank.numel", "38", DType::kF32, 0, "numel 38"},
+    {"ShardOffset", "bank.shard_offset", "1", DType::kF32, 0, "shard"},
+    {"AveragerCount", "bank.averagers", "5", DType::kF32, 0, "has 5 averagers"},
+    {"RingTensorShort", "ring.0", nullptr, DType::kF32, kN, "'ring.0'"},
+    {"EmaTensorWrongDtype", "averager.2.ema", nullptr, DType::kF64, kN, "'averager.2.ema'"},
+    {"SwaTensorLong", "averager.3.sum", nullptr, DType::kF64, kN + 1, "'averager.3.sum'"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Fields, BankStateCheck, ::testing::ValuesIn(kTampers),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+
+TEST(BankStateFile, AnUntamperedStateStillLoads) {
+  const std::string path = tampered_state({"Untampered", "wavg.test", "1", DType::kF32, 0, ""});
+  auto bank = checked_bank();
+  load_bank_state(path, *bank);
+  EXPECT_EQ(bank->samples(0), 16);
+  EXPECT_EQ(bank->samples(3), 27);
+  EXPECT_EQ(bank->last_step(), 30);
   std::filesystem::remove(path);
 }

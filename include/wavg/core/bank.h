@@ -125,8 +125,14 @@ class AveragerBank {
   // the caller converts each ring with restore_ring_from_cumulative_sums.
   static constexpr int kStateFormat = 2;
   std::map<std::string, std::string> state_meta() const;
-  // Returns the state's format (1 or 2); throws wavg::Error naming any other.
+  // Returns the state's format (1 or 2); throws wavg::Error naming any other. Every counter is
+  // checked before the bank changes (an error leaves it as it was): each averager's samples in
+  // [0, its sampled steps up to bank.last_step], each ring's count in [the largest sample count of
+  // its windows, its sampled steps up to bank.last_step], bank.last_step >= -1; the error names
+  // the field and its range.
   int restore_meta(const std::map<std::string, std::string>& meta);
+  // The same checks without restoring anything; returns the format.
+  int check_state_meta(const std::map<std::string, std::string>& meta);
   std::vector<StateArray> state_arrays();
   // Format 1 ring j: (L_max + 1)·shard_length fp64 cumulative sums C_k in slot k mod (L_max + 1),
   // C_k = x_0 + … + x_{k−1} up to a common offset. Its samples x_k = C_{k+1} − C_k are rounded to
@@ -137,6 +143,9 @@ class AveragerBank {
 
  private:
   void allocate();
+  // restore_meta's checks (allocated): the counters it would restore, and the format.
+  int check_meta(const std::map<std::string, std::string>& meta, std::vector<int64_t>* samples,
+                 std::vector<int64_t>* counts, int64_t* last_step) const;
   // Throws the non-finite error for element i of the shard (at step).
   [[noreturn]] void refuse(int64_t step, const void* shard, int64_t i) const;
   void check_finite(int64_t step, const void* shard) const;

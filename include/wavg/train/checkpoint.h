@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,11 +55,22 @@ struct FoundState {
   std::string dir;
   StateCounters counters;
 };
-// The newest state whose manifest and files check out; `warn` hears about each one skipped.
+// The newest state before step `before` whose manifest checks out (every field, and every file's
+// size and CRC-32; train/state_check.h); `warn` hears about each one skipped.
 std::optional<FoundState> find_state(const std::string& run_dir,
-                                     const std::function<void(const std::string&)>& warn);
-// A state written by another world size is resharded: the bank shard is cut from all the ranks'
-// shards (the bank must already have this process's shard: ModelAverager::set_shard).
+                                     const std::function<void(const std::string&)>& warn,
+                                     int64_t before = std::numeric_limits<int64_t>::max());
+// Whether this rank's part of a state fits the run, changing nothing: the model file's tensors and
+// step, the optimizer state's parameter groups, shapes and step counts, the bank state's counters
+// (each rank's shard, or every shard when resharding), the generator's size. Throws wavg::Error
+// naming the file and the field; resume then falls back to an older state.
+void check_state(const FoundState& state, torch::nn::Module& module,
+                 torch::optim::Optimizer& optimizer, ModelAverager& averager,
+                 const StateGroup& group = {});
+// Loads a state that check_state accepted. A state written by another world size is resharded:
+// the bank shard is cut from all the ranks' shards (the bank must already have this process's
+// shard: ModelAverager::set_shard). The optimizer's options stay the run's (a forced change of
+// betas, eps or weight decay takes effect); its state is the saved one.
 void load_state(const FoundState& state, torch::nn::Module& module,
                 torch::optim::Optimizer& optimizer, ModelAverager& averager,
                 const StateGroup& group = {});

@@ -103,8 +103,21 @@ std::string resolved_toml(const RunConfig& c);
 // on resume without changing the run: threads, device and out.
 std::string config_hash(const RunConfig& c);
 
-// Keys whose resolved values differ between two configurations, as "key (run: A, now: B)". Thread
-// counts of 0 compare as the defaults they stand for (default_threads()).
+// A value of a run that changed when it was resumed (recorded in RUN_DIR/config_changes.jsonl and
+// summary.json): at `step`, `key` went from old_value to new_value (resolved TOML values as text;
+// "unset" where one side lacks the key). The number of data-parallel ranks, not a config key, is
+// recorded as "world_size".
+struct ConfigChange {
+  int64_t step = 0;
+  std::string key, old_value, new_value;
+};
+
+// Keys whose resolved values differ between two configurations (step 0). Thread counts of 0
+// compare as the defaults they stand for (default_threads()).
+std::vector<ConfigChange> config_changes(const RunConfig& run, const RunConfig& now);
+// "key (run: A, now: B)"
+std::string describe(const ConfigChange& change);
+// config_changes as "key (run: A, now: B)".
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
 
 // Keys that may legitimately differ on resume (warned about, not refused): "threads." ones and

@@ -39,6 +39,9 @@ struct RunSummary {
   std::string stop_reason;  // "budget", "early_stop"; "" when interrupted
   std::string config_hash;  // config_hash() of the run
   double averager_state_bytes_per_param = 0;  // the bank's state (averages, sums, rings) / numel
+  // Every value changed on a resume (--force, threads, device, dist_timeout, the number of ranks),
+  // in the order made, as RUN_DIR/config_changes.jsonl holds them.
+  std::vector<ConfigChange> config_changes;
   int interrupted_by = 0;   // signal that stopped the run after writing a state (SIGINT, SIGTERM)
   bool already_finished = false;  // resume found a finished run and changed nothing
 };
@@ -50,7 +53,11 @@ struct RunOptions {
 };
 
 // Trains (or, with options.resume, continues) the run. The run directory gets resolved_toml(config)
-// (threads as in force) as config.toml. A resumed run that had finished (summary.json) is returned
+// (threads as in force) as config.toml. A resume whose configuration differs from the recorded one
+// (the caller decides what may differ: --force) or that runs on another number of ranks than its
+// state was written by warns once on stderr (also when quiet), appends each change with the step
+// it takes effect at to RUN_DIR/config_changes.jsonl, and rewrites config.toml to the configuration
+// now in force, so that the next plain resume continues with it. A resumed run that had finished (summary.json) is returned
 // as it was, with already_finished set, and nothing is written. SIGINT and SIGTERM finish the
 // current step, write a state and return with interrupted_by set. A directory that already holds a
 // run is refused unless resume or overwrite; overwrite refuses a directory holding anything wavg

@@ -38,7 +38,6 @@ struct TrainArgs {
   int nproc = 0;  // 0: one process (or one rank launched by the environment)
 };
 
-void warn(const std::string& s) { std::fprintf(stderr, "wavg: warning: %s\n", s.c_str()); }
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -47,18 +46,17 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 // The configuration to continue the run with: the recorded (resolved) one, with --config/--set
-// applied. A difference is refused unless --force; threads may differ (warned).
+// applied. A difference is refused unless --force; threads, device and dist_timeout may differ.
+// run_training warns about each change once, records it and rewrites config.toml.
 RunConfig resume_config(const TrainArgs& a) {
   RunConfig run = recorded_run_config(a.resume, a.force, "resume");
   RunConfig now = load_run_config(a.config.empty() ? run_config_path(a.resume) : a.config, a.sets);
   now.out = run.out;
-  std::vector<std::string> changed, refused;
+  std::vector<std::string> refused;
   for (const auto& d : config_differences(run, now))
-    (may_change_on_resume(d) ? changed : refused).push_back(d);
-  if (!changed.empty()) warn("resume: " + join(changed));
+    if (!may_change_on_resume(d)) refused.push_back(d);
   WAVG_CHECK(refused.empty() || a.force, "resume: the configuration differs from the run's: ",
              join(refused), "; pass --force to resume anyway");
-  if (!refused.empty()) warn("resume --force: continuing with " + join(refused));
   now.out = a.resume;
   return now;
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 #include <cstdlib>
+#include <limits>
 
 #include "wavg/core/averager_kinds.h"
 #include "wavg/core/error.h"
@@ -379,8 +380,29 @@ std::map<std::string, std::string> AveragerBank::state_meta() const {
   return m;
 }
 
-int AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
-  allocate();
+namespace {
+
+// The most samples an averager (or ring) sampling every `every` steps from `start` can hold once
+// steps 0..last were observed: the number of those steps it samples at.
+int64_t max_samples(int64_t every, int64_t start, int64_t last) {
+  const int64_t first = (std::max<int64_t>(start, 0) + every - 1) / every * every;
+  return last < first ? 0 : (last - first) / every + 1;
+}
+
+// A counter of a state (key `key`) inside [lo, hi], or an error naming the field and the range.
+int64_t bounded(const std::map<std::string, std::string>& meta, const std::string& key, int64_t lo,
+                int64_t hi, const char* why) {
+  const int64_t v = parse_int(meta, key);
+  WAVG_CHECK(v >= lo && v <= hi, "bank state: '", key, "' is ", v, ", outside [", lo, ", ", hi,
+             "] (", why, ")");
+  return v;
+}
+
+}  // namespace
+
+int AveragerBank::check_meta(const std::map<std::string, std::string>& meta,
+                             std::vector<int64_t>* samples, std::vector<int64_t>* counts,
+                             int64_t* last_step) const {
   const int64_t format = meta.count("bank.format") ? parse_int(meta, "bank.format") : 1;
   WAVG_CHECK(format == 1 || format == kStateFormat, "bank state: format ", format,
              " is unknown to this wavg, which reads formats 1 and ", kStateFormat,
@@ -395,18 +417,48 @@ int AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
   const int64_t averagers = parse_int(meta, "bank.averagers");
   WAVG_CHECK(averagers == int64_t(kinds_.size()), "bank state: has ", averagers,
              " averagers, this bank has ", kinds_.size());
+  const int64_t last = bounded(meta, "bank.last_step", -1, std::numeric_limits<int64_t>::max() - 1,
+                               "the last step observed; -1: none");
   for (size_t i = 0; i < kinds_.size(); ++i) {
     const std::string p = "averager." + std::to_string(i);
     auto it = meta.find(p + ".spec");
     WAVG_CHECK(it != meta.end() && same_spec(it->second, *kinds_[i]), "bank state: averager ", i,
                " is '", it == meta.end() ? "?" : quote_bytes(it->second), "', this bank has '",
                spec_string(*kinds_[i]), "'");
-    kinds_[i]->set_samples(parse_int(meta, p + ".samples"));
+    const AveragerOptions& o = kinds_[i]->options();
+    samples->push_back(bounded(meta, p + ".samples", 0, max_samples(o.every, o.start, last),
+                               "its sampled steps up to bank.last_step"));
   }
-  for (size_t j = 0; j < rings_.size(); ++j)
-    rings_[j]->set_count(parse_int(meta, "ring." + std::to_string(j) + ".count"));
-  last_step_ = parse_int(meta, "bank.last_step");
+  for (size_t j = 0; j < rings_.size(); ++j) {
+    int64_t least = 0;  // every window of the ring reads its last min(n, L) samples from it
+    for (size_t i = 0; i < kinds_.size(); ++i)
+      if (kinds_[i]->ring_window() > 0 && kinds_[i]->options().every == rings_[j]->every())
+        least = std::max(least, (*samples)[i]);
+    counts->push_back(bounded(meta, "ring." + std::to_string(j) + ".count", least,
+                              max_samples(rings_[j]->every(), rings_[j]->start(), last),
+                              "at least the samples of each of its windows, at most its sampled "
+                              "steps up to bank.last_step"));
+  }
+  *last_step = last;
   return int(format);
+}
+
+int AveragerBank::check_state_meta(const std::map<std::string, std::string>& meta) {
+  allocate();
+  std::vector<int64_t> samples, counts;
+  int64_t last = -1;
+  return check_meta(meta, &samples, &counts, &last);
+}
+
+int AveragerBank::restore_meta(const std::map<std::string, std::string>& meta) {
+  allocate();
+  std::vector<int64_t> samples, counts;
+  int64_t last = -1;
+  const int format = check_meta(meta, &samples, &counts, &last);  // nothing changes on an error
+  for (size_t i = 0; i < kinds_.size(); ++i) kinds_[i]->set_samples(samples[i]);
+  for (size_t j = 0; j < rings_.size(); ++j) rings_[j]->set_count(counts[j]);
+  last_step_ = last;
+  return format;
 }
 
 void AveragerBank::restore_ring_from_cumulative_sums(int j, const double* cumsum) {

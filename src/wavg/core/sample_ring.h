@@ -26,6 +26,7 @@ class SampleRing {
   void allocate(DType dtype, int64_t length);
 
   int64_t every() const { return every_; }
+  int64_t start() const { return start_; }  // the smallest start among its windows
   int64_t window_max() const { return window_max_; }
   bool samples_at(int64_t step) const { return wavg::samples_at(every_, start_, step); }
   int64_t count() const { return count_; }  // n, samples pushed so far

@@ -67,14 +67,15 @@ void train_step(RunContext& run) {
   run.optimizer.zero_grad();
   torch::Tensor loss = run.workload.train_loss(run.step);
   loss.backward();
+  // Data parallel: the loss is all-reduced, so every rank refuses the same update.
   const double l = run.dist ? average_gradients(run, loss) : loss.item<double>();
+  WAVG_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at step ", run.step + 1,
+             " (lower the learning rate?)");
   run.optimizer.step(run.lr);
   if (run.dist) broadcast_buffers(run);
   ++run.step;
   run.averager.observe(run.step);
   run.train_s += since(t0);
-  WAVG_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at step ", run.step,
-             " (lower the learning rate?)");
   run.loss_avg = std::isnan(run.loss_avg) ? l : 0.95 * run.loss_avg + 0.05 * l;
 }
 
@@ -125,10 +126,11 @@ class EvaluationCallback : public TrainCallback {
     return all;
   }
 
+  // Every rank keeps the curves (the values are all-reduced: the same on every rank); rank 0 writes.
   static void record(RunContext& run, size_t m, const Evaluation& ev) {
     run.latest[m] = ev.value;
-    if (!run.writer()) return;  // data parallel: rank 0 records
     run.curves[m].push_back({run.step, ev.value});
+    if (!run.writer()) return;
     MetricRecord r;
     r.step = run.step;
     r.model = run.summary.models[m].model;
@@ -269,12 +271,7 @@ class InterruptCallback : public TrainCallback {
     installed_ = true;
   }
   StopReason wants_stop(RunContext& run) override {
-    run.signal = g_signal.load();
-    if (run.dist) {  // every rank stops after the same step when any rank got a signal
-      std::vector<double> v = {double(run.signal)};
-      run.dist->all_reduce(v);
-      if (run.signal == 0 && v[0] != 0) run.signal = SIGTERM;
-    }
+    run.signal = g_signal.load();  // data parallel: agree_stop tells every rank
     return run.signal != 0 ? StopReason::kSignal : StopReason::kNone;
   }
   void on_end(RunContext&) override { restore(); }
@@ -376,13 +373,29 @@ StateGroup RunContext::state_group() const {
   return g;
 }
 
+// Data parallel: every rank stops after the same step for the same reason, decided in one
+// all-reduce: a signal any rank got, else rank 0's reason (early stop, from its curves), so that no
+// rank trains on into collectives the others have left.
+StopReason agree_stop(RunContext& run, StopReason mine) {
+  if (run.dist == nullptr) return mine;
+  std::vector<double> v = {double(run.signal), run.writer() ? double(int(mine)) : 0.0};
+  run.dist->all_reduce(v);
+  if (v[0] != 0) {
+    if (run.signal == 0) run.signal = SIGTERM;
+    return StopReason::kSignal;
+  }
+  return StopReason(int(v[1]));
+}
+
 void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks) {
   for (TrainCallback* cb : callbacks) cb->on_begin(run);
   while (run.stop == StopReason::kNone && run.step < run.config.steps) {
     train_step(run);
     for (TrainCallback* cb : callbacks) cb->on_step(run);
+    StopReason mine = StopReason::kNone;  // every callback is asked; the first reason counts
     for (TrainCallback* cb : callbacks)
-      if ((run.stop = cb->wants_stop(run)) != StopReason::kNone) break;
+      if (const StopReason r = cb->wants_stop(run); mine == StopReason::kNone) mine = r;
+    run.stop = agree_stop(run, mine);
   }
   if (run.stop == StopReason::kNone) run.stop = StopReason::kBudget;
   run.averager.wait();

@@ -9,6 +9,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +25,8 @@
 #include "wavg/io/bank_state.h"
 #include "wavg/torch/device.h"
 #include "wavg/io/safetensors.h"
+#include "wavg/torch/lookahead.h"
+#include "wavg/train/state_check.h"
 
 namespace wavg {
 
@@ -149,12 +154,7 @@ void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::M
   sync(g);  // every rank has written its part
   if (g.rank != 0) return;
   nlohmann::ordered_json files = nlohmann::ordered_json::object();
-  std::vector<std::string> names = {"model.safetensors", "optimizer.pt"};
-  for (int r = 0; r < g.world; ++r) {
-    names.push_back(bank_file(r, g.world));
-    names.push_back(rng_file(r, g.world));
-  }
-  for (const std::string& name : names) {
+  for (const std::string& name : detail::state_file_names(g.world)) {
     const std::string bytes = read_file(tmp + "/" + name);
     files[name] = {{"bytes", bytes.size()}, {"crc32", crc32_of(bytes)}};
   }
@@ -175,31 +175,16 @@ void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::M
 }
 
 std::optional<FoundState> find_state(const std::string& run_dir,
-                                     const std::function<void(const std::string&)>& warn) {
+                                     const std::function<void(const std::string&)>& warn,
+                                     int64_t before) {
   std::vector<std::string> names;
   for (const auto& n : list_dir(run_dir + "/state"))
     if (n.rfind("step_", 0) == 0 && n.find(".tmp") == std::string::npos) names.push_back(n);
   for (auto it = names.rbegin(); it != names.rend(); ++it) {
     const std::string dir = run_dir + "/state/" + *it;
+    if (std::atoll(it->c_str() + 5) >= before) continue;
     try {
-      const auto m = nlohmann::json::parse(read_file(dir + "/manifest.json"));
-      for (auto f = m.at("files").begin(); f != m.at("files").end(); ++f) {
-        const std::string bytes = read_file(dir + "/" + f.key());
-        WAVG_CHECK(bytes.size() == f.value().at("bytes").get<size_t>(), f.key(), " has ",
-                   bytes.size(), " bytes, the manifest says ", f.value().at("bytes").get<size_t>());
-        WAVG_CHECK(crc32_of(bytes) == f.value().at("crc32").get<uint32_t>(), f.key(),
-                   " fails its checksum");
-      }
-      FoundState s;
-      s.dir = dir;
-      s.counters.step = m.at("step").get<int64_t>();
-      s.counters.train_wall_s = m.at("train_wall_s").get<double>();
-      s.counters.eval_wall_s = m.at("eval_wall_s").get<double>();
-      s.counters.metrics_bytes = m.at("metrics_bytes").get<uint64_t>();
-      s.counters.config_hash = m.at("config_hash").get<std::string>();
-      s.counters.stop_reason = m.value("stop_reason", std::string());  // absent before format 1
-      s.counters.world_size = m.value("world_size", int64_t(1));  // absent: one process
-      return s;
+      return FoundState{dir, detail::read_manifest(dir, run_dir)};
     } catch (const std::exception& e) {
       warn("state " + dir + " is damaged (" + e.what() + "); falling back to an older one");
     }
@@ -209,9 +194,78 @@ std::optional<FoundState> find_state(const std::string& run_dir,
 
 namespace {
 
-// Resharding: this bank's shard cut from the shards of a state written by `world` processes. Every
-// state array of a bank holds k rows of its shard's length (slot-major: an average, a sum, a ring
-// of k slots), so row s of the new shard is stitched from row s of the old shards it overlaps.
+int64_t meta_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                 const std::string& path) {
+  const auto it = meta.find(key);
+  WAVG_CHECK(it != meta.end(), path, ": metadata '", key, "' is missing");
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(it->second.c_str(), &end, 10);
+  WAVG_CHECK(!it->second.empty() && *end == '\0' && errno == 0, path, ": metadata '", key,
+             "' is '", quote_bytes(it->second), "', not an integer");
+  return v;
+}
+
+// A bank file's step (metadata) is the manifest's, and its bank observed no later step.
+void check_bank_steps(const SafetensorsFile& f, int64_t step) {
+  WAVG_CHECK(meta_int(f.metadata(), "step", f.path()) == step, f.path(),
+             ": metadata 'step' is not the manifest's step ", step);
+  const int64_t last = meta_int(f.metadata(), "bank.last_step", f.path());
+  WAVG_CHECK(last <= step, f.path(), ": metadata 'bank.last_step' is ", last,
+             ", after the manifest's step ", step);
+}
+
+// The counters of a bank state (what must agree between the shards of one state).
+std::map<std::string, std::string> bank_counters(const std::map<std::string, std::string>& meta) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : meta)
+    if ((k.rfind("bank.", 0) == 0 && k.rfind("bank.shard_", 0) != 0) ||
+        k.rfind("averager.", 0) == 0 || k.rfind("ring.", 0) == 0)
+      out[k] = v;
+  return out;
+}
+
+// Resharding: the shards of a state written by `world` ranks tile the flat vector in rank order and
+// agree on every counter; each of this bank's arrays is rows of the shard's length in each file.
+void check_resharded_bank(const std::string& dir, int64_t world, AveragerBank& bank, int64_t step) {
+  std::vector<SafetensorsFile> files;
+  for (int r = 0; r < world; ++r) files.emplace_back(dir + "/" + bank_file(r, world));
+  int64_t next = 0;
+  for (const SafetensorsFile& f : files) {
+    std::map<std::string, std::string> meta = f.metadata();
+    const int64_t of = meta_int(meta, "bank.shard_offset", f.path());
+    const int64_t ol = meta_int(meta, "bank.shard_length", f.path());
+    WAVG_CHECK(of == next && ol >= 0 && ol <= bank.numel() - of, f.path(), ": metadata shard [",
+               of, ", +", ol, ") does not continue the previous rank's at ", next, " within ",
+               bank.numel(), " elements");
+    next += ol;
+    WAVG_CHECK(bank_counters(meta) == bank_counters(files[0].metadata()), f.path(),
+               ": its counters differ from ", files[0].path(), "'s");
+    check_bank_steps(f, step);
+    meta["bank.shard_offset"] = std::to_string(bank.shard_offset());
+    meta["bank.shard_length"] = std::to_string(bank.shard_length());
+    try {
+      bank.check_state_meta(meta);
+    } catch (const Error& e) {
+      throw Error(f.path() + ": " + e.what());
+    }
+    const int64_t len = bank.shard_length();
+    for (const StateArray& a : bank.state_arrays()) {
+      const TensorInfo* t = f.find(a.name);
+      WAVG_CHECK(len > 0 && a.numel % len == 0 && t != nullptr && t->dtype == a.dtype &&
+                     int64_t(t->numel()) == a.numel / len * ol,
+                 f.path(), ": bank state '", a.name, "' is missing or not ", a.numel / std::max<int64_t>(len, 1),
+                 " rows of the shard's ", ol, " elements");
+    }
+  }
+  WAVG_CHECK(next == bank.numel(), dir, ": the bank shards cover ", next, " of ", bank.numel(),
+             " elements");
+}
+
+// Resharding: this bank's shard cut from the shards of a state written by `world` processes (checked
+// by check_resharded_bank). Every state array of a bank holds k rows of its shard's length
+// (slot-major: an average, a sum, a ring of k slots), so row s of the new shard is stitched from row
+// s of the old shards it overlaps.
 void load_resharded_bank(const std::string& dir, int64_t world, AveragerBank& bank) {
   std::vector<SafetensorsFile> files;
   for (int r = 0; r < world; ++r) files.emplace_back(dir + "/" + bank_file(r, world));
@@ -222,8 +276,6 @@ void load_resharded_bank(const std::string& dir, int64_t world, AveragerBank& ba
   const int64_t off = bank.shard_offset(), len = bank.shard_length();
   for (const StateArray& a : bank.state_arrays()) {
     if (len == 0) continue;
-    WAVG_CHECK(a.numel % len == 0, "resharding: bank state '", a.name, "' has ", a.numel,
-               " elements, not rows of the shard's ", len);
     const int64_t rows = a.numel / len;
     const size_t esize = dtype_size(a.dtype);
     auto* dst = static_cast<unsigned char*>(a.data);
@@ -231,8 +283,6 @@ void load_resharded_bank(const std::string& dir, int64_t world, AveragerBank& ba
       const int64_t of = std::stoll(f.metadata().at("bank.shard_offset"));
       const int64_t ol = std::stoll(f.metadata().at("bank.shard_length"));
       const TensorInfo* t = f.find(a.name);
-      WAVG_CHECK(t != nullptr && t->dtype == a.dtype && int64_t(t->numel()) == rows * ol,
-                 "resharding: bank state '", a.name, "' is missing or differs in ", dir);
       const int64_t lo = std::max(off, of), hi = std::min(off + len, of + ol);
       for (int64_t row = 0; row < rows && lo < hi; ++row)
         f.read_bytes(*t, uint64_t(row * ol + lo - of) * esize, size_t(hi - lo) * esize,
@@ -241,16 +291,43 @@ void load_resharded_bank(const std::string& dir, int64_t world, AveragerBank& ba
   }
 }
 
+// torch::load restores the saved parameter groups' options too (betas, eps, weight decay): the
+// run's own are kept, so that a forced change of them (--resume --force) takes effect.
+void load_optimizer(const std::string& bytes, torch::optim::Optimizer& optimizer,
+                    torch::Device device) {
+  auto* lookahead = dynamic_cast<Lookahead*>(&optimizer);
+  torch::optim::Optimizer& target = lookahead ? lookahead->inner() : optimizer;
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> keep;
+  for (auto& g : target.param_groups()) keep.push_back(g.options().clone());
+  std::istringstream is(bytes);
+  torch::load(optimizer, is, device);
+  for (size_t i = 0; i < keep.size(); ++i) target.param_groups()[i].set_options(std::move(keep[i]));
+}
+
 }  // namespace
+
+void check_state(const FoundState& s, torch::nn::Module& module,
+                 torch::optim::Optimizer& optimizer, ModelAverager& averager, const StateGroup& g) {
+  const int64_t world = s.counters.world_size, step = s.counters.step;
+  detail::check_model_file(s.dir + "/model.safetensors", module, step);
+  detail::check_optimizer_file(s.dir + "/optimizer.pt", read_file(s.dir + "/optimizer.pt"),
+                               optimizer, step);
+  if (world == g.world) {
+    const std::string path = s.dir + "/" + bank_file(g.rank, world);
+    check_bank_state(path, averager.bank());
+    check_bank_steps(SafetensorsFile(path), step);
+  } else {
+    check_resharded_bank(s.dir, world, averager.bank(), step);
+  }
+  const std::string rng = s.dir + "/" + rng_file(g.rank < world ? g.rank : 0, world);
+  detail::check_rng_file(rng, read_file(rng).size());
+}
 
 void load_state(const FoundState& s, torch::nn::Module& module,
                 torch::optim::Optimizer& optimizer, ModelAverager& averager, const StateGroup& g) {
   const int64_t world = s.counters.world_size;
   load_module(module, s.dir + "/model.safetensors");
-  {
-    std::istringstream is(read_file(s.dir + "/optimizer.pt"));
-    torch::load(optimizer, is, module_device(module));  // the state follows the model's device
-  }
+  load_optimizer(read_file(s.dir + "/optimizer.pt"), optimizer, module_device(module));
   if (world == g.world)
     load_bank_state(s.dir + "/" + bank_file(g.rank, world), averager.bank());
   else

@@ -697,19 +697,28 @@ ThreadSettings threads_in_force(ThreadSettings t) {
   return t;
 }
 
-std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now) {
+std::vector<ConfigChange> config_changes(const RunConfig& run, const RunConfig& now) {
   RunConfig r = run, n = now;
   r.threads = threads_in_force(run.threads);
   n.threads = threads_in_force(now.threads);
   std::map<std::string, std::string> a, b;
   flatten(toml::parse(resolved_toml(r)), "", &a);
   flatten(toml::parse(resolved_toml(n)), "", &b);
-  std::vector<std::string> out;
+  std::vector<ConfigChange> out;
   for (const auto& [k, v] : a)
-    if (!b.count(k) || b[k] != v)
-      out.push_back(k + " (run: " + v + ", now: " + (b.count(k) ? b[k] : "unset") + ")");
+    if (!b.count(k) || b[k] != v) out.push_back({0, k, v, b.count(k) ? b[k] : "unset"});
   for (const auto& [k, v] : b)
-    if (!a.count(k)) out.push_back(k + " (run: unset, now: " + v + ")");
+    if (!a.count(k)) out.push_back({0, k, "unset", v});
+  return out;
+}
+
+std::string describe(const ConfigChange& c) {
+  return c.key + " (run: " + c.old_value + ", now: " + c.new_value + ")";
+}
+
+std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now) {
+  std::vector<std::string> out;
+  for (const ConfigChange& c : config_changes(run, now)) out.push_back(describe(c));
   return out;
 }
 

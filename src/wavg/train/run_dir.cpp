@@ -26,7 +26,7 @@ bool ends_with(const std::string& s, const std::string& p) {
 bool run_dir_entry_is_wavg(const std::string& name) {
   static const std::set<std::string> fixed = {
       "config.toml", "metrics.jsonl", "summary.json",      "state",      "checkpoints",
-      "sweep.jsonl", "sweep_summary.csv", "report.html", "phema"};
+      "sweep.jsonl", "sweep_summary.csv", "report.html", "phema", "config_changes.jsonl"};
   if (fixed.count(name)) return true;
   // Final models (final_raw, final_NAME) and averages saved by `wavg sweep --save-averages`.
   if ((starts_with(name, "final_") || starts_with(name, "sweep_")) && ends_with(name, ".safetensors"))

@@ -62,7 +62,8 @@ class TrainCallback {
   virtual ~TrainCallback() = default;
   virtual void on_begin(RunContext& run) {}  // before the first update of this session
   virtual void on_step(RunContext& run) {}   // after the update that produced run.step
-  // Asked after every step, in order; the first reason other than kNone stops the loop.
+  // Asked after every step, every callback in order; the first reason other than kNone stops the
+  // loop (data parallel: rank 0's reason, or a signal any rank got, on every rank).
   virtual StopReason wants_stop(RunContext& run) { return StopReason::kNone; }
   virtual void on_end(RunContext& run) {}    // the loop ended; run.stop says why
 };
@@ -93,5 +94,9 @@ void prepare_run_dir(const std::string& dir, const RunOptions& options);
 // summary.json (summary.cpp).
 void write_summary(const std::string& run_dir, const RunSummary& s);
 RunSummary read_summary(const std::string& path);
+// RUN_DIR/config_changes.jsonl (summary.cpp): one JSON line per changed value {step, key, old, new},
+// in the order made; appending rewrites the file atomically.
+std::vector<ConfigChange> read_config_changes(const std::string& run_dir);
+void append_config_changes(const std::string& run_dir, const std::vector<ConfigChange>& changes);
 
 }  // namespace wavg::detail

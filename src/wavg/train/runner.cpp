@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <thread>
 
@@ -64,17 +65,6 @@ RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env)
   return c;
 }
 
-// Whether RUN_DIR/config.toml is missing or a raw configuration (written by an older wavg).
-bool recorded_config_is_raw(const std::string& out) {
-  ConfigSource source;
-  try {
-    load_run_config(run_config_path(out), {}, &source);
-  } catch (const Error&) {
-    return true;
-  }
-  return !source.resolved;
-}
-
 RunSummary summary_skeleton(const RunConfig& c, const Workload& w, const std::string& hash) {
   RunSummary s;
   s.workload = c.workload;
@@ -91,13 +81,48 @@ RunSummary summary_skeleton(const RunConfig& c, const Workload& w, const std::st
   return s;
 }
 
-// Resume: loads the newest intact state, cuts metrics.jsonl back to that state and rebuilds the
-// curves from it (io/metrics_log). No state: the run starts again from step 0.
-std::optional<FoundState> restore(RunContext& run, const std::string& metrics_path, bool quiet) {
-  const std::string& out = run.config.out;
-  std::optional<FoundState> state = find_state(out, [&](const std::string& w) {
+// Data parallel: whether any rank's part of the state `s` failed its checks. Every rank must have
+// found the same state (one shared run directory); the decision is the same on every rank.
+bool any_rank_failed(RunContext& run, const std::optional<FoundState>& s, bool failed) {
+  if (run.dist == nullptr) return failed;
+  const double step = s ? double(s->counters.step) : 0.0, world = double(run.dist->world());
+  std::vector<double> v = {s ? 1.0 : 0.0, step, failed ? 1.0 : 0.0};
+  run.dist->all_reduce(v);
+  WAVG_CHECK((v[0] == 0 || v[0] == world) && v[1] == step * v[0], "resume: the ranks find ",
+             "different states in ", run.config.out, "/state (is it one directory shared by all?)");
+  return v[2] > 0;
+}
+
+// Resume: the newest state that is intact and fits the run on every rank (check_state). One that
+// does not fit is reported and an older one tried, as for a damaged one.
+std::optional<FoundState> choose_state(RunContext& run) {
+  auto warn = [&](const std::string& w) {
     if (run.writer()) std::fprintf(stderr, "wavg: warning: %s\n", w.c_str());
-  });
+  };
+  for (int64_t before = std::numeric_limits<int64_t>::max();;) {
+    std::optional<FoundState> s = find_state(run.config.out, warn, before);
+    std::string why;
+    try {
+      if (s) check_state(*s, *run.model, run.optimizer.torch_optimizer(), run.averager,
+                         run.state_group());
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    if (!why.empty() && !run.writer())
+      std::fprintf(stderr, "wavg: warning: rank %d: %s\n", run.dist->rank(), why.c_str());
+    const bool failed = any_rank_failed(run, s, !why.empty());
+    if (!s || !failed) return s;
+    warn("state " + s->dir + " does not fit this run (" +
+         (why.empty() ? "another rank's part of it" : why) + "); falling back to an older one");
+    before = s->counters.step;
+  }
+}
+
+// Resume: loads the chosen state, cuts metrics.jsonl back to that state and rebuilds the curves from
+// it (io/metrics_log). No state: the run starts again from step 0.
+std::optional<FoundState> restore(RunContext& run, const std::string& metrics_path) {
+  const std::string& out = run.config.out;
+  std::optional<FoundState> state = choose_state(run);
   if (!state) {
     // Killed before its first state was written (or every state is damaged): the only intact
     // point to continue from is the start, and a deterministic rerun reproduces what was lost.
@@ -106,9 +131,6 @@ std::optional<FoundState> restore(RunContext& run, const std::string& metrics_pa
                    "again from step 0\n", out.c_str());
     return state;
   }
-  if (state->counters.config_hash != run.hash && !quiet)
-    std::fprintf(stderr, "wavg: warning: resume: the configuration differs from the one the state "
-                 "was written with (forced)\n");
   load_state(*state, *run.model, run.optimizer.torch_optimizer(), run.averager,
              run.state_group());
   run.step = state->counters.step;
@@ -129,6 +151,41 @@ std::optional<FoundState> restore(RunContext& run, const std::string& metrics_pa
         run.latest[m] = r.value;
       }
   return state;
+}
+
+// Resume (rank 0): every value that differs from the recorded run (config.toml), and the number of
+// ranks where it differs from the state's, at the step the run continues from: warned about once
+// (also when quiet), appended to RUN_DIR/config_changes.jsonl, and config.toml rewritten to the
+// configuration in force, so that the next plain resume continues with it.
+void record_changes(RunContext& run, const std::optional<FoundState>& state, int world) {
+  if (!run.writer()) return;
+  const std::string& out = run.config.out;
+  ConfigSource source;
+  std::vector<ConfigChange> changes;
+  try {
+    RunConfig recorded = load_run_config(run_config_path(out), {}, &source);
+    recorded.out = out;
+    changes = config_changes(recorded, run.config);
+  } catch (const Error&) {
+    source.resolved = false;  // unreadable: written anew below
+  }
+  const int64_t step = state ? state->counters.step : 0;
+  if (state && state->counters.world_size != world)
+    changes.push_back({0, "world_size", std::to_string(state->counters.world_size),
+                       std::to_string(world)});
+  std::string list;
+  for (ConfigChange& c : changes) {
+    c.step = step;
+    list += (list.empty() ? "" : ", ") + describe(c);
+  }
+  if (!changes.empty()) {
+    std::fprintf(stderr, "wavg: warning: resume at step %lld: %s; recorded in %s\n",
+                 (long long)step, list.c_str(), (out + "/config_changes.jsonl").c_str());
+    detail::append_config_changes(out, changes);
+  }
+  if (!source.resolved || !changes.empty())
+    write_file_atomic(run_config_path(out), resolved_toml(run.config));
+  run.summary.config_changes = detail::read_config_changes(out);
 }
 
 // The final models (raw and every non-empty average, state-dict names) and summary.json, last:
@@ -237,8 +294,7 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   // directory, so that a run killed at any later moment can be resumed.
   if (writer) {
     detail::prepare_run_dir(c.out, options);
-    if (!options.resume || recorded_config_is_raw(c.out))
-      write_file_atomic(run_config_path(c.out), resolved_toml(c));
+    if (!options.resume) write_file_atomic(run_config_path(c.out), resolved_toml(c));
   }
   if (dist) dist->barrier();  // the run directory is ready
 
@@ -252,7 +308,8 @@ RunSummary run_training(const RunConfig& config, const RunOptions& options) {
   const std::string metrics_path = c.out + "/metrics.jsonl";
   const bool quiet = options.quiet || !writer;
   const std::optional<FoundState> state =
-      options.resume ? restore(run, metrics_path, quiet) : std::nullopt;
+      options.resume ? restore(run, metrics_path) : std::nullopt;
+  if (options.resume) record_changes(run, state, env.world);
   const MetricsFile metrics = open_metrics(metrics_path, writer, state.has_value());
   run.metrics = metrics.get();
 

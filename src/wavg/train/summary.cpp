@@ -13,6 +13,15 @@ namespace wavg {
 
 namespace detail {
 
+nlohmann::ordered_json change_json(const ConfigChange& c) {
+  return {{"step", c.step}, {"key", c.key}, {"old", c.old_value}, {"new", c.new_value}};
+}
+
+ConfigChange change_of_json(const nlohmann::json& j) {
+  return {j.at("step").get<int64_t>(), j.at("key").get<std::string>(),
+          j.at("old").get<std::string>(), j.at("new").get<std::string>()};
+}
+
 void write_summary(const std::string& run_dir, const RunSummary& s) {
   using json = nlohmann::ordered_json;
   json js;
@@ -27,6 +36,8 @@ void write_summary(const std::string& run_dir, const RunSummary& s) {
   js["train_wall_s"] = s.train_wall_s;
   js["eval_wall_s"] = s.eval_wall_s;
   js["averager_state_bytes_per_param"] = s.averager_state_bytes_per_param;
+  js["config_changes"] = json::array();
+  for (const ConfigChange& c : s.config_changes) js["config_changes"].push_back(change_json(c));
   js["models"] = json::array();
   for (const auto& ms : s.models) {
     json m;
@@ -57,6 +68,8 @@ RunSummary read_summary(const std::string& path) {
     s.train_wall_s = j.value("train_wall_s", 0.0);
     s.eval_wall_s = j.value("eval_wall_s", 0.0);
     s.averager_state_bytes_per_param = j.value("averager_state_bytes_per_param", 0.0);
+    if (j.contains("config_changes"))  // absent before issue 21
+      for (const auto& c : j.at("config_changes")) s.config_changes.push_back(change_of_json(c));
     for (const auto& m : j.at("models")) {
       ModelSummary ms;
       ms.model = m.at("model").get<std::string>();
@@ -72,6 +85,28 @@ RunSummary read_summary(const std::string& path) {
   } catch (const nlohmann::json::exception&) {
     throw Error(path + " is not a run summary (damaged JSON or missing fields)");
   }
+}
+
+std::vector<ConfigChange> read_config_changes(const std::string& run_dir) {
+  const std::string path = run_dir + "/config_changes.jsonl";
+  std::vector<ConfigChange> out;
+  std::ifstream in(path, std::ios::binary);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    try {
+      out.push_back(change_of_json(nlohmann::json::parse(line)));
+    } catch (const nlohmann::json::exception&) {
+      throw Error(path + ": line " + std::to_string(out.size() + 1) + " is not a config change");
+    }
+  }
+  return out;
+}
+
+void append_config_changes(const std::string& run_dir, const std::vector<ConfigChange>& changes) {
+  std::string text;
+  for (const ConfigChange& c : read_config_changes(run_dir)) text += change_json(c).dump() + "\n";
+  for (const ConfigChange& c : changes) text += change_json(c).dump() + "\n";
+  write_file_atomic(run_dir + "/config_changes.jsonl", text);
 }
 
 }  // namespace detail
