@@ -8,3 +8,6 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/10485
 "$build/bench/bench_shards" "$build/wavg"
 "$build/bench/bench_train" --python-script bench/torch_step.py
 bash bench/bench_sweep.sh "$build"
+# The Python package against the averagers people use from Python (issue 23 §4).
+bash python/install.sh "$PWD" "$(cd "$build" && pwd)/python-pkg"
+.venv/bin/python bench/python_overhead.py
