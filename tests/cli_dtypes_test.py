@@ -163,6 +163,36 @@ def test_fp8_not_finite(d):
         one_error_line(r, f"{dt} code {code:#x}", ["'w' element 1 is not finite"], out)
 
 
+def test_fp8_output(d, rng):
+    """--dtype f8_*: F64 values of every magnitude (exact in float32, so that ml_dtypes' float32
+    detour rounds once; and not, against the nearest-even search) rounded to each FP8 format; beyond
+    its range refused in one line, or with --saturate the largest finite value of that sign where
+    ml_dtypes overflows to Inf or NaN."""
+    v32 = (rng.standard_normal(4000) * 10.0 ** rng.integers(-12, 7, 4000)).astype(np.float32).astype(np.float64)
+    v64 = rng.standard_normal(4000) * 10.0 ** rng.integers(-9, 4, 4000)
+    src = os.path.join(d, "f64.safetensors")
+    save(src, {"a": ("F64", [4000], v32.tobytes()), "b": ("F64", [4000], v64.tobytes())})
+    for dt, t in FP8.items():
+        out = os.path.join(d, "f8out.safetensors")
+        r = run("average", "--last", "1", "--dtype", dt.lower(), "--overwrite", "-o", out, src)
+        one_error_line(r, f"--dtype {dt.lower()} beyond its range", ["'a' element", "out of the range of " + dt,
+                                                                      "--saturate"])
+        got = average(d, "f8out.safetensors", [src], "--last", "1", "--dtype", dt.lower(), "--saturate")
+        if not got:
+            continue
+        ref = v32.astype(t)
+        over = ~np.isfinite(ref.astype(np.float64))
+        top = np.float64(ml_dtypes.finfo(t).max)
+        want = np.where(over, np.copysign(top, v32), v32).astype(t).view(np.uint8)
+        a = np.frombuffer(got["a"][2], np.uint8)
+        check(got["a"][0] == dt and np.array_equal(a, want) and 100 < over.sum() < 3900,
+              f"--dtype {dt.lower()} --saturate: as ml_dtypes rounds, {over.sum()} clamped")
+        b = np.frombuffer(got["b"][2], np.uint8)
+        inrange = np.abs(v64) <= top
+        check(np.array_equal(b[inrange], nearest_even(v64[inrange], dt)),
+              f"--dtype {dt.lower()}: values not exact in float32 rounded to nearest even")
+
+
 def test_complex(d, rng):
     """C64: averaged component-wise in fp64 (numpy complex128 as the reference), written as C64;
     --dtype does not apply to it."""
@@ -275,6 +305,7 @@ def main():
             test_fp8_midpoints(d, dt)
             test_fp8_weighted(d, dt, rng)
         test_fp8_not_finite(d)
+        test_fp8_output(d, rng)
         test_complex(d, rng)
         test_copied(d, rng)
         test_refused(d)

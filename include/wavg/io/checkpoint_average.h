@@ -24,7 +24,8 @@ namespace wavg {
 
 struct CheckpointAverageOptions {
   AveragerOptions averager;
-  std::optional<DType> out_dtype;  // floating tensors' output dtype; default: each tensor's own
+  // Averaged tensors' output dtype (floating or FP8; C64 stays C64); default: each tensor's own.
+  std::optional<DType> out_dtype;
   bool check_finite = true;        // refuse NaN/Inf in an input
   bool saturate = false;  // a finite average out of out_dtype's range: clamp (else an error)
   // Per-input weights (--weights), one per input, >= 0, not all 0: input i's weight becomes

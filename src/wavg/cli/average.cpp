@@ -127,8 +127,10 @@ int run_average(const AverageArgs& a, CLI::App* sub) {
   if (!a.weights.empty()) o.weights = parse_weights(a.weights);
   if (!a.dtype.empty()) {
     DType t;
-    WAVG_CHECK(try_parse_dtype(a.dtype, &t) && is_floating(t), "average: --dtype must be one of ",
-               "f32, f64, bf16, f16, got '", a.dtype, "'");
+    WAVG_CHECK(try_parse_dtype(a.dtype, &t) &&
+                   (is_floating(t) || dtype_kind(t) == DTypeKind::kFloat8),
+               "average: --dtype must be one of f32, f64, bf16, f16, f8_e4m3, f8_e5m2, f8_e4m3fnuz, ",
+               "f8_e5m2fnuz, got '", quote_bytes(a.dtype), "'");
     o.out_dtype = t;
   }
   if (sub->count("--max-shard-size") > 0)
@@ -174,7 +176,7 @@ Command register_average(CLI::App& app) {
   add_int64_option(sub, "--start", args->start, "First file index that may be sampled (default 0)");
   sub->add_option("--dtype", args->dtype,
                   "Output dtype of averaged tensors (floating and FP8; C64 stays C64): "
-                  "f32|f64|bf16|f16");
+                  "f32|f64|bf16|f16|f8_e4m3|f8_e5m2|f8_e4m3fnuz|f8_e5m2fnuz");
   sub->add_flag("--saturate", args->saturate,
                 "Clamp averages out of --dtype's range to its largest finite value (default: an "
                 "error naming the tensor)");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 
 #include "wavg/core/error.h"
 
@@ -137,6 +138,7 @@ double decode_float8(const Float8Format& f, uint8_t b) {
 struct Float8Tables {
   std::array<double, 256> values[4];
   double max[4] = {0, 0, 0, 0};  // largest finite value
+  uint32_t max_code[4] = {0, 0, 0, 0};  // its code (positive codes grow with their values)
 };
 
 const Float8Tables& tables() {
@@ -147,7 +149,7 @@ const Float8Tables& tables() {
       for (int b = 0; b < 256; ++b) {
         const double v = decode_float8(float8_format(types[k]), uint8_t(b));
         out.values[k][size_t(b)] = v;
-        if (std::isfinite(v) && v > out.max[k]) out.max[k] = v;
+        if (std::isfinite(v) && v > out.max[k]) out.max[k] = v, out.max_code[k] = uint32_t(b);
       }
     }
     return out;
@@ -160,15 +162,26 @@ int table_index(DType t) {
   return t == DType::kF8E4M3 ? 0 : t == DType::kF8E5M2 ? 1 : t == DType::kF8E4M3FNUZ ? 2 : 3;
 }
 
-// The byte of a finite non-negative value v that is representable in f (v <= its max).
-uint8_t encode_exact(const Float8Format& f, double v) {
-  const int min_exp = 1 - f.bias;  // of the smallest normal, 2^min_exp
-  if (v < std::ldexp(1.0, min_exp)) return uint8_t(std::ldexp(v, f.man_bits - min_exp));
-  int e = 0;
-  const double frac = std::frexp(v, &e);  // v = frac * 2^e, frac in [0.5, 1)
-  const int exp_field = e - 1 + f.bias;
-  const int man = int(std::ldexp(frac, f.man_bits + 1)) - (1 << f.man_bits);
-  return uint8_t((exp_field << f.man_bits) | man);
+// The magnitude code (sign bit clear) of finite a > 0 rounded to nearest even in f, computed on
+// a's bits: its significand (53 bits with the implicit one) shifted right to f's mantissa width
+// at a's exponent (further for f's subnormals), rounding on the bits shifted out. A normal result
+// is ((exponent + bias - 1) << man_bits) + q with q in [2^man_bits, 2^(man_bits + 1)] (a carry of q
+// moves into the exponent); a subnormal one is q itself (q = 2^man_bits is the smallest normal).
+// Codes above the format's largest finite one are an overflow (for the caller to tell).
+uint32_t magnitude_code(const Float8Format& f, double a) {
+  uint64_t u = 0;
+  std::memcpy(&u, &a, 8);
+  const int biased = int(u >> 52);
+  if (biased == 0) return 0;  // a double subnormal: far below half the smallest FP8 subnormal
+  const int e = biased - 1023, min_exp = 1 - f.bias;
+  const uint64_t sig = (u & ((uint64_t(1) << 52) - 1)) | (uint64_t(1) << 52);
+  const int shift = 52 - f.man_bits + std::max(0, min_exp - e);
+  if (shift > 62) return 0;  // below half the smallest subnormal
+  uint64_t q = sig >> shift;
+  const uint64_t rem = sig & ((uint64_t(1) << shift) - 1), half = uint64_t(1) << (shift - 1);
+  if (rem > half || (rem == half && (q & 1))) ++q;
+  if (e < min_exp) return uint32_t(q);
+  return uint32_t((uint64_t(e + f.bias - 1) << f.man_bits) + q);
 }
 
 }  // namespace
@@ -188,18 +201,12 @@ uint8_t to_float8(DType t, double x, bool* overflow) {
   if (a == 0) return zero;
   const uint8_t inf = f.special == S::kIeee ? uint8_t(sign | 0x7c) : nan;
   if (std::isinf(x)) return inf;
-  // The quantum of a's binade (or of the subnormals), then round a / quantum to nearest even: exact
-  // in double, since quanta are powers of two far inside double's range.
-  int e = 0;
-  std::frexp(a, &e);
-  const int quantum_exp = std::max(e - 1, 1 - f.bias) - f.man_bits;
-  const double rounded = std::ldexp(std::nearbyint(std::ldexp(a, -quantum_exp)), quantum_exp);
-  if (rounded > float8_max(t)) {
+  const uint32_t code = magnitude_code(f, a);
+  if (code > tables().max_code[table_index(t)]) {
     *overflow = true;
     return inf;
   }
-  if (rounded == 0) return zero;
-  return uint8_t(sign | encode_exact(f, rounded));
+  return code == 0 ? zero : uint8_t(sign | code);
 }
 
 }  // namespace wavg

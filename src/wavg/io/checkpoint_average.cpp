@@ -217,8 +217,9 @@ double max_finite<BFloat16>() { return to_float(BFloat16{0x7f7f}); }  // (2 - 2^
 }
 
 // Rounds acc[0, tn) to FP8 out_dtype (nearest even) into buf. A finite sum beyond the largest
-// finite value (never for a weighted mean of the same format: its weights sum to 1) is an error, or
-// with `saturate` the largest finite value of its sign.
+// finite value (from a wider input through --dtype f8_*; never for a weighted mean of the same
+// format, whose weights sum to 1) is an error, or with `saturate` the largest finite value of its
+// sign.
 void store_tile_float8(const TensorInfo& t, int64_t tile, int64_t tn, DType out_dtype, bool saturate,
                        const double* acc, std::vector<unsigned char>* buf) {
   std::atomic<int64_t> bad{-1};
@@ -382,8 +383,8 @@ CheckpointAverageReport average_checkpoints(const std::vector<std::string>& inpu
   std::string out = out_arg;
   while (out.size() > 1 && out.back() == '/') out.pop_back();
   if (options.out_dtype)
-    WAVG_CHECK(is_floating(*options.out_dtype), "average: --dtype must be floating, got ",
-               dtype_name(*options.out_dtype));
+    WAVG_CHECK(is_floating(*options.out_dtype) || dtype_kind(*options.out_dtype) == DTypeKind::kFloat8,
+               "average: --dtype must be floating or FP8, got ", dtype_name(*options.out_dtype));
   CheckpointAverageReport report;
   report.weights = input_weights(options, int64_t(inputs.size()));
   raise_open_file_limit();
