@@ -15,16 +15,16 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wavg_testlib import check, finish  # noqa: E402
+from wavg_testlib import check, finish, read_safetensors, write_safetensors  # noqa: E402
 
 WAVG = os.path.abspath(sys.argv[1])
 TIMEOUT = 20  # dist_timeout of the runs, seconds
@@ -44,20 +44,11 @@ every = 5
 beta = 0.9
 every = 5
 """ % TIMEOUT
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
 
 def tensors(path):
-    """A safetensors file as {name: array} (read here, independently of wavg)."""
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    header = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in header.items():
-        if k != "__metadata__":
-            s, e = v["data_offsets"]
-            out[k] = np.frombuffer(b[8 + n + s:8 + n + e], dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
-    return out
+    """A safetensors file as {name: array} (the shared test library's reader, independent of wavg)."""
+    return read_safetensors(path)[0]
 
 
 def rel_diff(a, b):
@@ -90,6 +81,30 @@ def free_port():
 
 def wavg(*args, env=None, timeout=120):
     return subprocess.run([WAVG, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def wavg_group(*args, env=None, timeout=60):
+    """`wavg args` in a process group of its own (a --nproc launcher and its ranks), every process of
+    it killed when it outlives the timeout."""
+    p = subprocess.Popen([WAVG, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return subprocess.CompletedProcess(p.args, -signal.SIGKILL, out, err + "\n(killed after the timeout)")
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # a rank left behind
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def changes_of(run):
+    path = os.path.join(run, "config_changes.jsonl")
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
 
 
 def two_ranks(cmds, timeout=120):
@@ -196,16 +211,81 @@ def killed_and_resumed(tmp, cfg, ref):
     check(not os.path.exists(f"{run}/summary.json"), "killed rank: the run is not finished")
     one = os.path.join(tmp, "killed_w1")
     shutil.copytree(run, one)
+    unfit = os.path.join(tmp, "unfit_rank1")
+    shutil.copytree(run, unfit)
     r = wavg("train", "--resume", run, "--nproc", "2")
     check(r.returncode == 0, f"resume with 2 ranks succeeds ({r.stderr[-400:]})")
     if r.returncode == 0:
         same_run(run, ref, "killed and resumed with 2 ranks")
+    check(not any(c["key"] == "world_size" for c in changes_of(run)), "resume 2 -> 2: no change recorded")
     r = wavg("train", "--resume", one)
     check(r.returncode == 0, f"resume with 1 rank succeeds ({r.stderr[-400:]})")
     if r.returncode == 0:
         for f in AVERAGES:
             d = rel_diff(tensors(f"{ref}/{f}.safetensors"), tensors(f"{one}/{f}.safetensors"))
             check(d < 1e-4, f"resumed with 1 rank: {f} within 1e-4 relative of 2 ranks ({d:.2e})")
+    warned = [l for l in r.stderr.splitlines() if "warning" in l and "world_size (run: 2, now: 1)" in l]
+    check(len(warned) == 1, f"resume 2 -> 1: warned once ({r.stderr[-400:]!r})")
+    got = [c for c in changes_of(one) if c["key"] == "world_size"]
+    check(got == [{"step": 10, "key": "world_size", "old": "2", "new": "1"}], f"resume 2 -> 1 recorded: {got}")
+    summary = json.load(open(f"{one}/summary.json"))
+    check(summary.get("config_changes") == changes_of(one), "resume 2 -> 1: summary.json lists the changes")
+    unfit_rank_part(unfit, ref)
+
+
+def unfit_rank_part(run, ref):
+    """Rank 1's bank shard of the only intact state has a negative ring count: both ranks see it
+    (one all-reduce), both fall back, to step 0 here, and the run ends bit-identical to the
+    uninterrupted 2-rank run."""
+    state = f"{run}/state/step_00000010"
+    bank = f"{state}/bank.rank1.safetensors"
+    t, meta = read_safetensors(bank)
+    meta["ring.0.count"] = "-1"
+    write_safetensors(bank, t, meta)
+    data = open(bank, "rb").read()
+    manifest = json.load(open(f"{state}/manifest.json"))
+    manifest["files"]["bank.rank1.safetensors"] = {"bytes": len(data), "crc32": zlib.crc32(data)}
+    json.dump(manifest, open(f"{state}/manifest.json", "w"))
+    r = wavg_group("train", "--resume", run, "--nproc", "2", timeout=TIMEOUT + 60)
+    check(r.returncode == 0, f"unfit rank-1 shard: both ranks fall back and finish ({r.stderr[-400:]!r})")
+    check("bank.rank1.safetensors" in r.stderr and "ring.0.count" in r.stderr,
+          f"unfit rank-1 shard: the file and the field are named ({r.stderr[-400:]!r})")
+    if r.returncode == 0:
+        same_run(run, ref, "unfit rank-1 shard, resumed from step 0")
+
+
+def early_stop(tmp, cfg):
+    """early_stop = true with 2 ranks: every rank stops after the same step (rank 0's decision, one
+    all-reduce), summary.json says early_stop, well within dist_timeout."""
+    out = os.path.join(tmp, "early")
+    t0 = time.time()
+    r = wavg_group("train", "--config", cfg, "--set", f"out={out}", "--set", "early_stop=true",
+                   "--set", "target=10.0", "--nproc", "2", timeout=TIMEOUT + 40)
+    took = time.time() - t0
+    check(r.returncode == 0, f"early stop with 2 ranks: exit 0 ({r.returncode}, {r.stderr[-400:]!r})")
+    s = json.load(open(f"{out}/summary.json")) if os.path.exists(f"{out}/summary.json") else {}
+    check(s.get("stop_reason") == "early_stop" and s.get("steps_done") == 20,
+          f"early stop with 2 ranks: stop_reason {s.get('stop_reason')!r} after {s.get('steps_done')} steps")
+    check(took < TIMEOUT / 2, f"early stop with 2 ranks: over in {took:.1f} s (dist_timeout {TIMEOUT} s)")
+
+
+def resumed_on_more_ranks(tmp, cfg, one_ref):
+    """A 1-process run killed while writing its state of step 20 resumes with 2 ranks: the change of
+    the number of ranks is warned about once and recorded; the result is within 1e-4 of 1 process."""
+    run = os.path.join(tmp, "grow")
+    r = wavg("train", "--config", cfg, "--set", f"out={run}", "--set", "threads=1",
+             env=dict(os.environ, WAVG_TEST_KILL_IN_STATE_WRITE="20"))
+    check(r.returncode == -signal.SIGKILL, f"1 process killed at state 20 (rc {r.returncode})")
+    r = wavg_group("train", "--resume", run, "--nproc", "2", timeout=TIMEOUT + 60)
+    check(r.returncode == 0, f"resume 1 -> 2 ranks succeeds ({r.stderr[-400:]!r})")
+    warned = [l for l in r.stderr.splitlines() if "warning" in l and "world_size (run: 1, now: 2)" in l]
+    check(len(warned) == 1, f"resume 1 -> 2: warned once ({r.stderr[-400:]!r})")
+    got = [c for c in changes_of(run) if c["key"] == "world_size"]
+    check(got == [{"step": 10, "key": "world_size", "old": "1", "new": "2"}], f"resume 1 -> 2 recorded: {got}")
+    if r.returncode == 0:
+        for f in AVERAGES:
+            d = rel_diff(tensors(f"{one_ref}/{f}.safetensors"), tensors(f"{run}/{f}.safetensors"))
+            check(d < 1e-4, f"resumed with 2 ranks: {f} within 1e-4 relative of 1 process ({d:.2e})")
 
 
 def lost_rank_one(tmp, cfg):
@@ -290,7 +370,9 @@ with tempfile.TemporaryDirectory() as tmp:
     check(all(rc == 0 for rc, _, _ in res), f"hand launch: both ranks succeed ({[x[2][-200:] for x in res]})")
     if all(rc == 0 for rc, _, _ in res):
         same_run(hand, two, "hand launch")
+    early_stop(tmp, cfg)
     killed_and_resumed(tmp, cfg, two)
+    resumed_on_more_ranks(tmp, cfg, one)
     two_hosts(tmp, cfg, two)
     bad_launches(tmp, cfg)
     lost_rank_one(tmp, cfg)
