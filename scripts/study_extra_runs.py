@@ -66,9 +66,10 @@ def fmnist_runs(job):
             runs[f"seed_{s}"] = (s, H, ev, opt, {"kind": "cosine", "warmup": warm,
                                                  "total_steps": H, "final_fraction": 0.0}, bank)
     else:  # analysis 6: schedule_final 0.5, 1.0 and the shorter schedule (0.75 H), seeds 1 and 2
-        for s in (1, 2):
-            for name, total, final in (("sched_final0.5", H, 0.5), ("sched_final1", H, 1.0),
-                                       ("sched_short", max(1, llround(0.75 * H)), 0.0)):
+        variants = (("sched_final1", H, 1.0), ("sched_short", max(1, llround(0.75 * H)), 0.0),
+                    ("sched_final0.5", H, 0.5))  # in the order run: no decay and shorter first
+        for name, total, final in variants:
+            for s in (1, 2):
                 runs[f"{name}_seed{s}"] = (s, H, ev, opt, {"kind": "cosine", "warmup": warm,
                                                            "total_steps": total,
                                                            "final_fraction": final}, bank)
