@@ -123,9 +123,25 @@ def curves(run_dir):
     return by_model
 
 
+def runner_log(out_dir):
+    """OUT_DIR.log, if any (the runner's lines "run DIR rc R wall S s end T load: A, B, C"):
+    measured wall seconds and the load average at each run's end, by run name."""
+    walls = {}
+    if os.path.exists(out_dir.rstrip("/") + ".log"):
+        for line in open(out_dir.rstrip("/") + ".log"):
+            f = line.split()
+            if len(f) > 6 and f[0] == "run" and f[2] == "rc" and f[4] == "wall":
+                walls[os.path.basename(f[1])] = {"wall_s": int(f[5]), "rc": int(f[3]),
+                                                  "load_at_end": line.split("load: ")[-1].strip()}
+    return walls
+
+
 def collect(out_dir, job):
     workload, runs = runs_of(job)
-    doc = {"schema": "study-v4-addition", "job": job, "workload": workload, "runs": {}}
+    walls = runner_log(out_dir)
+    doc = {"schema": "study-v4-addition", "job": job, "workload": workload,
+           "machine": "2-core reference VM beside five other helpers' builds and runs; 1 thread "
+                      "per run (nice 5), at most two runs at a time", "runs": {}}
     for name, (seed, steps, ev, opt, sched, bank) in runs.items():
         d = os.path.join(out_dir, name)
         if not os.path.exists(os.path.join(d, "summary.json")):
@@ -136,6 +152,7 @@ def collect(out_dir, job):
             "seed": seed, "steps": steps, "eval_every": ev, "optimizer": opt, "schedule": sched,
             "averagers": "pre-registered (lawa_rec, ema_rec)" if bank else "none",
             "train_wall_s": summary.get("train_wall_s"), "eval_wall_s": summary.get("eval_wall_s"),
+            "runner": walls.get(name),
             "curves": curves(d)}
     json.dump(doc, sys.stdout, indent=1)
     sys.stdout.write("\n")
