@@ -4,8 +4,9 @@ tiny study of synth_ctr with Shampoo, Schedule-Free AdamW (two learning rates) a
 Lookahead arms and an EXP window in the bank. Recomputed here from the run directories alone: each
 arm's grid choice (the best raw value), its runs' optimizer, schedule and budgets (config.toml), its
 steps to target (AlgoPerf's count and the interpolated one) against the workload's NAdamW target,
-its ratios to NAdamW and to its own raw model, its best values; the EXP window's setting and
-cadence. Bad arm tables are refused with one line; the report has the arms' and EXP's sections.
+its ratios to NAdamW and to its own raw model, its best values, and (issue 25) its intervals,
+robustness ratios and fixed-budget gains against both, by study_reference.py; the EXP window's
+setting, cadence and interval against uniform LAWA. Bad arm tables are refused with one line; the report has the arms' and EXP's sections.
 Usage: study_breadth_test.py PATH_TO_WAVG"""
 import json
 import math
@@ -17,6 +18,7 @@ import tomllib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavg_testlib import (INF, check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
                           one_error_line, runner)
+from study_reference import check_compared, check_gains, check_ratio, grid_steps  # noqa: E402
 
 run = runner(sys.argv[1])
 
@@ -120,6 +122,18 @@ def check_arm(out, w, arm, base_time, base_interp):
                   f"{name}{sfx}: relative to its own raw {got} vs {want} (own interpolated {own_i})")
         else:
             check("relative_to_own_raw" not in e, f"{name}: no ratio to itself")
+    # Issue 25: the arm's intervals and fixed-budget gains against NAdamW's raw model (same seeds,
+    # same grid) and against its own raw model, recomputed with study_reference.py.
+    seeds = [str(s) for s in w["scoring_seeds"]]
+    nadamw = [curve_of(metrics(os.path.join(out, "runs", "synth_ctr", f"seed_{s}")), "raw") for s in seeds]
+    mine = {m: [curves[s][m] for s in seeds] for m in MODELS.values()}
+    iv = arm["intervals"]
+    for sfx, model in MODELS.items():
+        args = (w["eval_every"], w["budget_H"], w["target"])
+        check_compared(iv["vs_nadamw"][name + sfx], mine[model], nadamw, *args, f"{name}{sfx} / nadamw")
+        if sfx:
+            check_compared(iv["vs_own_raw"][name + sfx], mine[model], mine["raw"], *args, f"{name}{sfx} / {name}")
+        check_gains(arm["fixed_budget"]["vs_nadamw"][name + sfx], mine[model], nadamw, f"{name}{sfx}")
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -151,8 +165,15 @@ with tempfile.TemporaryDirectory() as tmp:
     rows = metrics(os.path.join(out, "runs", "synth_ctr", "seed_0"))
     check([s for s, _ in curve_of(rows, "exp_rec_a0.2")] == [s for s, _ in curve_of(rows, "lawa_rec")],
           "EXP evaluated with lawa_rec")
+    # Its interval against uniform LAWA (the same grid, the same seeds).
+    ev = next(e for e in w["exp_vs_uniform"] if e["name"] == "exp_rec_a0.2")
+    runs = {m: [curve_of(metrics(os.path.join(out, "runs", "synth_ctr", f"seed_{s}")), m) for s in w["scoring_seeds"]]
+            for m in ["exp_rec_a0.2", "lawa_rec"]}
+    check_ratio(ev, grid_steps(runs["exp_rec_a0.2"], w["eval_every"], w["budget_H"], w["target"]),
+                grid_steps(runs["lawa_rec"], w["eval_every"], w["budget_H"], w["target"]), "EXP / uniform")
     html = open(os.path.join(out, "report.html")).read()
-    for section in ["Optimizers under averaging", "Kaddour's EXP window", "fastest to the target"]:
+    for section in ["Optimizers under averaging", "Kaddour's EXP window", "fastest median to the target",
+                    "steps to target with intervals"]:
         check(section in html, f"report has {section!r}")
 
     # The shipped breadth config parses (its arms and EXP windows included) and names its parts.

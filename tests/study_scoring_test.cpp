@@ -715,8 +715,7 @@ TEST(EntryAnalyses, HandComputedWorkload) {
 
 TEST(EntryAnalyses, APreRegisteredSettingTheBankHoldsCountsOnce) {
   WorkloadData d = random_workload(3);
-  // lawa_L20_nu1 is lawa_rec's averager: the bank's grid holds it once.
-  d.bank.push_back(setting("lawa_L20_nu1", Scheme::kLawa, 20, 0, 1, 20.0 / 134));
+  // The bank's lawa_L20_nu1 is lawa_rec's averager (L = 20, ν = 1): the grid holds it once.
   for (ModelCurves& s : d.seeds) s["lawa_L20_nu1"] = s.at("lawa_rec");
   json W = analyse_workload(d).results;
   add_entry_analyses(&W, false);

@@ -13,7 +13,6 @@ shares its evaluation steps; a pre-registered setting the bank holds too counts 
 leave-one-seed-out choice and the fixed-budget gains; `--merge-only` rebuilds results.json from the
 parts alone. An older schema (results/study-protocol1) is refused with one line.
 Usage: study_test.py PATH_TO_WAVG SOURCE_DIR"""
-import itertools
 import json
 import math
 import os
@@ -26,151 +25,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavg_testlib import (check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
                           runner)
-
-# ---- issue 25 (study-v4): intervals, one grid, leave-one-seed-out, fixed budget -----------------
-# Recomputed from the run directories with plain Python arithmetic: the bootstrap enumerates all
-# n^n resample sequences (the C++ code enumerates multisets with multinomial weights).
-
-def on_grid(curve, every, last):
-    return [[s, v] for s, v in curve if s % every == 0 or s == last]
-
-
-def trailing_mean(curve, window=3):
-    return [[curve[i][0], sum(v for _, v in curve[i + 1 - window:i + 1]) / window]
-            for i in range(window - 1, len(curve))]
-
-
-def time_ratio(t, base):
-    if t == INF and base == INF:
-        return 1.0
-    if base == INF:
-        return 0.0
-    return t / base
-
-
-def bootstrap(n, stat):
-    """The 95 % interval: positions floor(N/40) and N-1-floor(N/40) of all N = n^n sequences."""
-    values = sorted(stat(idx) for idx in itertools.product(range(n), repeat=n))
-    k = len(values) // 40
-    return values[k], values[len(values) - 1 - k]
-
-
-def same(a, b, tol=1e-9):
-    if a == "inf":
-        a = INF
-    if b == "inf":
-        b = INF
-    if a is None or b is None:
-        return a is b
-    return a == b or abs(a - b) <= tol * max(1.0, abs(b))
-
-
-def check_ratio(got, t, base, what):
-    per = [None if a == INF and b == INF else time_ratio(a, b) for a, b in zip(t, base)]
-    check(all(same(g, p) for g, p in zip(got["per_seed_ratio"], per)), f"{what}: per-seed ratios {got['per_seed_ratio']} vs {per}")
-    check(same(got["ratio"], time_ratio(median(t), median(base))), f"{what}: ratio of medians")
-    lo, hi = bootstrap(len(t), lambda idx: time_ratio(median([t[i] for i in idx]), median([base[i] for i in idx])))
-    check(same(got["ci95"][0], lo) and same(got["ci95"][1], hi), f"{what}: interval {got['ci95']} vs {[lo, hi]}")
-    check(got["open_above"] == (hi == INF), f"{what}: open above")
-    verdict = "faster" if hi < 1 else "slower" if lo > 1 else "within noise"
-    check(got["verdict"] == verdict, f"{what}: verdict {got['verdict']} vs {verdict}")
-
-
-def grid_steps(curves, every, H, target):
-    return [first_reaching(on_grid(c, every, H), target) for c in curves]
-
-
-def check_intervals(w, runs, e, H, target):
-    raw = runs["raw"]
-    for method, model in [("nadamw+lawa", "lawa_rec"), ("nadamw+ema", "ema_rec")]:
-        got, avg = w["intervals"][method], runs[model]
-        for a, b in zip(avg, raw):  # the compared pair shares its evaluation steps
-            check([s for s, _ in on_grid(a, e, H)] == [s for s, _ in on_grid(b, e, H)], f"{method}: one grid")
-        check_ratio(got, grid_steps(avg, e, H, target), grid_steps(raw, e, H, target), method)
-        rob = got["robustness"]
-        for k in (2, 4):
-            r = time_ratio(median(grid_steps(avg, k * e, H, target)), median(grid_steps(raw, k * e, H, target)))
-            check(same(rob[f"subsample_{k}x"], r), f"{method}: subsampled {k}x {rob[f'subsample_{k}x']} vs {r}")
-        sm = [[first_reaching(trailing_mean(on_grid(c, e, H)), target) for c in m] for m in (avg, raw)]
-        check(same(rob["trailing_mean_3"], time_ratio(median(sm[0]), median(sm[1]))), f"{method}: trailing mean")
-
-
-def bank_on_grid(w, runs, H, target):
-    """Every setting once on the bank's grid, from the run directories: name -> (steps, interpolated)."""
-    every = max(s["eval_every"] for s in w["settings"])
-    rows = {s["name"]: s for s in w["settings"]}
-    out = {}
-    for name, s in rows.items():
-        twin = [o for o in rows.values() if not o["pre_registered"] and o is not s and o["scheme"] == s["scheme"]
-                and o["every"] == s["every"] and o.get("window") == s.get("window")
-                and abs(o.get("beta", 0) - s.get("beta", 0)) < 1e-12]
-        curves = [on_grid(c, every, H) for c in runs[name]]
-        for c, r in zip(curves, runs["raw"]):  # every compared pair shares its evaluation steps
-            check([st for st, _ in c] == [st for st, _ in on_grid(r, every, H)], f"{name}: on the bank's grid")
-        steps = [first_reaching(c, target) for c in curves]
-        if s["pre_registered"] and twin:
-            check(steps == [first_reaching(on_grid(c, every, H), target) for c in runs[twin[0]["name"]]],
-                  f"{name} on the bank's grid = {twin[0]['name']}")
-            continue
-        out[name] = (steps, [interpolated(c, target) for c in curves])
-    return every, out
-
-
-def check_one_grid(w, runs, H, target):
-    every, bank = bank_on_grid(w, runs, H, target)
-    og = w["one_grid"]
-    check(og["eval_every"] == every and [s["name"] for s in og["settings"]] == list(bank),
-          f"one grid: every {every}, each setting once: {[s['name'] for s in og['settings']]} vs {list(bank)}")
-    raw = grid_steps(runs["raw"], every, H, target)
-    for s in og["settings"]:
-        check([as_steps(v) for v in s["steps"]] == bank[s["name"]][0], f"one grid {s['name']}: steps")
-        check_ratio(s, bank[s["name"]][0], raw, f"one grid {s['name']}")
-    # Leave-one-seed-out: per held-out seed, the smallest median interpolated steps over the others
-    # (then the smallest AlgoPerf median, then the first), scored on the held-out seed.
-    names, tuned = [], []
-    for k in range(len(raw)):
-        def key(item):
-            steps, interp = item[1]
-            return (median([v for i, v in enumerate(interp) if i != k]),
-                    median([v for i, v in enumerate(steps) if i != k]))
-        best = min(enumerate(bank.items()), key=lambda p: (key(p[1]), p[0]))[1]
-        names.append(best[0])
-        tuned.append(best[1][0][k])
-    t = w["tuned"]
-    check([r["chosen"] for r in t["rotations"]] == names, f"tuned: chosen {[r['chosen'] for r in t['rotations']]} vs {names}")
-    check_ratio(t, tuned, raw, "tuned")
-
-
-def check_fixed_budget(w, runs, lower=True):
-    fb = w["fixed_budget"]
-    raw = runs["raw"]
-    for method, model in MODELS.items():
-        got = fb[method]
-        best = [min(v for _, v in c) for c in runs[model]]
-        at_h = [c[-1][1] for c in runs[model]]
-        check(all(same(a, b) for a, b in zip(got["best"], best)) and all(same(a, b) for a, b in zip(got["at_H"], at_h)),
-              f"fixed budget {method}: best and value at H")
-        if model == "raw":
-            continue
-        for key, v, b in [("best_gain", best, [min(x for _, x in c) for c in raw]),
-                          ("at_H_gain", at_h, [c[-1][1] for c in raw])]:
-            gains = [bb - vv for vv, bb in zip(v, b)]
-            lo, hi = bootstrap(len(gains), lambda idx: sum(gains[i] for i in idx) / len(idx))
-            g = got[key]
-            check(same(g["mean"], sum(gains) / len(gains), 1e-12) and same(g["ci95"][0], lo, 1e-12)
-                  and same(g["ci95"][1], hi, 1e-12), f"fixed budget {method} {key}: {g} vs {lo, hi}")
-
-
-def check_regime_interval(w, finals, at_T):
-    got = w["regime_interval"]
-    gain = median(at_T) - median(finals)
-    vals = sorted(median([at_T[i] for i in b]) - median([finals[j] for j in a])
-                  for a in itertools.product(range(len(finals)), repeat=len(finals))
-                  for b in itertools.product(range(len(at_T)), repeat=len(at_T)))
-    k = len(vals) // 40
-    check(same(got["gain"], gain, 1e-12) and same(got["ci95"][0], vals[k], 1e-12)
-          and same(got["ci95"][1], vals[-1 - k], 1e-12), f"regime interval {got} vs {gain}, {vals[k], vals[-1 - k]}")
-
+from study_reference import (INF, as_steps, bank_on_grid, check_fixed_budget,  # noqa: E402
+                             check_intervals, check_one_grid, check_regime_interval, grid_steps,
+                             interpolated, on_grid, same)
 
 WAVG, SRC = sys.argv[1], sys.argv[2]
 run = runner(WAVG)
@@ -349,6 +206,34 @@ with tempfile.TemporaryDirectory() as tmp:
     r6 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
     check(r6.returncode == 0 and open(os.path.join(out, "results.json")).read() == merged,
           f"--merge-only rebuilds results.json from the parts: {r6.stderr.strip()[-300:]!r}")
+
+    # Added scoring seeds (schema study-v4-addition, as scripts/study_extra_runs.py writes them):
+    # here seed 0's curves again under seed 7, so that the recomputation below knows every curve.
+    w = res["workloads"]["synth_ctr"]
+    H, e = w["budget_H"], w["eval_every"]
+    add = {"schema": "study-v4-addition", "job": "synth_ctr_seeds", "workload": "synth_ctr",
+           "runs": {"seed_7": {"seed": 7, "steps": H, "eval_every": e,
+                               "curves": {m: w["curves"]["0"][m] for m in ["raw", "lawa_rec", "ema_rec"]}}}}
+    os.makedirs(os.path.join(out, "additions"))
+    json.dump(add, open(os.path.join(out, "additions", "synth_ctr_seeds.json"), "w"))
+    r7 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
+    w7 = json.load(open(os.path.join(out, "results.json")))["workloads"]["synth_ctr"]
+    seeds7 = [str(s) for s in w["scoring_seeds"]] + ["0"]
+    runs7 = {m: [w["curves"][s][m] for s in seeds7] for m in ["raw", "lawa_rec", "ema_rec"]}
+    check(r7.returncode == 0 and w7["added_seeds"] == [7] and w7["intervals_seeds"] == w["scoring_seeds"] + [7],
+          f"an added seed is merged: {r7.stderr.strip()[-300:]!r}")
+    check_intervals(w7, runs7, e, H, w["target"])
+    check_fixed_budget(w7, runs7)
+    check_regime_interval(w7, w["target_setting"]["final_values"], [dict(map(tuple, c))[w["budget_T"]] for c in runs7["raw"]])
+    check(w7["one_grid"] == w["one_grid"] and w7["tuned"] == w["tuned"], "the bank stays on the part's own seeds")
+    add["runs"]["seed_7"]["eval_every"] = e + 1
+    json.dump(add, open(os.path.join(out, "additions", "synth_ctr_seeds.json"), "w"))
+    r8 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
+    check(r8.returncode == 2 and "seed_7" in r8.stderr and len(r8.stderr.strip().splitlines()) == 1,
+          f"an added run on another grid is refused: {r8.stderr.strip()!r}")
+    shutil.rmtree(os.path.join(out, "additions"))
+    r9 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
+    check(r9.returncode == 0 and open(os.path.join(out, "results.json")).read() == merged, "merged again without it")
     r4 = run("report", out, "-o", os.path.join(out, "rebuilt.html"))
     rebuilt = open(os.path.join(out, "rebuilt.html")).read() if r4.returncode == 0 else ""
     check(r4.returncode == 0 and rebuilt == html, f"the rebuilt report equals the study's: {r4.stderr.strip()!r}")

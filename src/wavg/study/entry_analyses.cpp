@@ -342,13 +342,28 @@ json regime_interval_json(const Part& p, const JsonView& e) {
                                           [&](const Counts& a, const Counts& b) {
                                             return gain(resampled(decayed, a), resampled(raw, b));
                                           });
+  const double spread = mean_std(raw).std;
   return {{"gain", gain(decayed, raw)}, {"ci95", interval_json(ci)},
-          {"seed_spread", mean_std(raw).std},
+          {"decayed_at_T", median(decayed)}, {"raw_at_T", median(raw)},
+          {"scoring_seeds", raw.size()}, {"seed_spread", spread},
+          {"passes", gain(decayed, raw) > spread},
           {"verdict", ci.lo > 0 ? "decay helps at T" : ci.hi < 0 ? "decay hurts at T"
                                                                  : "within noise"},
           {"note", "gain = median raw value at T (scoring seeds) minus median decayed value at T "
                    "(target-setting seeds), positive when the decayed run is better; two-sample "
-                   "exact bootstrap; the pre-registered check (gain > seed_spread) is unchanged"}};
+                   "exact bootstrap; passes: the pre-registered check (gain > seed_spread) over these seeds"}};
+}
+
+// Seeds a 95 % interval of ± half_width around the mean per-seed ratio would need, from their
+// spread (normal approximation: n = ⌈(1.96·sd/half_width)²⌉; the seeds where either misses are left
+// out); null with fewer than 2 finite ratios.
+json seeds_for_half_width(const json& per_seed, double half_width) {
+  std::vector<double> r;
+  for (const json& x : per_seed)
+    if (x.is_number() && x.get<double>() > 0) r.push_back(x.get<double>());
+  if (r.size() < 2) return nullptr;
+  const double sd = mean_std(r).std;
+  return std::ceil(std::pow(1.96 * sd / half_width, 2));
 }
 
 // The pre-registered averages against the raw model on the grid of `every` steps.
@@ -358,6 +373,7 @@ json intervals_json(const Part& p, const std::map<std::string, std::vector<Curve
   for (const auto& [suffix, model] : {std::pair{"+lawa", "lawa_rec"}, std::pair{"+ema", "ema_rec"}}) {
     json c = compared(p, curves_of(curves, model), base, every);
     c["model"] = model;
+    c["seeds_for_5_percent"] = seeds_for_half_width(c["per_seed_ratio"], 0.05);
     j[prefix + suffix] = c;
   }
   return j;
@@ -409,22 +425,174 @@ json exp_vs_uniform_json(const JsonView& settings) {
 
 }  // namespace
 
-void add_entry_analyses(json* entry, bool lm) {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// An added run's curves, checked against the part: the same budget and evaluation interval.
+std::map<std::string, Curve> added_run(const JsonView& run, const Part& p, int64_t steps) {
+  WAVG_CHECK(run["steps"].integer() == steps && run["eval_every"].integer() == p.eval_every,
+             "study: the added run ", run.path(), " has ", run["steps"].integer(), " steps every ",
+             run["eval_every"].integer(), ", the part ", steps, " every ", p.eval_every);
+  std::map<std::string, Curve> out;
+  for (const std::string& m : run["curves"].keys()) out[m] = parse_curve(run["curves"][m]);
+  return out;
+}
+
+// The part's raw model and pre-registered averages, with the added scoring seeds appended.
+Part with_added_seeds(const Part& p, const JsonView& addition) {
+  Part all = p;
+  all.curves.clear();
+  for (const char* m : {"raw", "lawa_rec", "ema_rec"}) all.curves[m] = curves_of(p.curves, m);
+  for (const std::string& name : addition["runs"].keys()) {
+    const JsonView run = addition["runs"][name];
+    const std::string seed = std::to_string(run["seed"].integer());
+    WAVG_CHECK(std::find(all.seeds.begin(), all.seeds.end(), seed) == all.seeds.end(),
+               "study: the added run ", run.path(), " repeats scoring seed ", seed);
+    const std::map<std::string, Curve> c = added_run(run, p, p.H);
+    for (auto& [m, curves] : all.curves) {
+      WAVG_CHECK(c.count(m), "study: the added run ", run.path(), " has no curve of ", m);
+      curves.push_back(c.at(m));
+    }
+    all.seeds.push_back(seed);
+  }
+  return all;
+}
+
+// Analysis 6 over seed 0 (the part's rows) and the added seeds: per schedule and seed the best
+// values and steps to target of raw, LAWA and EMA; whether averaging without decay reaches the
+// decayed run's best value, and the shorter schedule against averaging, with intervals.
+json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addition);
+
+// One schedule's values on one seed: best values and AlgoPerf steps of raw, LAWA, EMA.
+struct ScheduleSeed {
+  double best[3], steps[3];
+};
+constexpr const char* kScheduleModels[3] = {"raw", "lawa_rec", "ema_rec"};
+
+ScheduleSeed schedule_seed(const Part& p, const std::map<std::string, Curve>& c) {
+  ScheduleSeed r{};
+  for (int k = 0; k < 3; ++k) {
+    const auto it = c.find(kScheduleModels[k]);
+    WAVG_CHECK(it != c.end(), "study: an added schedule run has no curve of ", kScheduleModels[k]);
+    r.best[k] = best_value(it->second, p.lower);
+    r.steps[k] = steps_or_miss(it->second, p.target, p.lower);
+  }
+  return r;
+}
+
+ScheduleSeed schedule_row_seed(const JsonView& row) {
+  ScheduleSeed r{};
+  const char* keys[3] = {"raw", "lawa", "ema"};
+  for (int k = 0; k < 3; ++k) {
+    r.best[k] = row[std::string(keys[k]) + "_best"].number();
+    const JsonView st = row[std::string(keys[k]) + "_steps_to_target"];
+    r.steps[k] = st.is_null() ? kMiss : st.number();
+  }
+  return r;
+}
+
+json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addition) {
+  std::vector<int64_t> seeds = {0};
+  for (const std::string& name : addition["runs"].keys()) {
+    const int64_t s = addition["runs"][name]["seed"].integer();
+    if (std::find(seeds.begin(), seeds.end(), s) == seeds.end()) seeds.push_back(s);
+  }
+  json rows = json::array();
+  std::map<std::string, std::vector<ScheduleSeed>> by_label;
+  for (const JsonView& row : e["schedules"].elements()) {
+    const std::string dir = row["dir"].text(), base = dir.substr(dir.rfind('/') + 1);
+    std::vector<ScheduleSeed>& v = by_label[row["schedule"].text()];
+    v.push_back(schedule_row_seed(row));
+    for (size_t i = 1; i < seeds.size(); ++i) {
+      const std::string sid = std::to_string(seeds[i]);
+      if (base == "seed_0") {  // the baseline is the scoring run of that seed
+        const size_t k = std::find(p.seeds.begin(), p.seeds.end(), sid) - p.seeds.begin();
+        WAVG_CHECK(k < p.seeds.size(), "study: no scoring run of seed ", sid, " for analysis 6");
+        std::map<std::string, Curve> c;
+        for (const char* m : kScheduleModels) c[m] = curves_of(p.curves, m)[k];
+        v.push_back(schedule_seed(p, c));
+      } else {
+        v.push_back(schedule_seed(p, added_run(addition["runs"][base + "_seed" + sid], p, p.H)));
+      }
+    }
+    json r = {{"schedule", row["schedule"].text()}, {"final_fraction", row["final_fraction"].number()},
+              {"decay_fraction", row["decay_fraction"].number()}};
+    for (int k = 0; k < 3; ++k) {
+      json b = json::array(), t = json::array();
+      for (const ScheduleSeed& x : v) b.push_back(x.best[k]), t.push_back(steps_or_inf(x.steps[k]));
+      r[std::string(kScheduleModels[k]) + "_best"] = b;
+      r[std::string(kScheduleModels[k]) + "_steps"] = t;
+    }
+    rows.push_back(r);
+  }
+  json out = {{"seeds", seeds}, {"rows", rows}};
+  auto column = [&](const std::string& label, bool best, int k) {
+    std::vector<double> v;
+    for (const ScheduleSeed& x : by_label.at(label)) v.push_back(best ? x.best[k] : x.steps[k]);
+    return v;
+  };
+  for (const JsonView& row : e["schedules"].elements()) {
+    const std::string label = row["schedule"].text();
+    std::string base_label;  // cosine to 0 over H: the scoring run of each seed
+    for (const JsonView& r : e["schedules"].elements())
+      if (r["final_fraction"].number() == 0.0 && r["decay_fraction"].number() == 1.0)
+        base_label = r["schedule"].text();
+    WAVG_CHECK(!base_label.empty(), "study: analysis 6 has no cosine-to-0 baseline row");
+    if (row["final_fraction"].number() == 1.0) {  // averaging without decay vs decay, best value
+      const GainEstimate g = gain_estimate(column(label, true, 1), column(base_label, true, 0), p.lower);
+      out["no_decay_lawa_vs_decayed_raw"] = {{"per_seed", g.per_seed}, {"mean", g.mean},
+                                            {"ci95", interval_json(g.ci)}, {"verdict", g.verdict}};
+    }
+    if (row["decay_fraction"].number() < 1.0)  // a shorter decay vs averaging the long one
+      out["short_raw_vs_lawa"] =
+          ratio_json(ratio_estimate(column(label, false, 0), column(base_label, false, 1)));
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_entry_analyses(json* entry, bool lm, const std::vector<json>& additions) {
   const json in = *entry;  // read from a copy: adding keys to *entry may move its values
   const JsonView e(in, "results.json");
   const Part p = parse_part(e);
-  const std::vector<Curve>& raw = curves_of(p.curves, "raw");
+  Part all = p;
   json& out = *entry;
-  out["intervals"] = intervals_json(p, p.curves, "nadamw", raw, p.eval_every);
-  out["fixed_budget"] = fixed_budget_json(p, p.curves, "nadamw", raw);
-  if (!lm) out["regime_interval"] = regime_interval_json(p, e);
+  for (const json& a : additions) {
+    const JsonView av(a, "an addition to " + (lm ? std::string("lm_protocol") : "the part"));
+    const std::string job = av["job"].text();
+    if (ends_with(job, "_seeds")) {
+      const size_t before = all.seeds.size();
+      all = with_added_seeds(all, av);
+      for (size_t i = before; i < all.seeds.size(); ++i)
+        out["added_seeds"].push_back(std::stoll(all.seeds[i]));
+    } else if (ends_with(job, "_schedules")) {
+      out["schedules_over_seeds"] = schedules_over_seeds(p, e, av);
+    } else if (job.rfind("lm_grid", 0) == 0) {
+      for (const std::string& name : av["runs"].keys())
+        out["grid_added"][name] = {
+            {"lr", av["runs"][name]["optimizer"]["lr"].number()},
+            {"final_fraction", av["runs"][name]["schedule"]["final_fraction"].number()},
+            {"best_value", best_value(parse_curve(av["runs"][name]["curves"]["raw"]), p.lower)}};
+    } else {
+      av["job"].invalid("a job named *_seeds, *_schedules or lm_grid*");
+    }
+  }
+  const std::vector<Curve>& raw = curves_of(all.curves, "raw");
+  out["intervals"] = intervals_json(all, all.curves, "nadamw", raw, all.eval_every);
+  for (const std::string& seed : all.seeds) out["intervals_seeds"].push_back(std::stoll(seed));
+  out["fixed_budget"] = fixed_budget_json(all, all.curves, "nadamw", raw);
+  if (!lm) out["regime_interval"] = regime_interval_json(all, e);
   if (e.has("settings")) {
     // Analysis 3's ratios against the raw model on each setting's own grid (a study-v3 part
     // divided by the raw model's 1 %-grid median), and no fit over mixed grids.
     out.erase("horizon_fit");
     for (json& row : out["settings"]) {
       const std::vector<double> base =
-          times_on_grid(raw, p, row.at("eval_every").get<int64_t>());
+          times_on_grid(curves_of(p.curves, "raw"), p, row.at("eval_every").get<int64_t>());
       const double t = median(row_times(JsonView(row, "results.json")["steps_to_target"]));
       row["relative_steps"] = std::isfinite(t) && std::isfinite(median(base))
                                   ? json(t / median(base)) : json(nullptr);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace wavg::study {
 
@@ -25,9 +26,17 @@ using json = nlohmann::ordered_json;
 constexpr double kPaperAlgoPerfRatio = 0.82;
 constexpr double kPaperLmRatio = 0.70;
 
+// Runs added to a committed part without rerunning it (scripts/study_extra_runs.py, schema
+// "study-v4-addition": {job, workload, runs: {NAME: {seed, steps, eval_every, curves}}}), read from
+// STUDY_DIR/additions/: job "*_seeds" adds scoring seeds of the raw model and the pre-registered
+// averages (runs seed_S): "intervals", "fixed_budget" and "regime_interval" (with the pre-registered
+// check recomputed, "regime_check_all_seeds") then use every seed, the bank's analyses the part's
+// own; job "*_schedules" adds analysis 6 on more seeds (runs DIR_seedS, DIR a schedule's run
+// directory): "schedules_over_seeds"; job "lm_grid*" adds points to the LM grid: "grid_added".
 // Adds the keys above to a workload's entry (schema study-v3-part's "entry"), and to each of its
 // arms "intervals" and "fixed_budget". `lm`: the LM protocol's entry (no target-setting budget, no
-// regime check). Throws wavg::Error naming the key if the entry lacks what an analysis needs.
-void add_entry_analyses(json* entry, bool lm);
+// regime check). Throws wavg::Error naming the key if the entry or an addition lacks what an
+// analysis needs, or if an addition's runs do not match the part (budget, evaluation interval).
+void add_entry_analyses(json* entry, bool lm, const std::vector<json>& additions = {});
 
 }  // namespace wavg::study

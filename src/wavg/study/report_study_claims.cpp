@@ -54,6 +54,9 @@ std::string comparison_row(const std::string& part, const std::string& what, con
                   cell_fixed(100 * e["resolution"].number(), 2) + "% of H)</td><td>" +
                   per_seed_ratios(e) + "</td><td>" + ratio_with_interval(e) + "</td><td>" +
                   verdict_cell(e) + "</td><td>";
+  if (e.has("seeds_for_5_percent") && !e["seeds_for_5_percent"].is_null())
+    h += "<small>(a &plusmn;5&nbsp;% interval: ~" +
+         std::to_string(e["seeds_for_5_percent"].integer()) + " seeds by the per-seed spread)</small> ";
   if (e.has("robustness")) {
     const JsonView rb = e["robustness"];
     h += percent_value(rb["subsample_2x"]) + " / " + percent_value(rb["subsample_4x"]) + " / " +
@@ -96,6 +99,13 @@ std::string intervals_section(const StudyResults& r) {
     if (!need(w, {"intervals"}, name, "intervals", &notes)) continue;
     for (const std::string& m : w["intervals"].keys())
       h += comparison_row(name, html_escape(m) + " (pre-registered)", w["intervals"][m]);
+    if (w.has("added_seeds"))
+      notes += note(html_escape(name) + ": the pre-registered rows (and the fixed budget and the "
+                    "regime check) are over " + std::to_string(w["intervals_seeds"].size()) +
+                    " seeds, with raw and pre-registered averages run again for the " +
+                    std::to_string(w["added_seeds"].size()) + " added ones; the bank and the "
+                    "tuned row over the part's own " + std::to_string(w["scoring_seeds"].size()) +
+                    ".");
     if (w.has("tuned")) {
       h += comparison_row(name, "tuned (leave-one-seed-out)", w["tuned"]);
       notes += tuned_note(name, w["tuned"]);

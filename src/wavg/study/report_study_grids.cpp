@@ -128,6 +128,46 @@ std::string grids_section(const StudyResults& r) {
   return h;
 }
 
+namespace {
+
+// Analysis 6 over seeds ("schedules_over_seeds", runs added to the part), with its two claims.
+std::string schedules_over_seeds(const JsonView& o) {
+  std::string seeds;
+  for (const JsonView& s : o["seeds"].elements()) seeds += " " + std::to_string(s.integer());
+  std::string h = "<p>Over seeds" + seeds + " (per seed):</p><table><tr><th>schedule</th>"
+                  "<th>best raw</th><th>best LAWA</th><th>best EMA</th><th>steps raw</th>"
+                  "<th>steps LAWA</th><th>steps EMA</th></tr>\n";
+  for (const JsonView& row : o["rows"].elements()) {
+    h += "<tr><td>" + html_escape(row["schedule"].text()) + "</td>";
+    for (const char* k : {"raw_best", "lawa_rec_best", "ema_rec_best"}) {
+      h += "<td>";
+      for (const JsonView& v : row[k].elements()) h += cell(v.number()) + " ";
+      h += "</td>";
+    }
+    for (const char* k : {"raw_steps", "lawa_rec_steps", "ema_rec_steps"}) {
+      h += "<td>";
+      for (const JsonView& v : row[k].elements()) h += steps_cell(steps_value(v)) + " ";
+      h += "</td>";
+    }
+    h += "</tr>\n";
+  }
+  h += "</table>\n";
+  if (o.has("no_decay_lawa_vs_decayed_raw")) {
+    const JsonView g = o["no_decay_lawa_vs_decayed_raw"];
+    h += note("LAWA without decay against the raw model with cosine decay, best value: gain " +
+              cell(g["mean"].number(), 3) + " [" + cell(g["ci95"][0].number(), 3) + ", " +
+              cell(g["ci95"][1].number(), 3) + "], " + verdict_cell(g) +
+              " (negative: the decayed run is better).");
+  }
+  if (o.has("short_raw_vs_lawa"))
+    h += note("The shorter decay's raw model against LAWA on the full cosine, steps to target: " +
+              ratio_with_interval(o["short_raw_vs_lawa"]) + ", " +
+              verdict_cell(o["short_raw_vs_lawa"]) + ".");
+  return h;
+}
+
+}  // namespace
+
 std::string schedules_section(const StudyResults& r) {
   std::string h;
   for (const StudyWorkload& sw : r.workloads) {
@@ -151,6 +191,7 @@ std::string schedules_section(const StudyResults& r) {
       ++k;
     }
     h += "</table>\n";
+    if (sw.w.has("schedules_over_seeds")) h += schedules_over_seeds(sw.w["schedules_over_seeds"]);
     if (rows.empty()) continue;
     h += "<figure>" +
          gnuplot_svg(sw.name + " schedules",

@@ -91,8 +91,14 @@ namespace {
 std::string regime_interval_cell(const JsonView& w) {
   if (!w.has("regime_interval")) return "&ndash;";
   const JsonView g = w["regime_interval"];
-  return cell(g["gain"].number(), 3) + " [" + cell(g["ci95"][0].number(), 3) + ", " +
-         cell(g["ci95"][1].number(), 3) + "] " + html_escape(g["verdict"].text());
+  std::string c = cell(g["gain"].number(), 3) + " [" + cell(g["ci95"][0].number(), 3) + ", " +
+                  cell(g["ci95"][1].number(), 3) + "] " + html_escape(g["verdict"].text());
+  const int64_t n = g["scoring_seeds"].integer();
+  if (n != int64_t(w["scoring_seeds"].size()))  // seeds were added to the part
+    c += "; over " + std::to_string(n) + " scoring seeds: raw at T " + cell(g["raw_at_T"].number()) +
+         ", spread " + cell(g["seed_spread"].number(), 3) + ", passes: " +
+         (g["passes"].boolean() ? "yes" : "no");
+  return c;
 }
 
 }  // namespace
@@ -143,6 +149,13 @@ std::string lm_section(const StudyResults& r) {
       << cell(g["warmup"].number()) << "</td><td>" << cell(g["weight_decay"].number())
       << "</td><td>" << cell(g["clip_norm"].number()) << "</td><td>"
       << cell(g["best_value"].number()) << "</td></tr>\n";
+  if (lm.has("grid_added"))
+    for (const std::string& name : lm["grid_added"].keys()) {
+      const JsonView g = lm["grid_added"][name];
+      s << "<tr><td>" << cell(g["lr"].number()) << " (added, seed 0)</td><td>"
+        << cell(g["final_fraction"].number()) << "&middot;lr</td><td colspan=\"3\">as the grid"
+        << "</td><td>" << cell(g["best_value"].number()) << "</td></tr>\n";
+    }
   s << "</table>\n" << steps_table("LM protocol", lm["steps_to_target"]);
   return h + s.str();
 }

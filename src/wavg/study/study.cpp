@@ -245,6 +245,28 @@ std::string part_path(const std::string& study_dir, const std::string& part) {
   return study_dir + "/parts/" + part + ".json";
 }
 
+// The runs added to `part` (STUDY_DIR/additions/*.json, schema study-v4-addition, in file-name
+// order): a job "lm_*" belongs to lm_protocol, any other to its workload's part.
+std::vector<json> additions_of(const std::string& study_dir, const std::string& part) {
+  std::vector<std::string> paths;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(study_dir + "/additions", ec))
+    if (f.path().extension() == ".json") paths.push_back(f.path().string());
+  std::sort(paths.begin(), paths.end());
+  std::vector<json> out;
+  for (const std::string& path : paths) {
+    json doc = report::read_json_file(path);
+    WAVG_CHECK(doc.value("schema", "") == "study-v4-addition" && doc.contains("job") &&
+                   doc["job"].is_string() && doc.contains("workload") && doc["workload"].is_string(),
+               "study: ", path, " is not an addition (schema study-v4-addition with a job and a ",
+               "workload)");
+    const std::string job = doc["job"].get<std::string>();
+    const std::string owner = job.rfind("lm_", 0) == 0 ? "lm_protocol" : doc["workload"].get<std::string>();
+    if (owner == part) out.push_back(std::move(doc));
+  }
+  return out;
+}
+
 // Every part present, checked against today's protocol, merged with the AlgoPerf scoring over the
 // workloads present.
 void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
@@ -265,7 +287,7 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
     // Issue 25's intervals, one-grid comparisons, tuned rows and fixed-budget values come from
     // the part's entry alone, so that committed parts rebuild results.json without run directories.
     json entry = doc["entry"];
-    study::add_entry_analyses(&entry, part == "lm_protocol");
+    study::add_entry_analyses(&entry, part == "lm_protocol", additions_of(study_dir, part));
     if (part == "lm_protocol") {
       results["lm_protocol"] = entry;
       continue;
