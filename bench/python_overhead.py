@@ -142,10 +142,16 @@ def main():
     ap = argparse.ArgumentParser(description="weight-averaging overhead on a PyTorch loop")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--sizes", default="0.5e6,50e6")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch's intra-op threads and wavg's averaging threads (default: cores)")
     args = ap.parse_args()
+    # Both sides on the same threads (Debian's torch may start with 1; wavg's default is cores).
+    torch.set_num_threads(args.threads)
+    wavg.set_threads(args.threads)
     sizes = [float(s) for s in args.sizes.split(",")]
     print(f"== python_overhead: {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}, "
+          f"({torch.get_num_threads()} threads, wavg {wavg.threads()}), "
+          f"{platform.processor() or platform.machine()}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
     bw = copy_bandwidth()
     print(f"copy bandwidth (torch copy_, 256 MiB, read + write): {bw:.1f} GB/s")
@@ -155,6 +161,8 @@ def main():
         for name, nbytes, factory in CONFIGS:
             t = time_config(size, factory, args.steps)
             results[(numel, name)] = t
+            print(f"  {numel / 1e6:.2f} M  {name}: " +
+                  ("not installed" if t is None else f"{t * 1e3:.2f} ms/step"), flush=True)
     numels = sorted({n for n, _ in results})
     head = "| averaging | B/param/step |" + "".join(
         f" {n / 1e6:.2f} M: ms/step | overhead ms | overhead vs wavg EMA x1 |" for n in numels)
@@ -191,5 +199,4 @@ def main():
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)
     main()

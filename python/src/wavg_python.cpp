@@ -13,6 +13,7 @@
 
 #include "wavg/core/averager.h"
 #include "wavg/core/error.h"
+#include "wavg/core/parallel.h"
 #include "wavg/io/checkpoint_average.h"
 #include "wavg/torch/model_averager.h"
 
@@ -92,6 +93,7 @@ void bind_averager(py::module_& m) {
       .def("observe", &ModelAverager::observe, py::arg("step"))
       .def("wait", &ModelAverager::wait)
       .def("set_async", &ModelAverager::set_async, py::arg("on"))
+      .def("is_async", &ModelAverager::is_async)
       .def("size", &ModelAverager::size)
       .def("find", &ModelAverager::find, py::arg("name"))
       .def("name", &ModelAverager::name, py::arg("i"))
@@ -142,6 +144,8 @@ PYBIND11_MODULE(_wavg, m) {
   m.def("make_spec", &make_spec, py::arg("scheme"), py::arg("window"), py::arg("beta"),
         py::arg("alpha"), py::arg("sigma_rels"), py::arg("every"), py::arg("start"),
         py::arg("name"), py::arg("buffers"));
+  m.def("set_threads", &wavg::detail::set_averaging_threads, py::arg("n"));
+  m.def("threads", &wavg::detail::averaging_threads);
   m.def("lawa_window_for_horizon", &lawa_window_for_horizon, py::arg("horizon"), py::arg("every"),
         py::arg("total_steps"));
   m.def("ema_beta_for_half_life", &ema_beta_for_half_life, py::arg("half_life"), py::arg("every"));

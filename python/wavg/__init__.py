@@ -31,7 +31,7 @@ from . import _wavg
 from ._wavg import Error
 
 __all__ = ["Error", "Lawa", "LawaExp", "Ema", "Swa", "Phema", "ModelAverager", "average_checkpoints",
-           "update_bn"]
+           "update_bn", "set_threads", "threads"]
 
 _POLICIES = ("copy", "average", "recompute")
 
@@ -126,6 +126,19 @@ class Phema(_Options):
 
 
 AveragerLike = Union[Lawa, LawaExp, Ema, Swa, Phema]
+
+
+def set_threads(n: int) -> None:
+    """Threads of wavg's averaging kernels (0: the default, min(2, cores)). Not while an
+    asynchronous update is running."""
+    if int(n) < 0:
+        raise Error(f"set_threads: n must be >= 0, got {n}")
+    _wavg.set_threads(int(n))
+
+
+def threads() -> int:
+    """Threads wavg's averaging kernels use."""
+    return _wavg.threads()
 
 
 def update_bn(loader, device: Optional[torch.device] = None) -> Callable[[torch.nn.Module], None]:
@@ -261,7 +274,8 @@ class ModelAverager:
 
     @property
     def asynchronous(self) -> bool:
-        raise AttributeError("asynchronous is write-only")
+        """Whether observe() leaves the bank update to a background thread."""
+        return self._impl.is_async()
 
     @asynchronous.setter
     def asynchronous(self, on: bool) -> None:

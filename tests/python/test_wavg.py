@@ -343,6 +343,7 @@ def test_async_equals_sync_bit_exactly():
     m1, m2 = make_model(), make_model()
     sync = wavg.ModelAverager(m1, specs, asynchronous=False)
     asyn = wavg.ModelAverager(m2, specs, asynchronous=True)
+    assert asyn.asynchronous and not sync.asynchronous
     train(m1, sync, T, data=data)
     train(m2, asyn, T, data=data)
     asyn.wait()
@@ -403,6 +404,10 @@ def test_public_api_is_documented():
     assert wavg.ModelAverager.observe.__annotations__["step"] in (int, "int")
     assert wavg.ModelAverager.average.__annotations__["return"] == "Dict[str, torch.Tensor]"
     assert issubclass(wavg.Error, ValueError)
+    wavg.set_threads(1)
+    assert wavg.threads() == 1
+    wavg.set_threads(0)  # the default: min(2, cores)
+    assert wavg.threads() == min(max(os.cpu_count() or 1, 1), 2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),

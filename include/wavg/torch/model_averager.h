@@ -121,6 +121,7 @@ class ModelAverager {
   // docs/benchmarks.md). On a GPU the sample goes to pinned host memory on a side stream either way
   // (device_offload.h), and the bank lives in CPU memory.
   void set_async(bool on) { async_ = on; }
+  bool is_async() const { return async_; }
   // Observes the model after `step` optimizer steps (steps increase). Copies the sample once for
   // the whole bank, checking it is finite (a NaN/Inf is refused with an error naming the tensor).
   // Refused while a swap is alive.
