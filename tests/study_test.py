@@ -245,7 +245,7 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("report", old)
     check(r.returncode == 2 and "schema 'study-v2'" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
           f"older schema refused: {r.stderr.strip()!r}")
-    json.dump({"schema": "study-v3", "protocol": {}}, open(os.path.join(old, "results.json"), "w"))
+    json.dump({"schema": "study-v4", "protocol": {}}, open(os.path.join(old, "results.json"), "w"))
     r = run("report", old)
     check(r.returncode == 2 and "'workloads' is missing" in r.stderr, f"results.json without workloads: {r.stderr.strip()!r}")
 
