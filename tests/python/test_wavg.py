@@ -141,6 +141,39 @@ def test_ema_within_its_bound_of_the_fp64_recurrence(beta):
         assert bool((err <= bound).all()), f"ema {name}: {(err / bound).max().item():.2f} x bound"
 
 
+def test_post_hoc_ema_profiles_follow_edm2_power_function_emas():
+    # EDM2 (Karras et al. 2024, training/phema.py): gamma is the largest real root of
+    # x^3 + 7x^2 + (16 - t)x + (12 - t) with t = sigma_rel^-2, and the profile after sample t
+    # (t = 1, 2, ...; here the step, nu = 1) is e <- b_t e + (1 - b_t) x with b_t = (1 - 1/t)^(gamma+1)
+    # (b_0 = b_1 = 0). In fp64 here; wavg's profiles are fp32 as its EMA: the same bound, with the
+    # largest b_t of the run.
+    sigma_rels = (0.05, 0.1)
+    gammas = [max(np.roots([1, 7, 16 - s ** -2, 12 - s ** -2]).real) for s in sigma_rels]
+    model = make_model()
+    ref, scale = [{}, {}], {}
+
+    def recur(step):
+        for p, g in enumerate(gammas):
+            b = 0.0 if step <= 1 else (1 - 1 / step) ** (g + 1)
+            for name, x in floating_state(model).items():
+                x = x.double()
+                ref[p][name] = x if name not in ref[p] else b * ref[p][name] + (1 - b) * x
+                if p == 0:
+                    scale[name] = torch.maximum(scale.get(name, x.abs()), x.abs())
+
+    avg = wavg.ModelAverager(model, [wavg.Phema(sigma_rels=sigma_rels)], buffers="average")
+    train(model, avg, T, hook=recur)
+    for p, g in enumerate(gammas):
+        got = avg.average(avg.names[0], profile=p)
+        b_max = (1 - 1 / T) ** (g + 1)
+        for name in ref[p]:
+            err = (got[name].double() - ref[p][name]).abs()
+            bound = 3 * ulp32(scale[name]) / (1 - b_max)
+            assert bool((err <= bound).all()), f"profile {p} {name}"
+    with pytest.raises(wavg.Error):
+        avg.average(avg.names[0], profile=2)
+
+
 def test_horizons_and_half_life():
     # LAWA: horizon = ν·L/T, so L = round(horizon · T / ν); EMA: half-life h steps, β = 0.5^(ν/h).
     lawa = wavg.Lawa(horizon=0.25, total_steps=T, every=2)
