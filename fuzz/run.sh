@@ -8,7 +8,7 @@ build=${2:-build-fuzz}
 cmake -S . -B "$build" -DWAVG_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   > "$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" > "$build.build.log" 2>&1 || { tail -40 "$build.build.log"; exit 1; }
-for target in fuzz_header fuzz_average; do
+for target in fuzz_header fuzz_average fuzz_bank_state; do
   corpus=$(mktemp -d)
   trap 'rm -rf "$corpus"' EXIT
   cp fuzz/corpus/${target#fuzz_}/* "$corpus/"

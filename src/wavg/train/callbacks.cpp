@@ -375,16 +375,19 @@ StateGroup RunContext::state_group() const {
 
 // Data parallel: every rank stops after the same step for the same reason, decided in one
 // all-reduce: a signal any rank got, else rank 0's reason (early stop, from its curves), so that no
-// rank trains on into collectives the others have left.
+// rank trains on into collectives the others have left. A rank that got no signal (yet) takes the
+// one the others got (SIGTERM if they differ): a launcher's SIGINT reaches the ranks a little apart.
 StopReason agree_stop(RunContext& run, StopReason mine) {
   if (run.dist == nullptr) return mine;
-  std::vector<double> v = {double(run.signal), run.writer() ? double(int(mine)) : 0.0};
+  std::vector<double> v = {run.signal != 0 ? 1.0 : 0.0, double(run.signal),
+                           run.writer() ? double(int(mine)) : 0.0};
   run.dist->all_reduce(v);
-  if (v[0] != 0) {
-    if (run.signal == 0) run.signal = SIGTERM;
-    return StopReason::kSignal;
+  if (v[0] == 0) return StopReason(int(v[2]));
+  if (run.signal == 0) {
+    const double each = v[1] / v[0];
+    run.signal = each == std::floor(each) && each > 0 && each < 65 ? int(each) : SIGTERM;
   }
-  return StopReason(int(v[1]));
+  return StopReason::kSignal;
 }
 
 void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks) {
