@@ -340,20 +340,35 @@ void keep_last_of_repeated_names(std::vector<TensorInfo>* tensors) {
   tensors->swap(kept);
 }
 
-// Sorts the tensors by offset (names break ties: empty tensors share offsets) and indexes them by
-// name; a repeated name keeps its last entry (the rare case: found by the index, then rebuilt).
+// Indexes the tensors by name (header order: a repeated name keeps its last entry, the rare case
+// rebuilt once), then sorts them by offset (names break ties: empty tensors share offsets) through
+// a permutation that also renumbers the index: one hash table for the whole header.
 void sort_and_index(SafetensorsHeader* out) {
   const auto name_of = [out](size_t i) -> std::string_view { return out->tensors[i].name; };
-  if (build_name_table(out->tensors.size(), name_of, &out->index) < out->tensors.size())
+  if (build_name_table(out->tensors.size(), name_of, &out->index) < out->tensors.size()) {
     keep_last_of_repeated_names(&out->tensors);
-  std::sort(out->tensors.begin(), out->tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    const size_t repeated = build_name_table(out->tensors.size(), name_of, &out->index);
+    WAVG_ASSERT(repeated == out->tensors.size());
+  }
+  std::vector<TensorInfo>& t = out->tensors;
+  std::vector<uint32_t> order(t.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = uint32_t(i);
+  std::sort(order.begin(), order.end(), [&t](uint32_t x, uint32_t y) {
+    const TensorInfo &a = t[x], &b = t[y];
     if (a.begin != b.begin) return a.begin < b.begin;
     return a.end != b.end ? a.end < b.end : a.name < b.name;
   });
-  const size_t n = out->tensors.size();
-  const size_t repeated = build_name_table(n, name_of, &out->index);
-  WAVG_ASSERT(repeated == n);
-  out->indexed = n;
+  std::vector<uint32_t> position(t.size());
+  std::vector<TensorInfo> sorted;
+  sorted.reserve(t.size());
+  for (size_t k = 0; k < order.size(); ++k) {
+    position[order[k]] = uint32_t(k);
+    sorted.push_back(std::move(t[order[k]]));
+  }
+  t.swap(sorted);
+  for (uint32_t& slot : out->index)
+    if (slot != 0) slot = position[slot - 1] + 1;
+  out->indexed = t.size();
 }
 
 // Checks that the sorted tensors tile [0, data_size) exactly: no gap, no overlap, nothing left
