@@ -606,6 +606,8 @@ TEST(Intervals, TwoSeedsByHand) {
   EXPECT_EQ(ratio_estimate({10, 12}, {20, 20}).verdict, "faster");  // every resample below 1
   EXPECT_EQ(ratio_estimate({30, 25}, {20, 20}).verdict, "slower");
   EXPECT_TRUE(std::isnan(ratio_estimate({kInf}, {kInf}).per_seed[0]));  // both miss
+  EXPECT_EQ(ratio_estimate({10}, {20}).verdict, "one seed: not resolved");  // no interval
+  EXPECT_EQ(gain_estimate({0.1}, {0.2}, true).verdict, "one seed: not resolved");
 }
 
 TEST(Intervals, ExactBootstrapEqualsEveryResampleSequence) {

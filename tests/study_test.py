@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavg_testlib import (check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
                           runner)
-from study_reference import (INF, as_steps, bank_on_grid, check_fixed_budget,  # noqa: E402
+from study_reference import (INF, as_steps, bank_on_grid, bootstrap, check_fixed_budget,  # noqa: E402
                              check_intervals, check_one_grid, check_regime_interval, grid_steps,
                              interpolated, on_grid, same)
 
@@ -231,6 +231,27 @@ with tempfile.TemporaryDirectory() as tmp:
     r8 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
     check(r8.returncode == 2 and "seed_7" in r8.stderr and len(r8.stderr.strip().splitlines()) == 1,
           f"an added run on another grid is refused: {r8.stderr.strip()!r}")
+    os.remove(os.path.join(out, "additions", "synth_ctr_seeds.json"))
+    # Analysis 6 on one more seed, partly finished: only the no-decay run of seed 1 (seed 2's curves
+    # stand in for it); the baseline of seed 1 is its scoring run, the shorter schedule keeps seed 0.
+    fake = {m: w["curves"]["2"][m] for m in ["raw", "lawa_rec", "ema_rec"]}
+    json.dump({"schema": "study-v4-addition", "job": "synth_ctr_schedules", "workload": "synth_ctr",
+               "runs": {"sched_final1_seed1": {"seed": 1, "steps": H, "eval_every": e, "curves": fake}}},
+              open(os.path.join(out, "additions", "synth_ctr_schedules.json"), "w"))
+    r10 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
+    o = json.load(open(os.path.join(out, "results.json")))["workloads"]["synth_ctr"].get("schedules_over_seeds", {})
+    rows = {r["schedule"]: r for r in o.get("rows", [])}
+    base = next(r for r in w["schedules"] if r["final_fraction"] == 0.0 and r["decay_fraction"] == 1.0)
+    const = next(r for r in w["schedules"] if r["final_fraction"] == 1.0)
+    check(r10.returncode == 0 and rows[base["schedule"]]["seeds"] == [0, 1] and rows[const["schedule"]]["seeds"] == [0, 1]
+          and all(r["seeds"] == [0] for r in rows.values() if r["schedule"] not in (base["schedule"], const["schedule"])),
+          f"analysis 6 over the seeds each schedule has: {r10.stderr.strip()[-300:]!r}")
+    gains = [base["raw_best"] - const["lawa_best"],
+             min(v for _, v in w["curves"]["1"]["raw"]) - min(v for _, v in fake["lawa_rec"])]
+    lo, hi = bootstrap(2, lambda idx: sum(gains[i] for i in idx) / len(idx))
+    g = o["no_decay_lawa_vs_decayed_raw"]
+    check(same(g["mean"], sum(gains) / 2, 1e-12) and same(g["ci95"][0], lo, 1e-12) and same(g["ci95"][1], hi, 1e-12),
+          f"no decay + LAWA vs decay over seeds 0 and 1: {g} vs {gains}")
     shutil.rmtree(os.path.join(out, "additions"))
     r9 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
     check(r9.returncode == 0 and open(os.path.join(out, "results.json")).read() == merged, "merged again without it")

@@ -500,55 +500,66 @@ json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addi
     const int64_t s = addition["runs"][name]["seed"].integer();
     if (std::find(seeds.begin(), seeds.end(), s) == seeds.end()) seeds.push_back(s);
   }
+  // Per schedule, the seeds it has: seed 0 (the part's row), the baseline's every scoring seed,
+  // the others' added runs (an addition may hold only some of them).
+  std::map<std::string, std::map<int64_t, ScheduleSeed>> by_label;
   json rows = json::array();
-  std::map<std::string, std::vector<ScheduleSeed>> by_label;
   for (const JsonView& row : e["schedules"].elements()) {
     const std::string dir = row["dir"].text(), base = dir.substr(dir.rfind('/') + 1);
-    std::vector<ScheduleSeed>& v = by_label[row["schedule"].text()];
-    v.push_back(schedule_row_seed(row));
+    std::map<int64_t, ScheduleSeed>& v = by_label[row["schedule"].text()];
+    v[0] = schedule_row_seed(row);
     for (size_t i = 1; i < seeds.size(); ++i) {
-      const std::string sid = std::to_string(seeds[i]);
+      const std::string sid = std::to_string(seeds[i]), run = base + "_seed" + sid;
       if (base == "seed_0") {  // the baseline is the scoring run of that seed
         const size_t k = std::find(p.seeds.begin(), p.seeds.end(), sid) - p.seeds.begin();
         WAVG_CHECK(k < p.seeds.size(), "study: no scoring run of seed ", sid, " for analysis 6");
         std::map<std::string, Curve> c;
         for (const char* m : kScheduleModels) c[m] = curves_of(p.curves, m)[k];
-        v.push_back(schedule_seed(p, c));
-      } else {
-        v.push_back(schedule_seed(p, added_run(addition["runs"][base + "_seed" + sid], p, p.H)));
+        v[seeds[i]] = schedule_seed(p, c);
+      } else if (addition["runs"].has(run)) {
+        v[seeds[i]] = schedule_seed(p, added_run(addition["runs"][run], p, p.H));
       }
     }
     json r = {{"schedule", row["schedule"].text()}, {"final_fraction", row["final_fraction"].number()},
-              {"decay_fraction", row["decay_fraction"].number()}};
+              {"decay_fraction", row["decay_fraction"].number()}, {"seeds", json::array()}};
+    for (const auto& [seed, x] : v) r["seeds"].push_back(seed);
     for (int k = 0; k < 3; ++k) {
       json b = json::array(), t = json::array();
-      for (const ScheduleSeed& x : v) b.push_back(x.best[k]), t.push_back(steps_or_inf(x.steps[k]));
+      for (const auto& [seed, x] : v) b.push_back(x.best[k]), t.push_back(steps_or_inf(x.steps[k]));
       r[std::string(kScheduleModels[k]) + "_best"] = b;
       r[std::string(kScheduleModels[k]) + "_steps"] = t;
     }
     rows.push_back(r);
   }
   json out = {{"seeds", seeds}, {"rows", rows}};
-  auto column = [&](const std::string& label, bool best, int k) {
-    std::vector<double> v;
-    for (const ScheduleSeed& x : by_label.at(label)) v.push_back(best ? x.best[k] : x.steps[k]);
-    return v;
+  std::string base_label;  // cosine to 0 over H: the scoring run of each seed
+  for (const JsonView& r : e["schedules"].elements())
+    if (r["final_fraction"].number() == 0.0 && r["decay_fraction"].number() == 1.0)
+      base_label = r["schedule"].text();
+  WAVG_CHECK(!base_label.empty(), "study: analysis 6 has no cosine-to-0 baseline row");
+  // Columns of two schedules over the seeds both have.
+  auto columns = [&](const std::string& a, bool best_a, int ka, bool best_b, int kb) {
+    std::pair<std::vector<double>, std::vector<double>> c;
+    for (const auto& [seed, x] : by_label.at(a)) {
+      const auto it = by_label.at(base_label).find(seed);
+      if (it == by_label.at(base_label).end()) continue;
+      c.first.push_back(best_a ? x.best[ka] : x.steps[ka]);
+      c.second.push_back(best_b ? it->second.best[kb] : it->second.steps[kb]);
+    }
+    return c;
   };
   for (const JsonView& row : e["schedules"].elements()) {
     const std::string label = row["schedule"].text();
-    std::string base_label;  // cosine to 0 over H: the scoring run of each seed
-    for (const JsonView& r : e["schedules"].elements())
-      if (r["final_fraction"].number() == 0.0 && r["decay_fraction"].number() == 1.0)
-        base_label = r["schedule"].text();
-    WAVG_CHECK(!base_label.empty(), "study: analysis 6 has no cosine-to-0 baseline row");
     if (row["final_fraction"].number() == 1.0) {  // averaging without decay vs decay, best value
-      const GainEstimate g = gain_estimate(column(label, true, 1), column(base_label, true, 0), p.lower);
+      const auto [v, b] = columns(label, true, 1, true, 0);
+      const GainEstimate g = gain_estimate(v, b, p.lower);
       out["no_decay_lawa_vs_decayed_raw"] = {{"per_seed", g.per_seed}, {"mean", g.mean},
                                             {"ci95", interval_json(g.ci)}, {"verdict", g.verdict}};
     }
-    if (row["decay_fraction"].number() < 1.0)  // a shorter decay vs averaging the long one
-      out["short_raw_vs_lawa"] =
-          ratio_json(ratio_estimate(column(label, false, 0), column(base_label, false, 1)));
+    if (row["decay_fraction"].number() < 1.0) {  // a shorter decay vs averaging the long one
+      const auto [t, b] = columns(label, false, 0, false, 1);
+      out["short_raw_vs_lawa"] = ratio_json(ratio_estimate(t, b));
+    }
   }
   return out;
 }

@@ -104,7 +104,10 @@ RatioEstimate ratio_estimate(const std::vector<double>& t, const std::vector<dou
                                                                  : time_ratio(t[i], base[i]));
   r.ratio = time_ratio(median(t), median(base));
   r.ci = bootstrap_interval(t.size(), [&](const Counts& c) { return ratio_of_medians(t, base, c); });
-  r.verdict = r.ci.hi < 1.0 ? "faster" : r.ci.lo > 1.0 ? "slower" : "within noise";
+  r.verdict = t.size() < 2        ? "one seed: not resolved"
+              : r.ci.hi < 1.0     ? "faster"
+              : r.ci.lo > 1.0     ? "slower"
+                                  : "within noise";
   return r;
 }
 
@@ -118,7 +121,10 @@ GainEstimate gain_estimate(const std::vector<double>& value, const std::vector<d
   g.mean = mean_std(g.per_seed).mean;
   g.ci = bootstrap_interval(value.size(),
                             [&](const Counts& c) { return mean_std(resampled(g.per_seed, c)).mean; });
-  g.verdict = g.ci.lo > 0 ? "better" : g.ci.hi < 0 ? "worse" : "within noise";
+  g.verdict = value.size() < 2 ? "one seed: not resolved"
+              : g.ci.lo > 0    ? "better"
+              : g.ci.hi < 0    ? "worse"
+                               : "within noise";
   return g;
 }
 

@@ -50,7 +50,8 @@ struct RatioEstimate {
   std::vector<double> per_seed;  // time_ratio(t_s, base_s); NaN where both miss
   double ratio = 0;              // median(t) / median(base) (time_ratio)
   Interval ci;                   // exact bootstrap over seeds, paired
-  std::string verdict;           // "faster" (ci.hi < 1), "slower" (ci.lo > 1), "within noise"
+  std::string verdict;           // "faster" (ci.hi < 1), "slower" (ci.lo > 1), "within noise";
+                                 // "one seed: not resolved" for a single seed (no interval)
 };
 RatioEstimate ratio_estimate(const std::vector<double>& t, const std::vector<double>& base);
 
@@ -60,7 +61,8 @@ struct GainEstimate {
   std::vector<double> per_seed;
   double mean = 0;      // mean of the paired gains
   Interval ci;          // exact bootstrap of that mean
-  std::string verdict;  // "better" (ci.lo > 0), "worse" (ci.hi < 0), "within noise"
+  std::string verdict;  // "better" (ci.lo > 0), "worse" (ci.hi < 0), "within noise"; one seed:
+                        // "one seed: not resolved"
 };
 GainEstimate gain_estimate(const std::vector<double>& value, const std::vector<double>& base,
                            bool lower_is_better);

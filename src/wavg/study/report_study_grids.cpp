@@ -134,11 +134,14 @@ namespace {
 std::string schedules_over_seeds(const JsonView& o) {
   std::string seeds;
   for (const JsonView& s : o["seeds"].elements()) seeds += " " + std::to_string(s.integer());
-  std::string h = "<p>Over seeds" + seeds + " (per seed):</p><table><tr><th>schedule</th>"
+  std::string h = "<p>Over seeds" + seeds + " (per seed; a schedule whose added runs did not all "
+                  "finish has fewer):</p><table><tr><th>schedule</th><th>seeds</th>"
                   "<th>best raw</th><th>best LAWA</th><th>best EMA</th><th>steps raw</th>"
                   "<th>steps LAWA</th><th>steps EMA</th></tr>\n";
   for (const JsonView& row : o["rows"].elements()) {
-    h += "<tr><td>" + html_escape(row["schedule"].text()) + "</td>";
+    std::string row_seeds;
+    for (const JsonView& s : row["seeds"].elements()) row_seeds += std::to_string(s.integer()) + " ";
+    h += "<tr><td>" + html_escape(row["schedule"].text()) + "</td><td>" + row_seeds + "</td>";
     for (const char* k : {"raw_best", "lawa_rec_best", "ema_rec_best"}) {
       h += "<td>";
       for (const JsonView& v : row[k].elements()) h += cell(v.number()) + " ";
@@ -154,13 +157,15 @@ std::string schedules_over_seeds(const JsonView& o) {
   h += "</table>\n";
   if (o.has("no_decay_lawa_vs_decayed_raw")) {
     const JsonView g = o["no_decay_lawa_vs_decayed_raw"];
-    h += note("LAWA without decay against the raw model with cosine decay, best value: gain " +
+    h += note("LAWA without decay against the raw model with cosine decay, best value (the seeds "
+              "both have): gain " +
               cell(g["mean"].number(), 3) + " [" + cell(g["ci95"][0].number(), 3) + ", " +
               cell(g["ci95"][1].number(), 3) + "], " + verdict_cell(g) +
               " (negative: the decayed run is better).");
   }
   if (o.has("short_raw_vs_lawa"))
-    h += note("The shorter decay's raw model against LAWA on the full cosine, steps to target: " +
+    h += note("The shorter decay's raw model against LAWA on the full cosine, steps to target (the "
+              "seeds both have): " +
               ratio_with_interval(o["short_raw_vs_lawa"]) + ", " +
               verdict_cell(o["short_raw_vs_lawa"]) + ".");
   return h;
