@@ -13,7 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const wavg::TensorInfo& t : h.tensors) {
       // Every tensor the parser accepts lies inside the file and has a consistent size.
       if (h.data_start + t.end > size || t.begin > t.end) __builtin_trap();
-      if (uint64_t(t.numel()) * uint64_t(wavg::dtype_size(t.dtype)) != t.nbytes()) __builtin_trap();
+      // shape_nbytes, not numel * dtype_size: sub-byte dtypes (F4, F6) have no whole-byte size.
+      uint64_t nbytes = 0;
+      if (!wavg::shape_nbytes(t.shape, t.dtype, &nbytes) || nbytes != t.nbytes()) __builtin_trap();
     }
   } catch (const wavg::Error&) {
   }

@@ -34,8 +34,11 @@ c10::ScalarType to_scalar_type(DType t) {
     case DType::kI8: return c10::kChar;
     case DType::kU8: return c10::kByte;
     case DType::kBool: return c10::kBool;
+    default: break;
   }
-  return c10::kFloat;
+  // FP8, unsigned wider than 8 bits, complex and sub-byte dtypes have no LibTorch 1.13 type: the
+  // readers refuse them before they get here (only `wavg average`, which needs no LibTorch, reads them).
+  throw Error("dtype " + std::string(dtype_name(t)) + " has no LibTorch tensor type");
 }
 
 }  // namespace wavg::detail
