@@ -3,7 +3,7 @@
 // the horizon conversions. The state and the kernels live in AveragerBank (bank.h), one class per
 // scheme behind it (src/wavg/core/averager_kinds.h).
 //
-// Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA, and its App. B for EXP; Ajroldi, Orvieto, Geiping, "When, Where
+// Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA, and its App. C for EXP; Ajroldi, Orvieto, Geiping, "When, Where
 // and Why to Average Weights?" (ICML 2025), Algorithms 1-2, for LAWA and EMA with period ν; Izmailov
 // et al. (2018) for SWA; Karras et al. (2024, EDM2) for post-hoc EMA profiles (phema.h).
 #pragma once
@@ -122,7 +122,7 @@ class LawaOptions : public detail::SampledOptions<LawaOptions, Scheme::kLawa> {
   int64_t window_ = 1;
 };
 
-// Kaddour's EXP (Kaddour 2022, App. B): exponentially decayed weights inside the LAWA window. Over
+// Kaddour's EXP (Kaddour 2022, App. C): exponentially decayed weights inside the LAWA window. Over
 // the last m = min(n, k) samples, x_{n−m+i} (i = 1..m) weighs ∝ (1 − α)^(m−i), normalised to sum to
 // 1: the newest weighs most. Shares the ring of samples of the LAWA windows with the same ν.
 //   wavg::LawaExpOptions(/*window=*/20, /*alpha=*/0.1).every(4)

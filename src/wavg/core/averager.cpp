@@ -190,7 +190,7 @@ std::string describe(const AveragerOptions& o, int64_t total_steps) {
 namespace wavg {
 
 std::vector<double> lawa_exp_weights(double alpha, int64_t m) {
-  // (1 − α)^(m−i), i = 1..m (Kaddour 2022, App. B): the oldest first, the newest weighs 1.
+  // (1 − α)^(m−i), i = 1..m (Kaddour 2022, App. C): the oldest first, the newest weighs 1.
   std::vector<double> w(size_t(std::max<int64_t>(m, 0)));
   for (int64_t i = 1; i <= m; ++i) w[size_t(i - 1)] = std::pow(1.0 - alpha, double(m - i));
   return w;

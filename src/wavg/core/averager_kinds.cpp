@@ -144,7 +144,7 @@ class LawaKind final : public WindowKind {
   }
 };
 
-// Kaddour's EXP (Kaddour 2022, App. B; DESIGN.md §2): over the last m = min(n, k) samples,
+// Kaddour's EXP (Kaddour 2022, App. C; DESIGN.md §2): over the last m = min(n, k) samples,
 // x_{n−m+i} weighs (1 − α)^(m−i), i = 1..m, normalised by their sum.
 class LawaExpKind final : public WindowKind {
  public:
