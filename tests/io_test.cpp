@@ -638,9 +638,11 @@ TEST(BankState, ConvertsFormat1CumulativeSumRingsAndRefusesUnknownFormats) {
     load_bank_state(dir / "future.safetensors", other);
     FAIL() << "expected an error";
   } catch (const Error& e) {
+    // One line naming the file, then the field and its value.
     EXPECT_EQ(std::string(e.what()),
-              "bank state: format 3 is unknown to this wavg, which reads formats 1 and 2 "
-              "(written by a newer wavg?)");
+              (dir / "future.safetensors") +
+                  ": bank state: format 3 is unknown to this wavg, which reads formats 1 and 2 "
+                  "(written by a newer wavg?)");
   }
 }
 
