@@ -9,7 +9,7 @@ Needs: torch >= 2.8 (the venv of `make build-libtorch2`, or any venv with a torc
 numpy, and the optimizers source at the pinned commit:
   git clone https://github.com/facebookresearch/optimizers /tmp/optimizers
   git -C /tmp/optimizers checkout f60660661194de26d3ee78bae6d15820ff8e583d
-  .venv-libtorch2/bin/python tests/gen_shampoo_reference.py /tmp/optimizers
+  ~/.cache/wavg/venv-libtorch2/bin/python tests/gen_shampoo_reference.py /tmp/optimizers
 (its commit is checked: another is refused).
 
 The option mapping (wavg -> DistributedShampoo), one parameter group:
