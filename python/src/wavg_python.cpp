@@ -81,6 +81,17 @@ py::dict average_files(const std::vector<std::string>& inputs, const std::string
   return d;
 }
 
+// The bank holds [offset, offset + length) of the flat sample; `gather(whole)` (Python: its
+// collectives are torch.distributed's, never a ProcessGroup cast into C++) fills the other ranks'
+// shards of `whole`, a uint8 tensor over the C++ buffer (numel elements of elem_bytes bytes).
+void set_shard(ModelAverager& a, int64_t offset, int64_t length, py::function gather) {
+  a.set_shard(offset, length, [gather](void* whole, int64_t numel, size_t elem_bytes) {
+    py::gil_scoped_acquire gil;  // called from swap_in, on the Python thread
+    at::Tensor bytes = torch::from_blob(whole, {numel * int64_t(elem_bytes)}, torch::kUInt8);
+    gather(bytes, numel, elem_bytes);
+  });
+}
+
 void bind_averager(py::module_& m) {
   py::class_<ModelAverager>(m, "_ModelAverager")
       .def(py::init([](NamedTensors params, NamedTensors buffers, std::vector<AveragerSpec> specs,
@@ -123,6 +134,11 @@ void bind_averager(py::module_& m) {
           "average",
           [](ModelAverager& a, int i, int profile) { return to_dict(a.average(i, nullptr, profile)); },
           py::arg("i"), py::arg("profile"))
+      .def("set_shard", &set_shard, py::arg("offset"), py::arg("length"), py::arg("gather"))
+      .def("numel", [](ModelAverager& a) { return a.bank().numel(); })
+      .def("shard", [](ModelAverager& a) {
+        return std::make_pair(a.bank().shard_offset(), a.bank().shard_length());
+      })
       .def("state_meta", &ModelAverager::state_meta)
       .def("state_arrays", [](ModelAverager& a) { return to_dict(a.state_arrays()); })
       .def("load_state", &ModelAverager::load_state, py::arg("meta"), py::arg("arrays"));

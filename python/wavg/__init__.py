@@ -27,7 +27,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, 
 
 import torch  # first: loads the LibTorch the extension links against
 
-from . import _wavg
+from . import _shards, _wavg
 from ._wavg import Error
 
 __all__ = ["Error", "Lawa", "LawaExp", "Ema", "Swa", "Phema", "ModelAverager", "average_checkpoints",
@@ -187,12 +187,21 @@ class ModelAverager:
 
     While a swap is alive on a model's tensors, every other swap, ``observe`` and ``save`` that touch
     them (from any ModelAverager) raise :class:`wavg.Error`. Do not step the optimizer inside a swap.
+
+    ``process_group`` (a ``torch.distributed`` group, e.g. ``torch.distributed.group.WORLD``): each
+    rank's bank holds only its contiguous 1/W shard of the flat sample; ``swap``, ``average`` and
+    ``save`` gather the others' shards through the group (every rank must call them, in the same
+    order; ``save`` writes on rank 0 only), and :meth:`state_dict` is this rank's shard. A model
+    wrapped in ``DistributedDataParallel`` is averaged as its ``module`` (names without
+    ``module.``), and ``swap`` yields that module.
     """
 
     def __init__(self, model: torch.nn.Module, averagers: Sequence[AveragerLike],
                  buffers: str = "copy",
                  recompute: Optional[Callable[[torch.nn.Module], None]] = None,
-                 asynchronous: Optional[bool] = None) -> None:
+                 asynchronous: Optional[bool] = None, process_group=None) -> None:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
         if not isinstance(model, torch.nn.Module):
             raise Error(f"ModelAverager: model must be a torch.nn.Module, got {type(model).__name__}")
         if buffers not in _POLICIES:
@@ -211,8 +220,33 @@ class ModelAverager:
         self._order = list(model.state_dict(keep_vars=True).keys())
         callback = _keeping_buffers(model, bufs, recompute) if recompute is not None else None
         self._impl = _wavg._ModelAverager(params, bufs, specs, callback)
+        self._rank, self._world = 0, 1
+        if process_group is not None:
+            self._join(process_group)
         if asynchronous is not None:
             self._impl.set_async(bool(asynchronous))
+
+    def _join(self, process_group) -> None:
+        group, self._rank, self._world = _shards.group_of(process_group)
+        numel = self._impl.numel()
+        _shards.check_same_bank(group, self._rank, self._world, numel, self._impl.size())
+        first, count = _shards.rank_rows(numel, self._rank, self._world)
+        self._impl.set_shard(first, count, _shards.make_gather(group, self._rank, self._world))
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the process group (0 without one)."""
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        """Ranks sharing the bank (1 without a process group)."""
+        return self._world
+
+    @property
+    def shard(self) -> "tuple[int, int]":
+        """(offset, length): the part of the flat sample this rank's bank holds."""
+        return tuple(self._impl.shard())
 
     @property
     def names(self) -> List[str]:
@@ -256,9 +290,13 @@ class ModelAverager:
     def save(self, name: str, path: str, metadata: Optional[Mapping[str, str]] = None,
              profile: int = 0) -> None:
         """Writes averager ``name`` as a safetensors file (state_dict names, atomically, with a
-        checksum), as the CLI and the C++ API do."""
+        checksum), as the CLI and the C++ API do. Under a process group every rank takes part in
+        the gather and rank 0 writes."""
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-        self._impl.save(self._index(name), str(path), meta, int(profile))
+        if self._rank == 0:
+            self._impl.save(self._index(name), str(path), meta, int(profile))
+        else:  # the same gather as rank 0's save (or none, inside a swap of the same averager)
+            self._impl.average(self._index(name), int(profile))
 
     def samples(self, name: str) -> int:
         """Samples averager ``name`` has taken (LAWA averages the last min(n, L) of them)."""
@@ -297,21 +335,34 @@ class ModelAverager:
         return self._impl.state_bytes()
 
     def state_dict(self) -> Dict[str, object]:
-        """The bank's exact state (plain dicts, strings and CPU tensors: torch.save-able)."""
-        return {"format": "wavg.ModelAverager/1", "meta": dict(self._impl.state_meta()),
-                "arrays": dict(self._impl.state_arrays())}
+        """The bank's exact state (plain dicts, strings and CPU tensors: torch.save-able). Under a
+        process group: this rank's shard (``meta``'s bank.shard_offset/length), with ``rank`` and
+        ``world_size``."""
+        return {"format": _shards.FORMAT, "meta": dict(self._impl.state_meta()),
+                "arrays": dict(self._impl.state_arrays()), "rank": self._rank,
+                "world_size": self._world}
 
-    def load_state_dict(self, state: Mapping[str, object]) -> None:
+    def load_state_dict(self, state: Union[Mapping[str, object], Sequence[Mapping[str, object]]]
+                        ) -> None:
         """Restores a :meth:`state_dict` of a ModelAverager with the same averagers over the same
-        model; training then continues bit-identically. On a refusal the bank is unchanged."""
-        if not isinstance(state, Mapping) or state.get("format") != "wavg.ModelAverager/1":
-            raise Error("load_state_dict: not a wavg.ModelAverager state_dict (format "
-                        f"'{state.get('format') if isinstance(state, Mapping) else type(state).__name__}')")
-        meta, arrays = state.get("meta"), state.get("arrays")
-        if not isinstance(meta, Mapping) or not isinstance(arrays, Mapping):
-            raise Error("load_state_dict: 'meta' and 'arrays' must be dicts")
-        self._impl.load_state({str(k): str(v) for k, v in meta.items()},
-                              [(str(k), v) for k, v in arrays.items()])
+        model; training then continues bit-identically. On a refusal the bank is unchanged.
+
+        ``state`` is one state (this rank's shard, or a whole bank) or the list of every rank's
+        shards of one state, in rank order: a state written by W ranks loads on W' ranks (or
+        without a process group) by cutting this rank's part from them (resharding)."""
+        shards = [state] if isinstance(state, Mapping) or not isinstance(state, Sequence) else state
+        if not shards:
+            raise Error("load_state_dict: an empty list of shards")
+        shards = [_shards.check_state(s, k) for k, s in enumerate(shards)]
+        offset, length = self._impl.shard()
+        meta, arrays = shards[0]["meta"], shards[0]["arrays"]
+        if len(shards) == 1 and ("bank.shard_offset" not in meta
+                                 or _shards._shard_of(shards[0], 0) == (offset, length)):
+            self._impl.load_state({str(k): str(v) for k, v in meta.items()},
+                                  [(str(k), v) for k, v in arrays.items()])
+            return
+        meta, arrays = _shards.reshard(shards, self._impl.numel(), offset, length)
+        self._impl.load_state(meta, arrays)
 
 
 def average_checkpoints(paths: Sequence[str], out: str, averager: AveragerLike,
