@@ -14,7 +14,9 @@ resolved config.toml of each run directory shows every effective value.
 
 JOB: fmnist_seeds (scoring seeds 5..9, raw + pre-registered averages), fmnist_schedules (analysis
 6 on seeds 1 and 2), lm_gridX (the LM grid's point X times text_lm's default learning rate,
-both final fractions, raw only, seed 0).
+both final fractions, raw only, seed 0), lm_bank (the LM protocol's scoring seeds 0..4 again at
+the chosen grid point, with configs/study.toml's bank, LAWA L x nu and EMA beta x nu, every
+setting and the raw model evaluated at ~20 points: the same grid for all of them).
 """
 import json
 import math
@@ -94,12 +96,63 @@ def lm_runs(lr_scales):
     return "text_lm", runs
 
 
+# configs/study.toml's bank (plan.cpp full_bank): LAWA L x nu, EMA beta x nu, in bank order.
+BANK_LAWA_WINDOW, BANK_LAWA_EVERY = (5, 10, 20), (1, 4, 16)
+BANK_EMA_BETA, BANK_EMA_EVERY = (0.9, 0.98), (1, 4, 16)
+
+
+def bank_toml(bank_every):
+    """full_bank without the pre-registered pair (the part's curves hold those every 1 %)."""
+    common = f'buffers = "average", eval_every = {bank_every}'
+    lawa = [f'{{name = "lawa_L{L}_nu{nu}", window = {L}, every = {nu}, {common}}}'
+            for L in BANK_LAWA_WINDOW for nu in BANK_LAWA_EVERY]
+    ema = [f'{{name = "ema_b{b:g}_nu{nu}", beta = {b!r}, every = {nu}, {common}}}'
+           for b in BANK_EMA_BETA for nu in BANK_EMA_EVERY]
+    return "lawa = [\n  " + ",\n  ".join(lawa) + "\n]\nema = [\n  " + ",\n  ".join(ema) + "\n]\n"
+
+
+def lm_bank_settings():
+    """Every setting the LM bank's analyses use, in bank order (plan.cpp full_bank): the
+    pre-registered pair (its curves, every 1 % of H, are the part's) and the addition's bank."""
+    e = part("lm_protocol")
+    H, ev = e["budget_H"], e["eval_every"]
+    bank_every = ev * max(1, llround(H / 20 / ev))
+    nu = max(1, llround(0.01 * H / L))
+    out = [{"name": "lawa_rec", "scheme": "lawa", "window": L, "every": nu, "eval_every": ev,
+            "curves": "part"},
+           {"name": "ema_rec", "scheme": "ema", "beta": (L - 1) / (L + 1), "every": nu,
+            "eval_every": ev, "curves": "part"}]
+    out += [{"name": f"lawa_L{w}_nu{n}", "scheme": "lawa", "window": w, "every": n,
+             "eval_every": bank_every, "curves": "addition"}
+            for w in BANK_LAWA_WINDOW for n in BANK_LAWA_EVERY]
+    out += [{"name": f"ema_b{b:g}_nu{n}", "scheme": "ema", "beta": b, "every": n,
+             "eval_every": bank_every, "curves": "addition"}
+            for b in BANK_EMA_BETA for n in BANK_EMA_EVERY]
+    return out
+
+
+def lm_bank_runs():
+    """The scoring seeds at the chosen grid point (plan.cpp lm_run_config), raw and the bank
+    evaluated every coarse_interval(H, e, 20) steps."""
+    e = part("lm_protocol")
+    H, ev = e["budget_H"], e["eval_every"]
+    bank_every = ev * max(1, llround(H / 20 / ev))
+    g = next(x for x in e["grid"] if x["chosen"])
+    opt = {"name": "adamw", "lr": g["lr"], "weight_decay": g["weight_decay"], "clip_norm": g["clip_norm"]}
+    sched = {"kind": "cosine", "warmup": llround(g["warmup"] * H), "total_steps": H,
+             "final_fraction": g["final_fraction"]}
+    return "text_lm", {f"seed_{s}": (s, H, bank_every, opt, sched, bank_toml(bank_every))
+                       for s in e["scoring_seeds"]}
+
+
 def runs_of(job):
     if job in ("fmnist_seeds", "fmnist_schedules"):
         return fmnist_runs(job)
+    if job == "lm_bank":
+        return lm_bank_runs()
     if job.startswith("lm_grid"):  # lm_grid4: the grid point 4x the default lr (two final lrs)
         return lm_runs((float(job[len("lm_grid"):]),))
-    sys.exit(f"wavg: error: unknown job '{job}' (fmnist_seeds, fmnist_schedules, lm_gridX)")
+    sys.exit(f"wavg: error: unknown job '{job}' (fmnist_seeds, fmnist_schedules, lm_gridX, lm_bank)")
 
 
 def write_configs(out_dir, job):
@@ -136,12 +189,20 @@ def runner_log(out_dir):
     return walls
 
 
+MACHINE = {
+    "": "2-core reference VM beside five other helpers' builds and runs; 1 thread per run "
+        "(nice 5), at most two runs at a time",
+    "lm_bank": "2-core reference VM beside a second study run (mri_recon) and two helpers' "
+               "builds; 1 thread, the five seeds one after another"}
+
+
 def collect(out_dir, job):
     workload, runs = runs_of(job)
     walls = runner_log(out_dir)
     doc = {"schema": "study-v4-addition", "job": job, "workload": workload,
-           "machine": "2-core reference VM beside five other helpers' builds and runs; 1 thread "
-                      "per run (nice 5), at most two runs at a time", "runs": {}}
+           "machine": MACHINE.get(job, MACHINE[""]), "runs": {}}
+    if job == "lm_bank":
+        doc["bank"] = lm_bank_settings()
     for name, (seed, steps, ev, opt, sched, bank) in runs.items():
         d = os.path.join(out_dir, name)
         if not os.path.exists(os.path.join(d, "summary.json")):
@@ -150,7 +211,8 @@ def collect(out_dir, job):
             summary = json.load(f)
         doc["runs"][name] = {
             "seed": seed, "steps": steps, "eval_every": ev, "optimizer": opt, "schedule": sched,
-            "averagers": "pre-registered (lawa_rec, ema_rec)" if bank else "none",
+            "averagers": ("the bank (LAWA L x nu, EMA beta x nu)" if job == "lm_bank" else
+                          "pre-registered (lawa_rec, ema_rec)") if bank else "none",
             "train_wall_s": summary.get("train_wall_s"), "eval_wall_s": summary.get("eval_wall_s"),
             "runner": walls.get(name),
             "curves": curves(d)}

@@ -15,6 +15,7 @@
 #include "wavg/study/analyses.h"
 #include "wavg/study/intervals.h"
 #include "wavg/study/json_view.h"
+#include "wavg/study/lm_bank.h"
 #include "wavg/study/scoring.h"
 
 namespace wavg::study {
@@ -567,6 +568,13 @@ json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addi
 }  // namespace
 
 void add_entry_analyses(json* entry, bool lm, const std::vector<json>& additions) {
+  for (const json& a : additions)
+    if (lm && a.value("job", "") == "lm_bank") {  // the bank's rows first: analysed as a workload's
+      const LmBank b = lm_bank(JsonView(*entry, "results.json"), JsonView(a, "the lm_bank addition"));
+      (*entry)["bank_eval_every"] = b.eval_every;
+      (*entry)["bank_reproduction"] = b.reproduction;
+      (*entry)["settings"] = b.settings;
+    }
   const json in = *entry;  // read from a copy: adding keys to *entry may move its values
   const JsonView e(in, "results.json");
   const Part p = parse_part(e);
@@ -582,6 +590,8 @@ void add_entry_analyses(json* entry, bool lm, const std::vector<json>& additions
         out["added_seeds"].push_back(std::stoll(all.seeds[i]));
     } else if (ends_with(job, "_schedules")) {
       out["schedules_over_seeds"] = schedules_over_seeds(p, e, av);
+    } else if (job == "lm_bank") {
+      continue;  // read above
     } else if (job.rfind("lm_grid", 0) == 0) {
       for (const std::string& name : av["runs"].keys())
         out["grid_added"][name] = {
@@ -589,7 +599,7 @@ void add_entry_analyses(json* entry, bool lm, const std::vector<json>& additions
             {"final_fraction", av["runs"][name]["schedule"]["final_fraction"].number()},
             {"best_value", best_value(parse_curve(av["runs"][name]["curves"]["raw"]), p.lower)}};
     } else {
-      av["job"].invalid("a job named *_seeds, *_schedules or lm_grid*");
+      av["job"].invalid("a job named *_seeds, *_schedules, lm_grid* or lm_bank");
     }
   }
   const std::vector<Curve>& raw = curves_of(all.curves, "raw");

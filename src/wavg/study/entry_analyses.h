@@ -32,7 +32,9 @@ constexpr double kPaperLmRatio = 0.70;
 // averages (runs seed_S): "intervals", "fixed_budget" and "regime_interval" (with the pre-registered
 // check recomputed, "regime_check_all_seeds") then use every seed, the bank's analyses the part's
 // own; job "*_schedules" adds analysis 6 on more seeds (runs DIR_seedS, DIR a schedule's run
-// directory): "schedules_over_seeds"; job "lm_grid*" adds points to the LM grid: "grid_added".
+// directory): "schedules_over_seeds"; job "lm_grid*" adds points to the LM grid: "grid_added";
+// job "lm_bank" gives the LM protocol its bank (lm_bank.h): "settings", "bank_eval_every",
+// "bank_reproduction", and from them "one_grid", "horizon_fit_one_grid" and "tuned".
 // Adds the keys above to a workload's entry (schema study-v3-part's "entry"), and to each of its
 // arms "intervals" and "fixed_budget". `lm`: the LM protocol's entry (no target-setting budget, no
 // regime check). Throws wavg::Error naming the key if the entry or an addition lacks what an

@@ -16,6 +16,8 @@ namespace {
 // Directory names and labels: "%.10g", as the study has always named its runs.
 std::string num(double v) { return format_number(v, 10); }
 
+}  // namespace
+
 BankSetting lawa_setting(const std::string& name, int64_t window, int64_t every, int64_t budget,
                          int64_t eval_every) {
   return {LawaOptions(window).every(every).name(name), lawa_horizon(window, every, budget),
@@ -26,6 +28,8 @@ BankSetting ema_setting(const std::string& name, double beta, int64_t every, int
                         int64_t eval_every) {
   return {EmaOptions(beta).every(every).name(name), ema_horizon(beta, every, budget), eval_every};
 }
+
+namespace {
 
 // Kaddour's EXP windows (L = 20 at the pre-registered ν), as finely evaluated as lawa_rec.
 std::vector<BankSetting> exp_windows(const StudyConfig& c, const WorkloadPlan& p) {

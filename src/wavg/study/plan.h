@@ -99,6 +99,12 @@ Budgets study_budgets(int64_t T_nominal, double fraction);
 // β = (L−1)/(L+1) = 19/21 (equal mean sample age ν(L−1)/2 = νβ/(1−β)). Named lawa_rec and ema_rec;
 // `eval_every` is their evaluation interval.
 std::vector<BankSetting> recommended_settings(double horizon, int64_t budget, int64_t eval_every = 0);
+// One bank setting named `name`: LAWA (window L, every ν) or EMA (β, every ν), its horizon over
+// `budget` steps, evaluated every `eval_every` steps.
+BankSetting lawa_setting(const std::string& name, int64_t window, int64_t every, int64_t budget,
+                         int64_t eval_every);
+BankSetting ema_setting(const std::string& name, double beta, int64_t every, int64_t budget,
+                        int64_t eval_every);
 
 // Run directories, below STUDY_DIR/runs/WORKLOAD/.
 std::string workload_dir(const std::string& study_dir, const WorkloadPlan& plan);

@@ -121,11 +121,11 @@ std::string one_grid_section(const StudyResults& r) {
                   "model subsampled onto the bank's grid of evaluations (its resolution in "
                   "brackets); a pre-registered setting that the bank holds too is counted "
                   "once.</p>\n";
-  for (const StudyWorkload& sw : r.workloads) {
-    if (!need(sw.w, {"one_grid"}, sw.name, "one-grid comparison", &h)) continue;
-    const JsonView og = sw.w["one_grid"];
+  for (const auto& [name, w] : study_parts_of(r)) {
+    if (!need(w, {"one_grid"}, name, "one-grid comparison", &h)) continue;
+    const JsonView og = w["one_grid"];
     std::ostringstream s;
-    s << "<p><b>" << html_escape(sw.name) << "</b>: every " << og["eval_every"].integer()
+    s << "<p><b>" << html_escape(name) << "</b>: every " << og["eval_every"].integer()
       << " steps (" << cell_fixed(100 * og["resolution"].number(), 2)
       << "% of H); raw model on this grid: median " << steps_cell(steps_value(og["raw_median"]))
       << ".</p>\n<table><tr><th>setting</th><th>horizon</th><th>median steps</th>"

@@ -114,15 +114,15 @@ std::string grid_figure(const Grid& g, const std::string& workload, double base)
 std::string grids_section(const StudyResults& r) {
   std::string h = "<h2>3. &nu;&times;L and &nu;&times;&beta; grids (median steps to target; per "
                   "seed in brackets; &#x2717; = target not reached)</h2>\n";
-  for (const StudyWorkload& sw : r.workloads) {
-    if (!need(sw.w, {"settings"}, sw.name, "grids (analysis 3)", &h)) continue;
-    const bool has_base = sw.w.has("methods") && sw.w["methods"].has("nadamw");
+  for (const auto& [name, w] : study_parts_of(r)) {
+    if (!need(w, {"settings"}, name, "grids (analysis 3)", &h)) continue;
+    const bool has_base = w.has("methods") && w["methods"].has("nadamw");
     const double base =
-        has_base ? sw.w["methods"]["nadamw"]["median_steps_to_target"].number() : NAN;
+        has_base ? w["methods"]["nadamw"]["median_steps_to_target"].number() : NAN;
     for (const char* scheme : {"lawa", "ema"}) {
-      const Grid g = collect_grid(sw.w["settings"], scheme);
+      const Grid g = collect_grid(w["settings"], scheme);
       if (g.rows.empty()) continue;
-      h += grid_table(g, sw.name) + grid_figure(g, sw.name, base);
+      h += grid_table(g, name) + grid_figure(g, name, base);
     }
   }
   return h;

@@ -267,6 +267,19 @@ std::vector<json> additions_of(const std::string& study_dir, const std::string& 
   return out;
 }
 
+// The protocol as it bears on `part`: an arm restricted to other workloads is left out, so that
+// adding such an arm invalidates only the parts it runs on.
+json protocol_of_part(json protocol, const std::string& part) {
+  if (!protocol.contains("arms")) return protocol;
+  json arms = json::object();
+  for (const auto& [name, a] : protocol["arms"].items()) {
+    const json& w = a.at("workloads");
+    if (w.empty() || std::find(w.begin(), w.end(), json(part)) != w.end()) arms[name] = a;
+  }
+  protocol["arms"] = arms;
+  return protocol;
+}
+
 // Every part present, checked against today's protocol, merged with the AlgoPerf scoring over the
 // workloads present.
 void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
@@ -281,7 +294,8 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
       continue;
     }
     const json doc = report::read_json_file(path);
-    WAVG_CHECK(doc.contains("protocol") && doc["protocol"] == protocol && doc.contains("entry"),
+    WAVG_CHECK(doc.contains("protocol") && doc.contains("entry") &&
+                   protocol_of_part(doc["protocol"], part) == protocol_of_part(protocol, part),
                "study: ", path, " was written under another protocol (or is not a part); rerun ",
                "that part with this configuration or remove the file");
     // Issue 25's intervals, one-grid comparisons, tuned rows and fixed-budget values come from
