@@ -12,6 +12,10 @@
 # Sets WAVG_PY_TORCH_ROOT, WAVG_PY_TORCH_VERSION and WAVG_PY_TORCH_CXX11_ABI (0 or 1) for
 # python/CMakeLists.txt.
 find_package(Python3 REQUIRED COMPONENTS Interpreter Development.Module)
+# pybind11 3.x (a PyPI torch 2.x's) takes FindPython's Python_* when Python_FOUND is set (torch 2.x's
+# CUDA config finds its interpreter), and then needs python_add_library, which FindPython defines only
+# with a Development component: found here, the same interpreter.
+find_package(Python ${Python3_VERSION} EXACT REQUIRED COMPONENTS Interpreter Development.Module)
 execute_process(
   COMMAND ${Python3_EXECUTABLE} -c
     "import os, torch; print(os.path.dirname(torch.__file__)); print(torch.__version__); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"
