@@ -5,8 +5,6 @@ deque and the fp64 EMA recurrence in test_wavg.py): the averages, a swap, a save
 resharded 2 -> 1 and 1 -> 2 must equal it bit for bit; a dead rank must make the other fail with
 one line. Every launch is bounded in time and its processes are killed on failure."""
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -19,47 +17,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))  # tests/wavg_testlib.py: the shared safetensors I/O
 import dist_worker as dw  # noqa: E402
+from multiproc import launch  # noqa: E402
 import wavg_testlib  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (torch.distributed.is_available()
                                      and torch.distributed.is_gloo_available()),
                                 reason="torch without gloo")
-LAUNCH_TIMEOUT_S = 120  # the 2-core test machine is shared; a healthy launch takes seconds
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(scenario, out, world=2, argv=None):
-    """Runs `world` ranks of dist_worker.py (or of `argv`, given torchrun's environment); returns
-    [(rc, stderr)] by rank, or [(rc, stdout + stderr)] with argv. Kills them all when one outlives
-    the deadline."""
-    port = free_port()
-    procs = []
-    for r in range(world):
-        env = dict(os.environ, OMP_NUM_THREADS="1", RANK=str(r), LOCAL_RANK=str(r),
-                   WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        cmd = argv or [sys.executable, os.path.join(HERE, "dist_worker.py"), scenario, str(r),
-                       str(world), str(port), str(out)]
-        procs.append(subprocess.Popen(cmd, cwd=str(out), env=env, text=True, stderr=subprocess.PIPE,
-                                      stdout=subprocess.PIPE if argv else subprocess.DEVNULL))
-    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-    results = []
-    try:
-        for p in procs:
-            out_text, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            results.append((p.returncode, (out_text or "") + err))
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{scenario}: the ranks did not finish within {LAUNCH_TIMEOUT_S} s (a hang)")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return results
 
 
 def single_run(out):

@@ -1,8 +1,10 @@
 """wavg.lightning.WeightAveraging (issue 24 §2) against a plain training loop of the same model and
-data (and, for LAWA, the naive fp64 mean of the last L weights), validation through the swap, and a
-fit resumed from an end-of-epoch checkpoint against the uninterrupted fit, bit for bit. Runs with the
+data (and, for LAWA, the naive fp64 mean of the last L weights), validation through the swap, a fit
+resumed from an end-of-epoch checkpoint against the uninterrupted fit, bit for bit, and a 2-process
+DDP fit (sharded bank) whose checkpoint resumes on one process. Runs with the
 pinned pytorch-lightning of scripts/requirements-test.txt; skipped where it is not installed."""
 import os
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ pl = pytest.importorskip("pytorch_lightning")
 import wavg  # noqa: E402
 from wavg.lightning import WeightAveraging  # noqa: E402
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 EPOCHS, N, BATCH = 3, 40, 8  # 5 optimizer steps an epoch
 AVERAGERS = [wavg.Lawa(window=4), wavg.Ema(beta=0.8), wavg.Swa(start=2)]
 TRAINER = dict(logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -159,3 +162,30 @@ def test_resumed_fit_ends_with_the_same_averages(tmp_path):
         assert_same(resumed.averager.average(name), whole.averager.average(name), name)
     assert_same(resumed.averager.state_dict()["arrays"], whole.averager.state_dict()["arrays"],
                 "bank state")
+
+
+def test_ddp_fit_shards_the_bank_and_its_checkpoint_resumes_on_one_process(plain, tmp_path):
+    """strategy="ddp" on 2 CPU processes (gloo), the same batches on both ranks: each rank's bank
+    holds its half, the averages equal the plain loop's bit for bit, and the end-of-epoch
+    checkpoint (every rank's shard) resumes on one process to the same end."""
+    sys.path.insert(0, HERE)
+    from multiproc import launch
+    results = launch("lightning ddp", tmp_path, argv=[sys.executable,
+                     os.path.join(HERE, "lightning_ddp_worker.py"), str(tmp_path)])
+    for r, (rc, text) in enumerate(results):
+        assert rc == 0, f"rank {r}: {text[-3000:]}"
+    _, avg, _ = plain
+    res = [torch.load(os.path.join(str(tmp_path), f"res{r}.pt")) for r in range(2)]
+    assert [r["shard"] for r in res] == [(0, 37), (37, 37)]
+    for r in range(2):
+        for name in avg.names:
+            assert_same(res[r]["averages"][name],
+                        {"net." + k: v for k, v in avg.average(name).items()}, f"rank {r} {name}")
+    first = os.path.join(str(tmp_path), "epoch=0.ckpt")
+    shards = [v["shards"] for v in torch.load(first)["callbacks"].values() if "shards" in v]
+    assert len(shards) == 1 and len(shards[0]) == 2, "the checkpoint lacks a rank's shard"
+    resumed = WeightAveraging(AVERAGERS)
+    fit(resumed, ckpt_path=first, val=False, seed=7)
+    for name in avg.names:
+        assert_same(resumed.averager.average(name),
+                    {"net." + k: v for k, v in avg.average(name).items()}, f"2 -> 1 {name}")
