@@ -153,7 +153,7 @@ def test_resumed_fit_ends_with_the_same_averages(tmp_path):
     whole = WeightAveraging(AVERAGERS)
     fit(whole, callbacks=[ckpt], val=False)
     first = os.path.join(str(tmp_path), "epoch=0.ckpt")
-    saved = torch.load(first)
+    saved = torch.load(first, weights_only=False)
     assert any(v.get("shards") for v in saved["callbacks"].values()), "no bank in the checkpoint"
     resumed = WeightAveraging(AVERAGERS)
     fit(resumed, ckpt_path=first, val=False, seed=7)  # the checkpoint restores weights and bank
@@ -182,7 +182,8 @@ def test_ddp_fit_shards_the_bank_and_its_checkpoint_resumes_on_one_process(plain
             assert_same(res[r]["averages"][name],
                         {"net." + k: v for k, v in avg.average(name).items()}, f"rank {r} {name}")
     first = os.path.join(str(tmp_path), "epoch=0.ckpt")
-    shards = [v["shards"] for v in torch.load(first)["callbacks"].values() if "shards" in v]
+    callbacks = torch.load(first, weights_only=False)["callbacks"]  # a Lightning checkpoint
+    shards = [v["shards"] for v in callbacks.values() if "shards" in v]
     assert len(shards) == 1 and len(shards[0]) == 2, "the checkpoint lacks a rank's shard"
     resumed = WeightAveraging(AVERAGERS)
     fit(resumed, ckpt_path=first, val=False, seed=7)
