@@ -45,13 +45,23 @@ def _collective(what: str, rank: int, world: int, run):
                     f"timed out?): {_one_line(e)}") from None
 
 
+def _device(group) -> torch.device:
+    """Where the group's collectives take their tensors: NCCL's on this rank's GPU, others' on CPU."""
+    import torch.distributed as dist
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def check_same_bank(group, rank: int, world: int, numel: int, averagers: int) -> None:
     """Every rank must hold the same model size and bank: checked once, when the bank is built."""
     import torch.distributed as dist
-    mine = torch.tensor([numel, averagers], dtype=torch.int64)
+    dev = _device(group)
+    mine = torch.tensor([numel, averagers], dtype=torch.int64, device=dev)
     every = [torch.empty_like(mine) for _ in range(world)]
     _collective("checking the model size", rank, world,
                 lambda: dist.all_gather(every, mine, group=group))
+    mine, every = mine.cpu(), [t.cpu() for t in every]
     for r, t in enumerate(every):
         if not torch.equal(t, mine):
             raise Error(f"ModelAverager: rank {r} has {int(t[0])} elements and {int(t[1])} averagers, "
@@ -61,21 +71,23 @@ def check_same_bank(group, rank: int, world: int, numel: int, averagers: int) ->
 def make_gather(group, rank: int, world: int):
     """The C++ bank's shard-gathering hook: ``whole`` (uint8 over the flat average, numel elements
     of esize bytes) has this rank's shard filled; every other rank's is filled on return. Gloo in
-    torch 1.13 has no all_gather of uneven sizes: each shard is padded to the largest."""
+    torch 1.13 has no all_gather of uneven sizes: each shard is padded to the largest. NCCL's
+    collectives go through this rank's GPU."""
     import torch.distributed as dist
+    dev = _device(group)
 
     def gather(whole: torch.Tensor, numel: int, esize: int) -> None:
         bounds = [rank_rows(numel, r, world) for r in range(world)]
         most = max(c for _, c in bounds) * esize
         first, count = bounds[rank]
-        mine = torch.zeros(most, dtype=torch.uint8)
-        mine[:count * esize] = whole[first * esize:(first + count) * esize]
-        out = [torch.empty(most, dtype=torch.uint8) for _ in range(world)]
+        mine = torch.zeros(most, dtype=torch.uint8, device=dev)
+        mine[:count * esize] = whole[first * esize:(first + count) * esize].to(dev)
+        out = [torch.empty(most, dtype=torch.uint8, device=dev) for _ in range(world)]
         _collective("all_gather of the averages", rank, world,
                     lambda: dist.all_gather(out, mine, group=group))
         for r, (f, c) in enumerate(bounds):
             if r != rank:
-                whole[f * esize:(f + c) * esize] = out[r][:c * esize]
+                whole[f * esize:(f + c) * esize] = out[r][:c * esize].cpu()
     return gather
 
 
