@@ -77,6 +77,10 @@ void remove_stale_temporaries(const std::string& dir);
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);
 
+// Flushes a directory's entries (a rename or a creation in it) to disk; best effort: a directory
+// that cannot be opened is passed over.
+void fsync_directory(const std::string& dir);
+
 // Whether a file or directory exists at `path`.
 bool file_exists(const std::string& path);
 

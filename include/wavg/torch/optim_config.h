@@ -1,13 +1,18 @@
-// What the user chooses for an optimizer (no LibTorch here: configs are parsed without it).
+// What the user chooses for an optimizer (no LibTorch here: configs are parsed without it), and the
+// one table of its keys: the config reader, validate() and the optimizers' own constructors all
+// read their names, defaults and valid ranges from optimizer_keys().
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <variant>
+#include <vector>
 
 namespace wavg {
 
 struct OptimizerConfig {
-  std::string name = "nadamw";  // nadamw | adamw | sgd | shampoo | schedule_free_adamw
+  std::string name = "nadamw";  // one of optimizer_names()
   double lr = 1e-3;             // peak learning rate (the schedule scales it)
   double beta1 = 0.9;           // nadamw, adamw, shampoo; sgd: momentum; schedule-free: interpolation
   double beta2 = 0.999;         // nadamw, adamw, shampoo (factors and grafting), schedule-free
@@ -32,6 +37,34 @@ struct OptimizerConfig {
   double lookahead_alpha = 0.5;  // in (0, 1]
 };
 
-void validate(const OptimizerConfig& c);  // throws wavg::Error naming the field and value
+// The optimizers wavg builds: "nadamw", "adamw", "sgd", "shampoo", "schedule_free_adamw".
+const std::vector<std::string>& optimizer_names();
+
+// One key of [optimizer]: its field and, for numbers, its valid range [lo, hi] (an open end
+// excluded) as the messages show it.
+struct OptimizerKey {
+  const char* key;  // "beta1": the TOML key under [optimizer] and the field's name
+  std::variant<std::string OptimizerConfig::*, double OptimizerConfig::*,
+               int64_t OptimizerConfig::*, bool OptimizerConfig::*>
+      field;
+  double lo = 0, hi = 0;
+  bool lo_open = false, hi_open = false;
+  const char* range = nullptr;  // "in [0, 1)", ">= 2 (steps)"; nullptr: any value (a bool)
+};
+
+// Every key of [optimizer], in the order the config reads and writes them.
+const std::vector<OptimizerKey>& optimizer_keys();
+
+// "must be in [0, 1), got 1.5" when `value` is outside `key`'s range, else "".
+std::string out_of_range(const char* key, double value);
+
+// The first invalid field of c: its key and what is wrong ("must be in [0, 1), got 1.5").
+struct OptimizerProblem {
+  std::string key, what;
+};
+std::optional<OptimizerProblem> optimizer_problem(const OptimizerConfig& c);
+
+// Throws wavg::Error "optimizer: KEY must be ..., got VALUE" for optimizer_problem(c).
+void validate(const OptimizerConfig& c);
 
 }  // namespace wavg

@@ -35,6 +35,13 @@
 
 namespace wavg {
 
+// The bank's canonical order, by scheme: the config is read, resolved_toml writes the averagers and
+// run_training builds the bank in this order (each scheme's averagers in their listed order).
+inline constexpr Scheme kBankOrder[] = {Scheme::kLawa, Scheme::kEma, Scheme::kSwa, Scheme::kPhema,
+                                        Scheme::kLawaExp};
+// The position of `s` in kBankOrder.
+int bank_rank(Scheme s);
+
 struct AveragerEntry {
   AveragerOptions averager;  // name empty: default_name()
   BufferPolicy buffers = BufferPolicy::kCopy;
@@ -67,8 +74,8 @@ struct RunConfig {
   ThreadSettings threads;        // 0 fields: default_threads(); the run directory records those in force
   OptimizerConfig optimizer;     // optimizer.lr is the schedule's peak (schedule.lr is not used)
   Schedule schedule;             // total_steps and warmup_steps in steps
-  // The bank, in the order lawa, ema, swa (each in its listed order): resolved_toml writes them so
-  // and run_training builds the bank so, whatever order this vector has.
+  // The bank: resolved_toml writes it and run_training builds it in kBankOrder, whatever order
+  // this vector has.
   std::vector<AveragerEntry> averagers;
 };
 

@@ -16,7 +16,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
-#include "wavg/io/path_util.h"
+#include "wavg/io/path_names.h"
 
 namespace wavg {
 
@@ -24,12 +24,12 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kIndexSuffix = ".safetensors.index.json";
 
-std::string q(const std::string& s) { return "'" + quote_bytes(s, 200) + "'"; }
 
 using detail::dir_of;
 using detail::ends_with;
+using detail::kShardIndexSuffix;
+using detail::quoted_path;
 using detail::base_name;
 
 // A shard's metadata as an output made from `newest` carries it: the newest's, without its data
@@ -39,13 +39,6 @@ std::map<std::string, std::string> carried_metadata(const SafetensorsFile& shard
   std::map<std::string, std::string> m = shard.metadata();
   m.erase(kDataCrcKey);
   return m;
-}
-
-void fsync_directory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
 }
 
 }  // namespace
@@ -65,11 +58,11 @@ OutputLayout output_layout(const CheckpointSet& newest, const std::vector<uint64
   }
   layout.form = CheckpointForm::kSharded;
   std::string base = "model";
-  if (newest.form() == CheckpointForm::kSharded && ends_with(newest.source(), kIndexSuffix)) {
+  if (newest.form() == CheckpointForm::kSharded && ends_with(newest.source(), kShardIndexSuffix)) {
     const std::string name = base_name(newest.source());
-    base = name.substr(0, name.size() - std::strlen(kIndexSuffix));
+    base = name.substr(0, name.size() - std::strlen(kShardIndexSuffix));
   }
-  layout.index_name = base + kIndexSuffix;
+  layout.index_name = base + kShardIndexSuffix;
   // Greedy, in order (as transformers' shard_checkpoint does): a tensor that would take the current
   // shard past the bound starts the next one.
   uint64_t used = 0;
@@ -96,7 +89,7 @@ namespace {
 // mistyped -o never removes anything else.
 void check_replaceable_directory(const std::string& out) {
   DIR* d = ::opendir(out.c_str());
-  WAVG_CHECK(d != nullptr, q(out), ": cannot list (", std::strerror(errno), ")");
+  WAVG_CHECK(d != nullptr, quoted_path(out), ": cannot list (", std::strerror(errno), ")");
   std::string bad;
   while (const dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
@@ -110,7 +103,7 @@ void check_replaceable_directory(const std::string& out) {
     }
   }
   ::closedir(d);
-  WAVG_CHECK(bad.empty(), "output directory ", q(out), " holds ", q(bad),
+  WAVG_CHECK(bad.empty(), "output directory ", quoted_path(out), " holds ", quoted_path(bad),
              ", which is not a checkpoint file: refused to replace it");
 }
 
@@ -118,13 +111,13 @@ void check_replaceable_directory(const std::string& out) {
 bool check_existing_output(const std::string& out, CheckpointForm form, bool overwrite) {
   struct stat st;
   if (::lstat(out.c_str(), &st) != 0) return false;
-  WAVG_CHECK(overwrite, "output ", q(out), " exists: pass --overwrite to replace it");
+  WAVG_CHECK(overwrite, "output ", quoted_path(out), " exists: pass --overwrite to replace it");
   if (form == CheckpointForm::kSingle) {
-    WAVG_CHECK(!S_ISDIR(st.st_mode), "output ", q(out),
+    WAVG_CHECK(!S_ISDIR(st.st_mode), "output ", quoted_path(out),
                " is a directory but the result is a single file (its newest input's form)");
     return true;
   }
-  WAVG_CHECK(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode), "output ", q(out),
+  WAVG_CHECK(S_ISDIR(st.st_mode) || S_ISREG(st.st_mode), "output ", quoted_path(out),
              " is neither a directory nor a regular file: refused to replace it");
   if (S_ISDIR(st.st_mode)) check_replaceable_directory(out);
   return true;
@@ -144,10 +137,10 @@ class TemporaryDirectory {
       }
       const int err = errno;
       unregister_temporary_directory(name);
-      WAVG_CHECK(err == EEXIST, q(out), ": cannot create a temporary directory (",
+      WAVG_CHECK(err == EEXIST, quoted_path(out), ": cannot create a temporary directory (",
                  std::strerror(err), ")");
     }
-    WAVG_CHECK(!path_.empty(), q(out), ": cannot create a temporary directory (100 names taken)");
+    WAVG_CHECK(!path_.empty(), quoted_path(out), ": cannot create a temporary directory (100 names taken)");
   }
   ~TemporaryDirectory() {
     if (path_.empty()) return;
@@ -168,15 +161,15 @@ void TemporaryDirectory::commit(const std::string& out, bool replace) {
   unsigned flags = replace ? RENAME_EXCHANGE : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), flags) != 0) {
     const int err = errno;
-    WAVG_CHECK(!(err == EEXIST && !replace), "output ", q(out),
+    WAVG_CHECK(!(err == EEXIST && !replace), "output ", quoted_path(out),
                " appeared while it was written: pass --overwrite to replace it");
-    WAVG_CHECK(err == EINVAL || err == ENOSYS, q(out), ": cannot rename into place (",
+    WAVG_CHECK(err == EINVAL || err == ENOSYS, quoted_path(out), ": cannot rename into place (",
                std::strerror(err), ")");
     // A file system without renameat2's flags: the old output goes aside first (not atomic).
     const std::string aside = fresh_temporary_name(out);
-    WAVG_CHECK(!replace || ::rename(out.c_str(), aside.c_str()) == 0, q(out),
+    WAVG_CHECK(!replace || ::rename(out.c_str(), aside.c_str()) == 0, quoted_path(out),
                ": cannot move the old output aside (", std::strerror(errno), ")");
-    WAVG_CHECK(::rename(tmp.c_str(), out.c_str()) == 0, q(out), ": cannot rename into place (",
+    WAVG_CHECK(::rename(tmp.c_str(), out.c_str()) == 0, quoted_path(out), ": cannot rename into place (",
                std::strerror(errno), ")");
     path_.clear();
     unregister_temporary_directory(tmp);
@@ -254,7 +247,7 @@ void check_output_apart(const std::string& out, const std::vector<const Checkpoi
     for (const std::string& p : set->paths()) {
       struct stat si;
       if (::stat(p.c_str(), &si) == 0 && same_file(si, so))
-        throw Error(command + ": output " + q(out) + " is the input " + q(p) +
+        throw Error(command + ": output " + quoted_path(out) + " is the input " + quoted_path(p) +
                     " (the same file): refused, it would be replaced");
       if (!S_ISDIR(so.st_mode)) continue;
       // Every directory above the input (symlinks resolved): is the output one of them?
@@ -265,7 +258,7 @@ void check_output_apart(const std::string& out, const std::vector<const Checkpoi
       while (dir.size() > 1) {
         dir = dir_of(dir);
         if (::stat(dir.c_str(), &si) == 0 && same_file(si, so))
-          throw Error(command + ": output directory " + q(out) + " holds the input " + q(p) +
+          throw Error(command + ": output directory " + quoted_path(out) + " holds the input " + quoted_path(p) +
                       ": refused, it would be replaced");
       }
     }

@@ -17,7 +17,7 @@
 #include <unordered_set>
 
 #include "wavg/core/error.h"
-#include "wavg/io/path_util.h"
+#include "wavg/io/path_names.h"
 
 namespace wavg {
 
@@ -25,34 +25,34 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kIndexSuffix = ".safetensors.index.json";
 // Deepest nesting an index may have: a valid one nests 2 levels (index, metadata/weight_map).
 constexpr int kMaxIndexDepth = 64;
 
 using detail::dir_of;
 using detail::ends_with;
+using detail::kShardIndexSuffix;
+using detail::quoted_path;
 
-std::string q(const std::string& s) { return "'" + quote_bytes(s, 200) + "'"; }
 
 // The file a directory argument stands for: its one index, else its one .safetensors file.
 std::string resolve_directory(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
-  WAVG_CHECK(d != nullptr, q(dir), ": cannot list (", std::strerror(errno), ")");
+  WAVG_CHECK(d != nullptr, quoted_path(dir), ": cannot list (", std::strerror(errno), ")");
   std::vector<std::string> indexes, files;
   while (const dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
-    if (ends_with(name, kIndexSuffix)) indexes.push_back(name);
+    if (ends_with(name, kShardIndexSuffix)) indexes.push_back(name);
     else if (ends_with(name, ".safetensors")) files.push_back(name);
   }
   ::closedir(d);
   std::sort(indexes.begin(), indexes.end());
-  WAVG_CHECK(indexes.size() <= 1, q(dir), ": holds ", indexes.size(), " index files (",
-             q(indexes[0]), ", ", q(indexes[1]), "): name one");
+  WAVG_CHECK(indexes.size() <= 1, quoted_path(dir), ": holds ", indexes.size(), " index files (",
+             quoted_path(indexes[0]), ", ", quoted_path(indexes[1]), "): name one");
   if (indexes.size() == 1) return dir + "/" + indexes[0];
-  WAVG_CHECK(!files.empty(), q(dir), ": holds no .safetensors file and no ", kIndexSuffix);
+  WAVG_CHECK(!files.empty(), quoted_path(dir), ": holds no .safetensors file and no ", kShardIndexSuffix);
   std::sort(files.begin(), files.end());
-  WAVG_CHECK(files.size() == 1, q(dir), ": holds ", files.size(), " .safetensors files (",
-             q(files[0]), ", ", q(files[1]), ", ...) and no index: name one");
+  WAVG_CHECK(files.size() == 1, quoted_path(dir), ": holds ", files.size(), " .safetensors files (",
+             quoted_path(files[0]), ", ", quoted_path(files[1]), ", ...) and no index: name one");
   return dir + "/" + files[0];
 }
 
@@ -60,7 +60,7 @@ std::string resolve_directory(const std::string& dir) {
 // kMaxHeaderBytes.
 std::string read_index_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  WAVG_CHECK(fd >= 0, q(path), ": cannot open (", std::strerror(errno), ")");
+  WAVG_CHECK(fd >= 0, quoted_path(path), ": cannot open (", std::strerror(errno), ")");
   struct stat st;
   std::string text;
   const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
@@ -78,8 +78,8 @@ std::string read_index_file(const std::string& path) {
     }
   }
   ::close(fd);
-  WAVG_CHECK(regular, q(path), ": not a regular file");
-  WAVG_CHECK(small, q(path), ": index of ", st.st_size, " bytes exceeds the limit of ",
+  WAVG_CHECK(regular, quoted_path(path), ": not a regular file");
+  WAVG_CHECK(small, quoted_path(path), ": index of ", st.st_size, " bytes exceeds the limit of ",
              kMaxHeaderBytes, " bytes");
   return text;
 }
@@ -135,13 +135,13 @@ json parse_index_json(const std::string& text, const std::string& path) {
     json::sax_parse(text, &sax);
   } catch (const json::exception& e) {
     const std::string msg = e.what();
-    throw Error(q(path) + ": index is not valid JSON (" +
+    throw Error(quoted_path(path) + ": index is not valid JSON (" +
                 quote_bytes(msg.substr(msg.find(']') + 2), 200) + ")");
   }
-  WAVG_CHECK(!sax.too_deep(), q(path), ": index nests deeper than ", kMaxIndexDepth, " levels");
-  WAVG_CHECK(!sax.duplicate(), q(path), ": tensor ", q(sax.duplicate().value_or("")),
+  WAVG_CHECK(!sax.too_deep(), quoted_path(path), ": index nests deeper than ", kMaxIndexDepth, " levels");
+  WAVG_CHECK(!sax.duplicate(), quoted_path(path), ": tensor ", quoted_path(sax.duplicate().value_or("")),
              " appears twice in weight_map");
-  WAVG_CHECK(root.is_object(), q(path), ": index is not a JSON object");
+  WAVG_CHECK(root.is_object(), quoted_path(path), ": index is not a JSON object");
   return root;
 }
 
@@ -149,7 +149,7 @@ json parse_index_json(const std::string& text, const std::string& path) {
 void check_shard_name(const std::string& shard, const std::string& tensor, const std::string& path) {
   const bool plain = !shard.empty() && shard != "." && shard != ".." &&
                      shard.find('/') == std::string::npos && shard.find('\0') == std::string::npos;
-  WAVG_CHECK(plain, q(path), ": weight_map entry of tensor ", q(tensor), " names ", q(shard),
+  WAVG_CHECK(plain, quoted_path(path), ": weight_map entry of tensor ", quoted_path(tensor), " names ", quoted_path(shard),
              ", not a plain file name beside the index (no '/', not '.' or '..'): refused");
 }
 
@@ -176,7 +176,7 @@ void check_total_size(const json& metadata, uint64_t data_bytes, const std::stri
 CheckpointSet::CheckpointSet(const std::string& path, const CheckpointSetOptions& options)
     : path_(path) {
   struct stat st;
-  WAVG_CHECK(::stat(path.c_str(), &st) == 0, q(path), ": cannot open (", std::strerror(errno), ")");
+  WAVG_CHECK(::stat(path.c_str(), &st) == 0, quoted_path(path), ": cannot open (", std::strerror(errno), ")");
   std::string file = S_ISDIR(st.st_mode) ? resolve_directory(path) : path;
   if (ends_with(file, ".json")) open_index(file, options);
   else open_single(file, options);
@@ -196,12 +196,12 @@ void CheckpointSet::open_index(const std::string& index, const CheckpointSetOpti
   form_ = CheckpointForm::kSharded;
   json root = parse_index_json(read_index_file(index), index);
   const auto wm = root.find("weight_map");
-  WAVG_CHECK(wm != root.end() && wm->is_object() && !wm->empty(), q(index),
+  WAVG_CHECK(wm != root.end() && wm->is_object() && !wm->empty(), quoted_path(index),
              ": index has no weight_map object of tensor names to shard files");
   std::map<std::string, std::string> named;  // tensor -> shard, as the index says
   std::set<std::string> files;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
-    WAVG_CHECK(it.value().is_string(), q(index), ": weight_map entry of tensor ", q(it.key()),
+    WAVG_CHECK(it.value().is_string(), quoted_path(index), ": weight_map entry of tensor ", quoted_path(it.key()),
                " is not a file name string");
     const std::string& shard = it.value().get_ref<const std::string&>();
     check_shard_name(shard, it.key(), index);
@@ -218,20 +218,20 @@ void CheckpointSet::open_index(const std::string& index, const CheckpointSetOpti
   for (size_t s = 0; s < shards_.size(); ++s)
     for (const TensorInfo& t : shards_[s]->tensors()) {
       const auto [it, fresh] = where.emplace(t.name, s);
-      WAVG_CHECK(fresh, q(index), ": tensor ", q(t.name), " is in two shards, ",
-                 q(shard_names_[it->second]), " and ", q(shard_names_[s]));
+      WAVG_CHECK(fresh, quoted_path(index), ": tensor ", quoted_path(t.name), " is in two shards, ",
+                 quoted_path(shard_names_[it->second]), " and ", quoted_path(shard_names_[s]));
     }
   for (size_t s = 0; s < shards_.size(); ++s)
     for (const TensorInfo& t : shards_[s]->tensors()) {
       const auto m = named.find(t.name);
-      WAVG_CHECK(m != named.end(), q(index), ": tensor ", q(t.name), " of shard ",
-                 q(shard_names_[s]), " is not in the index's weight_map");
-      WAVG_CHECK(m->second == shard_names_[s], q(index), ": tensor ", q(t.name), " is in shard ",
-                 q(shard_names_[s]), " but the index names ", q(m->second));
+      WAVG_CHECK(m != named.end(), quoted_path(index), ": tensor ", quoted_path(t.name), " of shard ",
+                 quoted_path(shard_names_[s]), " is not in the index's weight_map");
+      WAVG_CHECK(m->second == shard_names_[s], quoted_path(index), ": tensor ", quoted_path(t.name), " is in shard ",
+                 quoted_path(shard_names_[s]), " but the index names ", quoted_path(m->second));
     }
   for (const auto& [tensor, shard] : named)
-    WAVG_CHECK(where.count(tensor), q(index), ": tensor ", q(tensor), " is not in shard ",
-               q(shard), " (the index names it)");
+    WAVG_CHECK(where.count(tensor), quoted_path(index), ": tensor ", quoted_path(tensor), " is not in shard ",
+               quoted_path(shard), " (the index names it)");
   index_tensors(options);
   const auto meta = root.find("metadata");
   if (meta != root.end() && meta->is_object()) {
@@ -249,8 +249,8 @@ void CheckpointSet::index_tensors(const CheckpointSetOptions& options) {
   by_key_.reserve(tensors_.size());
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const auto [it, fresh] = by_key_.emplace(tensors_[i].key, i);
-    WAVG_CHECK(fresh, q(source_), ": tensors ", q(tensors_[it->second].info->name), " and ",
-               q(tensors_[i].info->name), " both become ", q(tensors_[i].key),
+    WAVG_CHECK(fresh, quoted_path(source_), ": tensors ", quoted_path(tensors_[it->second].info->name), " and ",
+               quoted_path(tensors_[i].info->name), " both become ", quoted_path(tensors_[i].key),
                " with --strip-prefix");
   }
 }
@@ -334,8 +334,8 @@ std::string some_names(const std::vector<std::string>& names) {
     if (!f.find(t.key)) missing.push_back(t.key);
   std::sort(extra.begin(), extra.end());
   std::sort(missing.begin(), missing.end());
-  std::string msg = command + ": tensor names of " + q(f.path()) + " differ from those of " +
-                    q(ref.path()) + ":";
+  std::string msg = command + ": tensor names of " + quoted_path(f.path()) + " differ from those of " +
+                    quoted_path(ref.path()) + ":";
   if (!extra.empty()) msg += " " + std::to_string(extra.size()) + " only in the first (" +
                              some_names(extra) + ")";
   if (!missing.empty()) msg += std::string(extra.empty() ? "" : ",") + " " +
@@ -369,10 +369,10 @@ std::vector<const CheckpointTensor*> match_checkpoint(const CheckpointSet& f,
   if (!same_names) names_differ(f, ref, command);
   for (size_t k = 0; k < matched.size(); ++k) {
     const TensorInfo &a = *matched[k]->info, &b = *ref.tensors()[k].info;
-    WAVG_CHECK(a.dtype == b.dtype, q(f.path()), ": tensor '", quote_bytes(a.name), "' has dtype ",
-               dtype_name(a.dtype), " but ", dtype_name(b.dtype), " in ", q(ref.path()));
-    WAVG_CHECK(a.shape == b.shape, q(f.path()), ": tensor '", quote_bytes(a.name),
-               "' has a different shape than in ", q(ref.path()));
+    WAVG_CHECK(a.dtype == b.dtype, quoted_path(f.path()), ": tensor '", quote_bytes(a.name), "' has dtype ",
+               dtype_name(a.dtype), " but ", dtype_name(b.dtype), " in ", quoted_path(ref.path()));
+    WAVG_CHECK(a.shape == b.shape, quoted_path(f.path()), ": tensor '", quote_bytes(a.name),
+               "' has a different shape than in ", quoted_path(ref.path()));
   }
   return matched;
 }

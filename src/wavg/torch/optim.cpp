@@ -13,39 +13,6 @@
 
 namespace wavg {
 
-void validate(const OptimizerConfig& c) {
-  WAVG_CHECK(c.name == "nadamw" || c.name == "adamw" || c.name == "sgd" || c.name == "shampoo" ||
-                 c.name == "schedule_free_adamw",
-             "optimizer: unknown name '", c.name,
-             "' (expected nadamw, adamw, sgd, shampoo or schedule_free_adamw)");
-  WAVG_CHECK(std::isfinite(c.lr) && c.lr > 0, "optimizer: lr must be > 0, got ", c.lr);
-  WAVG_CHECK(c.beta1 >= 0 && c.beta1 < 1, "optimizer: beta1 must be in [0, 1), got ", c.beta1);
-  WAVG_CHECK(c.beta2 >= 0 && c.beta2 < 1, "optimizer: beta2 must be in [0, 1), got ", c.beta2);
-  WAVG_CHECK(c.eps >= 0, "optimizer: eps must be >= 0, got ", c.eps);
-  WAVG_CHECK(c.weight_decay >= 0, "optimizer: weight_decay must be >= 0, got ", c.weight_decay);
-  WAVG_CHECK(std::isfinite(c.clip_norm) && c.clip_norm >= 0,
-             "optimizer: clip_norm must be a finite number >= 0 (0: no clipping), got ", c.clip_norm);
-  WAVG_CHECK(c.shampoo_block_size >= 2, "optimizer: shampoo_block_size must be >= 2, got ",
-             c.shampoo_block_size);
-  WAVG_CHECK(c.shampoo_precondition_frequency >= 1,
-             "optimizer: shampoo_precondition_frequency must be >= 1 (steps), got ",
-             c.shampoo_precondition_frequency);
-  WAVG_CHECK(c.shampoo_start_step >= 1, "optimizer: shampoo_start_step must be >= 1, got ",
-             c.shampoo_start_step);
-  WAVG_CHECK(std::isfinite(c.shampoo_eps) && c.shampoo_eps > 0,
-             "optimizer: shampoo_eps must be a finite number > 0, got ", c.shampoo_eps);
-  WAVG_CHECK(c.schedule_free_bn_batches >= 1,
-             "optimizer: schedule_free_bn_batches must be >= 1, got ", c.schedule_free_bn_batches);
-  WAVG_CHECK(c.lookahead_k >= 0, "optimizer: lookahead_k must be >= 0 (0: off), got ",
-             c.lookahead_k);
-  WAVG_CHECK(std::isfinite(c.lookahead_alpha) && c.lookahead_alpha > 0 && c.lookahead_alpha <= 1,
-             "optimizer: lookahead_alpha must be in (0, 1], got ", c.lookahead_alpha);
-  // Resetting y to the slow weights would leave Schedule-Free's z and x behind.
-  WAVG_CHECK(c.lookahead_k == 0 || c.name != "schedule_free_adamw",
-             "optimizer: lookahead_k = ", c.lookahead_k,
-             ": Lookahead cannot wrap schedule_free_adamw (its y is tied to its z and x)");
-}
-
 namespace {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimizerConfig& c,

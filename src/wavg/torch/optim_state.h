@@ -8,6 +8,9 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <utility>
+
+#include "wavg/torch/optim_config.h"
 
 namespace wavg::detail {
 
@@ -25,15 +28,16 @@ Key optimizer_state_key(c10::TensorImpl* impl) {
 }
 
 // The checks every Adam-family optimizer (NAdamW, Schedule-Free AdamW, Shampoo's grafting) makes
-// on its options: lr >= 0, eps >= 0, betas in [0, 1), weight_decay >= 0.
+// on its options, by the ranges of optimizer_keys() (optim_config.h): lr > 0, eps >= 0, betas in
+// [0, 1), weight_decay >= 0.
 template <typename Options>
 void check_adam_options(const char* name, const Options& o) {
-  TORCH_CHECK(o.lr() >= 0, name, ": lr must be >= 0, got ", o.lr());
-  TORCH_CHECK(o.eps() >= 0, name, ": eps must be >= 0, got ", o.eps());
   const auto [b1, b2] = o.betas();
-  TORCH_CHECK(0 <= b1 && b1 < 1, name, ": beta1 must be in [0, 1), got ", b1);
-  TORCH_CHECK(0 <= b2 && b2 < 1, name, ": beta2 must be in [0, 1), got ", b2);
-  TORCH_CHECK(o.weight_decay() >= 0, name, ": weight_decay must be >= 0, got ", o.weight_decay());
+  for (auto [key, v] : {std::pair{"lr", o.lr()}, std::pair{"eps", o.eps()}, std::pair{"beta1", b1},
+                        std::pair{"beta2", b2}, std::pair{"weight_decay", o.weight_decay()}}) {
+    const std::string what = out_of_range(key, v);
+    TORCH_CHECK(what.empty(), name, ": ", key, " ", what);
+  }
 }
 
 // step()'s prologue: the closure's loss, computed with gradients on (an undefined tensor without).

@@ -232,15 +232,13 @@ Shampoo::Shampoo(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                  ShampooOptions defaults)
     : Optimizer(std::move(param_groups), std::make_unique<ShampooOptions>(defaults)) {
   detail::check_adam_options("shampoo", defaults);
-  TORCH_CHECK(defaults.block_size() >= 1, "shampoo: block_size must be >= 1, got ",
-              defaults.block_size());
-  TORCH_CHECK(defaults.precondition_frequency() >= 1,
-              "shampoo: precondition_frequency must be >= 1, got ",
-              defaults.precondition_frequency());
-  TORCH_CHECK(defaults.start_step() >= 1, "shampoo: start_step must be >= 1, got ",
-              defaults.start_step());
-  TORCH_CHECK(defaults.shampoo_eps() > 0, "shampoo: shampoo_eps must be > 0, got ",
-              defaults.shampoo_eps());
+  for (auto [key, v] : {std::pair{"shampoo_block_size", double(defaults.block_size())},
+                        std::pair{"shampoo_precondition_frequency", double(defaults.precondition_frequency())},
+                        std::pair{"shampoo_start_step", double(defaults.start_step())},
+                        std::pair{"shampoo_eps", defaults.shampoo_eps()}}) {
+    const std::string what = out_of_range(key, v);
+    TORCH_CHECK(what.empty(), "shampoo: ", key, " ", what);
+  }
 }
 
 torch::Tensor Shampoo::step(LossClosure closure) {

@@ -111,13 +111,6 @@ void sync(const StateGroup& g) {
   if (g.world > 1) g.barrier();
 }
 
-void fsync_dir(const std::string& dir) {
-  if (int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 // This rank's part: the bank shard and the generator; rank 0 also the model and the optimizer.
 void write_rank_part(const std::string& tmp, const StateCounters& c, torch::nn::Module& module,
                      torch::optim::Optimizer& optimizer, ModelAverager& averager,
@@ -171,7 +164,7 @@ void save_state(const std::string& run_dir, const StateCounters& c, torch::nn::M
   remove_tree(final_dir);
   WAVG_CHECK(::rename(tmp.c_str(), final_dir.c_str()) == 0, "cannot move ", tmp, " into place (",
              std::strerror(errno), ")");
-  fsync_dir(run_dir + "/state");
+  fsync_directory(run_dir + "/state");
 }
 
 std::optional<FoundState> find_state(const std::string& run_dir,

@@ -79,8 +79,8 @@ class Reader {
   Reader(const toml::table& t, std::string prefix, std::vector<std::string>* defaulted)
       : t_(t), prefix_(std::move(prefix)), defaulted_(defaulted) {}
 
-  void allow(std::initializer_list<const char*> keys) const {
-    std::set<std::string> ok(keys.begin(), keys.end());
+  void allow(std::initializer_list<const char*> keys) const { allow(std::set<std::string>(keys.begin(), keys.end())); }
+  void allow(const std::set<std::string>& ok) const {
     for (auto&& [k, v] : t_) {
       const std::string key(k.str());
       WAVG_CHECK(ok.count(key), "config: unknown key '", prefix_ + key, "'");
@@ -258,29 +258,18 @@ void read_optimizer(const Reader& root, const WorkloadDefaults& d, RunConfig& c)
   static const toml::table empty;
   const toml::table* t = table_at(root, "optimizer");
   Reader o(t ? *t : empty, "optimizer.", root.defaulted());
-  o.allow({"name", "lr", "beta1", "beta2", "eps", "weight_decay", "nesterov", "clip_norm",
-           "shampoo_block_size", "shampoo_precondition_frequency", "shampoo_start_step",
-           "shampoo_eps", "schedule_free_bn_batches", "lookahead_k", "lookahead_alpha"});
-  const OptimizerConfig base;
-  c.optimizer.name = o.get<std::string>("name", base.name);
-  c.optimizer.lr = o.get<double>("lr", d.lr);
-  c.optimizer.beta1 = o.get<double>("beta1", base.beta1);
-  c.optimizer.beta2 = o.get<double>("beta2", base.beta2);
-  c.optimizer.eps = o.get<double>("eps", base.eps);
-  c.optimizer.weight_decay = o.get<double>("weight_decay", d.weight_decay);
-  c.optimizer.nesterov = o.get<bool>("nesterov", base.nesterov);
-  c.optimizer.clip_norm = o.get<double>("clip_norm", base.clip_norm);
-  c.optimizer.shampoo_block_size = o.get<int64_t>("shampoo_block_size", base.shampoo_block_size);
-  c.optimizer.shampoo_precondition_frequency =
-      o.get<int64_t>("shampoo_precondition_frequency", base.shampoo_precondition_frequency);
-  // Distributed Shampoo's default start: the first inverse root (start_preconditioning_step = -1).
-  c.optimizer.shampoo_start_step =
-      o.get<int64_t>("shampoo_start_step", c.optimizer.shampoo_precondition_frequency);
-  c.optimizer.shampoo_eps = o.get<double>("shampoo_eps", base.shampoo_eps);
-  c.optimizer.schedule_free_bn_batches =
-      o.get<int64_t>("schedule_free_bn_batches", base.schedule_free_bn_batches);
-  c.optimizer.lookahead_k = o.get<int64_t>("lookahead_k", base.lookahead_k);
-  c.optimizer.lookahead_alpha = o.get<double>("lookahead_alpha", base.lookahead_alpha);
+  std::set<std::string> known;
+  for (const OptimizerKey& k : optimizer_keys()) known.insert(k.key);
+  o.allow(known);
+  OptimizerConfig base;
+  base.lr = d.lr;
+  base.weight_decay = d.weight_decay;
+  OptimizerConfig& out = c.optimizer;
+  for (const OptimizerKey& k : optimizer_keys()) {
+    // Distributed Shampoo's default start: the first inverse root (start_preconditioning_step = -1).
+    if (k.key == std::string("shampoo_start_step")) base.shampoo_start_step = out.shampoo_precondition_frequency;
+    std::visit([&](auto field) { out.*field = o.get(k.key, base.*field); }, k.field);
+  }
 }
 
 void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) {
@@ -419,9 +408,8 @@ AveragerEntry read_averager(const Reader& root, const toml::node& node, Scheme s
 }
 
 void read_averagers(const Reader& r, RunConfig& c) {
-  for (auto [key, scheme] : {std::pair{"lawa", Scheme::kLawa}, std::pair{"ema", Scheme::kEma},
-                             std::pair{"swa", Scheme::kSwa}, std::pair{"phema", Scheme::kPhema},
-                             std::pair{"lawa_exp", Scheme::kLawaExp}}) {
+  for (Scheme scheme : kBankOrder) {
+    const char* key = scheme_name(scheme);
     const toml::node* n = r.node(key);
     if (!n) continue;
     WAVG_CHECK(n->is_array(), "config: '", key, "' must be an array of tables, like ", key,
@@ -454,11 +442,10 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   return c;
 }
 
-// The bank in its canonical order: lawa, ema, swa, phema, lawa_exp, each in its listed order (the
-// runner's order: lawa_exp ranks with phema, after it as read).
+// The bank in its canonical order (kBankOrder), each scheme's averagers in their listed order.
 std::vector<const AveragerEntry*> bank_order(const RunConfig& c) {
   std::vector<const AveragerEntry*> out;
-  for (Scheme s : {Scheme::kLawa, Scheme::kEma, Scheme::kSwa, Scheme::kPhema, Scheme::kLawaExp})
+  for (Scheme s : kBankOrder)
     for (const AveragerEntry& e : c.averagers)
       if (e.averager.scheme == s) out.push_back(&e);
   return out;
@@ -504,36 +491,7 @@ void check_range(const char* key, double v, double lo, double hi, bool hi_open, 
 
 void check_optimizer_and_schedule(const RunConfig& c) {
   const OptimizerConfig& o = c.optimizer;
-  WAVG_CHECK(o.name == "nadamw" || o.name == "adamw" || o.name == "sgd" || o.name == "shampoo" ||
-                 o.name == "schedule_free_adamw",
-             "config: 'optimizer.name' must be nadamw, adamw, sgd, shampoo or schedule_free_adamw, "
-             "got unknown name ", shown(o.name));
-  WAVG_CHECK(std::isfinite(o.lr) && o.lr > 0, "config: 'optimizer.lr' must be a finite number > 0, got ",
-             format_exact(o.lr));
-  check_range("optimizer.beta1", o.beta1, 0, 1, true, "[0, 1)");
-  check_range("optimizer.beta2", o.beta2, 0, 1, true, "[0, 1)");
-  check_range("optimizer.eps", o.eps, 0, HUGE_VAL, true, "[0, inf)");
-  check_range("optimizer.weight_decay", o.weight_decay, 0, HUGE_VAL, true, "[0, inf)");
-  check_range("optimizer.clip_norm", o.clip_norm, 0, HUGE_VAL, true, "[0, inf) (0: no clipping)");
-  check_range("optimizer.shampoo_eps", o.shampoo_eps, 0, HUGE_VAL, true, "(0, inf)");
-  check_range("optimizer.lookahead_alpha", o.lookahead_alpha, 0, 1, false, "(0, 1]");
-  WAVG_CHECK(o.shampoo_eps > 0, "config: 'optimizer.shampoo_eps' must be in (0, inf), got 0");
-  WAVG_CHECK(o.lookahead_alpha > 0, "config: 'optimizer.lookahead_alpha' must be in (0, 1], got 0");
-  WAVG_CHECK(o.shampoo_block_size >= 2, "config: 'optimizer.shampoo_block_size' must be >= 2, got ",
-             o.shampoo_block_size);
-  WAVG_CHECK(o.shampoo_precondition_frequency >= 1,
-             "config: 'optimizer.shampoo_precondition_frequency' must be >= 1 (steps), got ",
-             o.shampoo_precondition_frequency);
-  WAVG_CHECK(o.shampoo_start_step >= 1,
-             "config: 'optimizer.shampoo_start_step' must be >= 1 (steps), got ", o.shampoo_start_step);
-  WAVG_CHECK(o.schedule_free_bn_batches >= 1,
-             "config: 'optimizer.schedule_free_bn_batches' must be >= 1, got ",
-             o.schedule_free_bn_batches);
-  WAVG_CHECK(o.lookahead_k >= 0, "config: 'optimizer.lookahead_k' must be >= 0 (0: off), got ",
-             o.lookahead_k);
-  WAVG_CHECK(o.lookahead_k == 0 || o.name != "schedule_free_adamw", "config: 'optimizer.lookahead_k' = ",
-             o.lookahead_k, ": Lookahead cannot wrap schedule_free_adamw (its y is tied to its z and x)");
-  validate(o);
+  if (const auto p = optimizer_problem(o)) throw Error("config: 'optimizer." + p->key + "' " + p->what);
   const Schedule& s = c.schedule;
   // Schedule-Free replaces the schedule (Defazio et al. 2024): only a warmup is allowed.
   WAVG_CHECK(o.name != "schedule_free_adamw" || s.kind == ScheduleKind::kConstant ||
@@ -710,6 +668,12 @@ std::vector<ConfigChange> config_changes(const RunConfig& run, const RunConfig& 
   for (const auto& [k, v] : b)
     if (!a.count(k)) out.push_back({0, k, "unset", v});
   return out;
+}
+
+int bank_rank(Scheme s) {
+  int rank = 0;
+  while (rank < int(std::size(kBankOrder)) && kBankOrder[rank] != s) ++rank;
+  return rank;
 }
 
 std::string describe(const ConfigChange& c) {

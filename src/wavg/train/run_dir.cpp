@@ -8,20 +8,15 @@
 
 #include "wavg/core/error.h"
 #include "wavg/io/atomic_file.h"
+#include "wavg/io/path_names.h"
 #include "wavg/train/run_loop.h"
 
 namespace wavg {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& p) {
-  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
-}
-
-}  // namespace
+using detail::ends_with;
+using detail::starts_with;
 
 bool run_dir_entry_is_wavg(const std::string& name) {
   static const std::set<std::string> fixed = {

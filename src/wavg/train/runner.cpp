@@ -26,20 +26,8 @@ namespace {
 using detail::RunContext;
 using detail::StopReason;
 
-// The same order as config.cpp's bank_order (lawa, ema, swa, phema, lawa_exp).
-int scheme_rank(Scheme s) {
-  switch (s) {
-    case Scheme::kLawa: return 0;
-    case Scheme::kEma: return 1;
-    case Scheme::kSwa: return 2;
-    case Scheme::kPhema: return 3;
-    case Scheme::kLawaExp: return 4;
-  }
-  return 5;
-}
-
 // The run as it is recorded and trained: threads in force, the bank in its canonical order
-// (lawa, ema, swa, phema, lawa_exp), the schedule's peak equal to optimizer.lr, every averager named.
+// (kBankOrder), the schedule's peak equal to optimizer.lr, every averager named.
 RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env) {
   validate(config);
   WAVG_CHECK(config.batch_size % env.world == 0, "data parallel: batch_size ", config.batch_size,
@@ -57,7 +45,7 @@ RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env)
   c.threads = apply_threads(t);
   std::stable_sort(c.averagers.begin(), c.averagers.end(),
                    [](const AveragerEntry& a, const AveragerEntry& b) {
-                     return scheme_rank(a.averager.scheme) < scheme_rank(b.averager.scheme);
+                     return bank_rank(a.averager.scheme) < bank_rank(b.averager.scheme);
                    });
   for (AveragerEntry& e : c.averagers)
     if (e.averager.name.empty()) e.averager.name = default_name(e.averager);
