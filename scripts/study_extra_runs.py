@@ -11,6 +11,8 @@ resolved config.toml of each run directory shows every effective value.
 
   study_extra_runs.py configs OUT_DIR JOB     write OUT_DIR/<run>.toml (out = OUT_DIR/<run>) for each run
   study_extra_runs.py collect OUT_DIR JOB     write the part of JOB (curves of every run) to stdout
+The parts read are results/study/parts/ and the bank configs/study.toml's (the tests point
+WAVG_STUDY_DIR=DIR at DIR/parts/ and WAVG_STUDY_CONFIG=FILE at another bank).
 
 JOB: fmnist_seeds (scoring seeds 5..9, raw + pre-registered averages), fmnist_schedules (analysis
 6 on seeds 1 and 2), lm_gridX (the LM grid's point X times text_lm's default learning rate,
@@ -22,9 +24,10 @@ import json
 import math
 import os
 import sys
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PARTS = os.path.join(ROOT, "results", "study", "parts")
+PARTS = os.path.join(os.environ.get("WAVG_STUDY_DIR", os.path.join(ROOT, "results", "study")), "parts")
 L = 20  # the pre-registered LAWA window (DESIGN.md §4)
 
 
@@ -96,18 +99,22 @@ def lm_runs(lr_scales):
     return "text_lm", runs
 
 
-# configs/study.toml's bank (plan.cpp full_bank): LAWA L x nu, EMA beta x nu, in bank order.
-BANK_LAWA_WINDOW, BANK_LAWA_EVERY = (5, 10, 20), (1, 4, 16)
-BANK_EMA_BETA, BANK_EMA_EVERY = (0.9, 0.98), (1, 4, 16)
+def study_bank():
+    """configs/study.toml's bank (plan.cpp full_bank: LAWA L x nu, EMA beta x nu, in bank order;
+    WAVG_STUDY_CONFIG=FILE: FILE's)."""
+    with open(os.environ.get("WAVG_STUDY_CONFIG", os.path.join(ROOT, "configs", "study.toml")), "rb") as f:
+        c = tomllib.load(f)
+    return c["lawa_window"], c["lawa_every"], c["ema_beta"], c["ema_every"]
 
 
 def bank_toml(bank_every):
     """full_bank without the pre-registered pair (the part's curves hold those every 1 %)."""
     common = f'buffers = "average", eval_every = {bank_every}'
+    windows, lawa_every, betas, ema_every = study_bank()
     lawa = [f'{{name = "lawa_L{L}_nu{nu}", window = {L}, every = {nu}, {common}}}'
-            for L in BANK_LAWA_WINDOW for nu in BANK_LAWA_EVERY]
+            for L in windows for nu in lawa_every]
     ema = [f'{{name = "ema_b{b:g}_nu{nu}", beta = {b!r}, every = {nu}, {common}}}'
-           for b in BANK_EMA_BETA for nu in BANK_EMA_EVERY]
+           for b in betas for nu in ema_every]
     return "lawa = [\n  " + ",\n  ".join(lawa) + "\n]\nema = [\n  " + ",\n  ".join(ema) + "\n]\n"
 
 
@@ -122,12 +129,13 @@ def lm_bank_settings():
             "curves": "part"},
            {"name": "ema_rec", "scheme": "ema", "beta": (L - 1) / (L + 1), "every": nu,
             "eval_every": ev, "curves": "part"}]
+    windows, lawa_every, betas, ema_every = study_bank()
     out += [{"name": f"lawa_L{w}_nu{n}", "scheme": "lawa", "window": w, "every": n,
              "eval_every": bank_every, "curves": "addition"}
-            for w in BANK_LAWA_WINDOW for n in BANK_LAWA_EVERY]
+            for w in windows for n in lawa_every]
     out += [{"name": f"ema_b{b:g}_nu{n}", "scheme": "ema", "beta": b, "every": n,
              "eval_every": bank_every, "curves": "addition"}
-            for b in BANK_EMA_BETA for n in BANK_EMA_EVERY]
+            for b in betas for n in ema_every]
     return out
 
 

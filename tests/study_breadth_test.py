@@ -18,7 +18,8 @@ import tomllib
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavg_testlib import (INF, check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
                           one_error_line, runner)
-from study_reference import check_compared, check_gains, check_ratio, grid_steps  # noqa: E402
+from study_reference import (check_compared, check_conclusions, check_gains, check_ratio,  # noqa: E402
+                             grid_steps)
 
 run = runner(sys.argv[1])
 
@@ -156,6 +157,9 @@ with tempfile.TemporaryDirectory() as tmp:
     check([a["name"] for a in w["arms"]] == list(ARMS), f"arms in order: {[a['name'] for a in w['arms']]}")
     for arm in w["arms"]:
         check_arm(out, w, arm, base_time, base_interp)
+    check_conclusions(res)
+    check(any(c["claim"] == "speed-up with " + a for c in res["conclusions"] for a in ARMS),
+          "a conclusion per arm")
     # Kaddour's EXP window: L 20 at lawa_rec's ν, evaluated as finely as lawa_rec.
     settings = {s["name"]: s for s in w["settings"]}
     exp, lawa = settings.get("exp_rec_a0.2"), settings["lawa_rec"]

@@ -153,3 +153,78 @@ def check_regime_interval(w, finals, at_T):
     k = len(vals) // 40
     check(same(got["gain"], gain, 1e-12) and same(got["ci95"][0], vals[k], 1e-12)
           and same(got["ci95"][1], vals[-1 - k], 1e-12), f"regime interval {got} vs {gain}, {vals[k], vals[-1 - k]}")
+
+
+def _combine(marks):
+    if marks and all(m == "agrees" for m in marks):
+        return "agrees"
+    return "disagrees" if "disagrees" in marks and "agrees" not in marks else "not resolved"
+
+
+def _num(v):
+    return INF if v == "inf" else -INF if v == "-inf" else v
+
+
+def _verdict_mark(v, yes, no):
+    return "agrees" if v == yes else "disagrees" if v == no else "not resolved"
+
+
+def expected_conclusions(res):
+    """The marks of results.json's "conclusions" by the rules conclusions.cpp states, from the
+    verdicts and intervals: {claim: (overall, {part: mark})}."""
+    parts = list(res.get("workloads", {}).items())
+    if "lm_protocol" in res:
+        parts.append(("lm_protocol", res["lm_protocol"]))
+    out = {}
+
+    def add(claim, rows):
+        if rows:
+            out[claim] = (_combine(list(rows.values())), rows)
+    add("speed-up", {n: _combine([_verdict_mark(w["intervals"][m]["verdict"], "faster", "slower")
+                                  for m in ("nadamw+lawa", "nadamw+ema")]) for n, w in parts if "intervals" in w})
+    rows = {}
+    for n, w in parts:
+        if "tuned" in w:
+            t = w["tuned"]
+            lo, hi, p = _num(t["ci95"][0]), _num(t["ci95"][1]), t["paper_tuned_ratio"]
+            rows[n] = ("agrees" if hi < 1 else "not resolved") if lo <= p <= hi else "disagrees"
+    add("size of the speed-up (tuned)", rows)
+    rows = {}
+    for n, w in parts:
+        if "horizon_fit_one_grid" in w:
+            f = w["horizon_fit_one_grid"]
+            if not f["resolvable"] or f.get("best_horizon") is None:
+                rows[n] = "not resolved"
+                continue
+            lo, hi = _num(f["best_horizon_ci95"][0]), _num(f["best_horizon_ci95"][1])
+            rows[n] = ("agrees" if lo >= 0.005 and hi <= 0.02 else
+                       "disagrees" if hi < 0.005 or lo > 0.02 else "not resolved")
+    add("horizon", rows)
+    add("best value at a fixed budget",
+        {n: _combine([_verdict_mark(w["fixed_budget"][m]["best_gain"]["verdict"], "better", "worse")
+                      for m in ("nadamw+lawa", "nadamw+ema")]) for n, w in parts if "fixed_budget" in w})
+    for n, w in parts:
+        s = w.get("schedules_over_seeds", {})
+        if "no_decay_lawa_vs_decayed_raw" in s:
+            add("averaging does not replace decay",
+                {n: _verdict_mark(s["no_decay_lawa_vs_decayed_raw"]["verdict"], "worse", "better")})
+        if "short_raw_vs_lawa" in s:
+            lo, hi = _num(s["short_raw_vs_lawa"]["ci95"][0]), _num(s["short_raw_vs_lawa"]["ci95"][1])
+            add("averaging acts like a shorter decay",
+                {n: "agrees" if lo >= 0.9 and hi <= 1.1 else "disagrees" if lo > 1 or hi < 1 else "not resolved"})
+    arms = {}
+    for n, w in parts:
+        for a in w.get("arms", []):
+            if "intervals" in a:
+                v = a["intervals"]["vs_own_raw"]
+                arms.setdefault(a["name"], {})[n] = _combine(
+                    [_verdict_mark(v[a["name"] + s]["verdict"], "faster", "slower") for s in ("+lawa", "+ema")])
+    for name, rows in arms.items():
+        add("speed-up with " + name, rows)
+    return out
+
+
+def check_conclusions(res):
+    got = {c["claim"]: (c["mark"], {p["part"]: p["mark"] for p in c["parts"]}) for c in res["conclusions"]}
+    want = expected_conclusions(res)
+    check(got == want, f"conclusions marked by their rules: {got} vs {want}")

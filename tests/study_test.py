@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -25,8 +26,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wavg_testlib import (check, check_steps, curve_of, finish, median, metrics,  # noqa: E402
                           runner)
-from study_reference import (INF, as_steps, bank_on_grid, bootstrap, check_fixed_budget,  # noqa: E402
-                             check_intervals, check_one_grid, check_regime_interval, grid_steps,
+from study_reference import (INF, as_steps, bank_on_grid, bootstrap, check_conclusions,  # noqa: E402
+                             check_fixed_budget, check_intervals, check_one_grid, check_regime_interval, grid_steps,
                              interpolated, on_grid, same)
 
 WAVG, SRC = sys.argv[1], sys.argv[2]
@@ -137,6 +138,40 @@ def check_lm(out, lm):
     check("tuned" not in lm and "regime_interval" not in lm, "LM protocol without a bank: no tuned row, no regime check")
 
 
+def check_lm_bank(out, tmp, cfg, lm):
+    """The lm_bank addition as scripts/study_extra_runs.py makes it (configs, `wavg train`, collect),
+    on a small bank: the rerun raw model equals the part's bit for bit, and the LM protocol gets
+    settings, one grid and a tuned row, recomputed here from the run directories."""
+    bank_cfg = os.path.join(tmp, "bank.toml")
+    open(bank_cfg, "w").write("lawa_window = [3]\nlawa_every = [1, 2]\nema_beta = [0.9]\nema_every = [1]\n")
+    env = dict(os.environ, WAVG_STUDY_DIR=out, WAVG_STUDY_CONFIG=bank_cfg)
+    script, adir = os.path.join(SRC, "scripts", "study_extra_runs.py"), os.path.join(tmp, "lm_bank")
+    r = subprocess.run([sys.executable, script, "configs", adir, "lm_bank"], env=env, capture_output=True, text=True)
+    check(r.returncode == 0, f"lm_bank configs: {r.stderr[-300:]}")
+    for toml in r.stdout.split():
+        t = run("train", "--config", toml, "--quiet")
+        check(t.returncode == 0, f"lm_bank run {toml}: {t.stderr[-300:]}")
+    c = subprocess.run([sys.executable, script, "collect", adir, "lm_bank"], env=env, capture_output=True, text=True)
+    check(c.returncode == 0, f"lm_bank collect: {c.stderr[-300:]}")
+    open(os.path.join(out, "additions", "lm_bank.json"), "w").write(c.stdout)
+    r = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
+    res = json.load(open(os.path.join(out, "results.json")))
+    got = res["lm_protocol"]
+    rep = got.get("bank_reproduction", {})
+    check(r.returncode == 0 and rep.get("shared_evaluations", 0) > 0 and rep["bit_identical"] == rep["shared_evaluations"],
+          f"lm_bank merged, its raw model the part's bit for bit: {rep} {r.stderr[-300:]}")
+    seeds = [str(s) for s in lm["scoring_seeds"]]
+    names = [s["name"] for s in got["settings"]]
+    check(names == ["lawa_rec", "ema_rec", "lawa_L3_nu1", "lawa_L3_nu2", "ema_b0.9_nu1"], f"LM bank settings {names}")
+    runs = {m: [lm["curves"][s][m] for s in seeds] for m in ["raw", "lawa_rec", "ema_rec"]}
+    for m in names[2:]:
+        runs[m] = [curve_of(metrics(os.path.join(adir, f"seed_{s}")), m) for s in seeds]
+    check_one_grid(got, runs, lm["budget_H"], lm["target"])
+    check(got["tuned"]["paper_tuned_ratio"] == 0.70, "the LM tuned row beside the paper's 70 %")
+    check_conclusions(res)
+    os.remove(os.path.join(out, "additions", "lm_bank.json"))
+
+
 CONFIG = ('workloads = ["synth_ctr"]\nsteps = [1500]\nlm_workload = "text_lm"\nlm_steps = 600\nlm_batch_size = 8\n'
           'threads = 1\n[quick]\nsteps_scale = 0.1\nseeds = 3\ntarget_seeds = 2\neval_fraction = 0.05\nbank_points = 6\n'
           'lr_scale = [1.0, 2.0]\nlawa_window = [3, 20]\nlawa_every = [1]\nema_beta = [0.9]\nema_every = [1]\n'
@@ -165,6 +200,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check(set(w["steps_to_target"]) == {"nadamw", "nadamw+lawa", "nadamw+ema", "selected"}, "methods and selected")
     times = check_workload(out, w)
     check_scoring(times, res["scoring"])
+    check_conclusions(res)
     check_lm(out, res["lm_protocol"])
     rec = {s["name"]: s for s in w["settings"] if s["pre_registered"]}
     H = w["budget_H"]
@@ -193,7 +229,7 @@ with tempfile.TemporaryDirectory() as tmp:
     for section in ["Findings", "Regime check", "Steps to target", "1. Speed-up", "2. Horizon", "3. ",
                     "4. Learning-rate", "5. Best validation", "6. Averaging and learning-rate decay",
                     "Language-model protocol", "Scoring", "Intervals over seeds", "The bank on one grid",
-                    "Fixed budget"]:
+                    "Fixed budget", "Conclusions, point by point"]:
         check("<h2>" + section in html, f"report has section {section!r}")
     check("selected after the fact" in html and "pre-registered" in html, "pre-registered vs selected")
     check("interpolated" in html and "not in results.json" not in html, "both step columns, nothing missing")
@@ -252,6 +288,8 @@ with tempfile.TemporaryDirectory() as tmp:
     g = o["no_decay_lawa_vs_decayed_raw"]
     check(same(g["mean"], sum(gains) / 2, 1e-12) and same(g["ci95"][0], lo, 1e-12) and same(g["ci95"][1], hi, 1e-12),
           f"no decay + LAWA vs decay over seeds 0 and 1: {g} vs {gains}")
+    os.remove(os.path.join(out, "additions", "synth_ctr_schedules.json"))
+    check_lm_bank(out, tmp, cfg, res["lm_protocol"])
     shutil.rmtree(os.path.join(out, "additions"))
     r9 = run("study", "--config", cfg, "--quick", "--out", out, "--merge-only")
     check(r9.returncode == 0 and open(os.path.join(out, "results.json")).read() == merged, "merged again without it")

@@ -233,7 +233,7 @@ std::string study_report_body(const std::string& dir) {
   const StudyResults r = study_results(JsonView(doc, path));
   std::string h;  // section by section, in order (an error names the first part that fails)
   for (std::string (*section)(const StudyResults&) :
-       {study_intro, study_findings, regime_section, steps_section, intervals_section,
+       {study_intro, study_findings, conclusions_section, regime_section, steps_section, intervals_section,
         one_grid_section, speedup_section, horizon_section, grids_section, lr_section,
         best_value_section, fixed_budget_section, schedules_section, lm_section, arms_section,
         scoring_section})

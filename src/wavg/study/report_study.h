@@ -58,6 +58,7 @@ std::string scoring_section(const StudyResults& r);
 std::string intervals_section(const StudyResults& r);     // ratios with intervals, tuned rows
 std::string one_grid_section(const StudyResults& r);      // the bank against raw on its grid
 std::string fixed_budget_section(const StudyResults& r);  // best value and value at H
+std::string conclusions_section(const StudyResults& r);   // the paper's claims, marked
 
 // Cells of issue 25's entries: a ratio as a percentage ("inf": ∞), a ratio with its interval
 // ("91.0% [84.2%, 103.1%]"), a verdict (bold where the interval excludes no effect).

@@ -14,6 +14,7 @@
 #include "wavg/core/format.h"
 #include "wavg/io/atomic_file.h"
 #include "wavg/study/analyses.h"
+#include "wavg/study/conclusions.h"
 #include "wavg/study/entry_analyses.h"
 #include "wavg/study/json_view.h"
 #include "wavg/study/plan.h"
@@ -315,6 +316,7 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
   }
   if (!missing.empty()) results["missing_parts"] = missing;
   if (!times.empty()) results["scoring"] = study::scoring_json(times);
+  results["conclusions"] = study::conclusions_json(results);
   write_file_atomic(study_dir + "/results.json", results.dump(2) + "\n");
   if (!quiet)
     std::printf("wrote %s/results.json (%zu of %zu parts)\n", study_dir.c_str(),
