@@ -49,10 +49,12 @@ def pre_registered(H, eval_every):
             f'ema = [{{name = "ema_rec", beta = {repr((L - 1) / (L + 1))}, {common}}}]\n')
 
 
-def run_toml(workload, out, seed, steps, eval_every, opt, sched, bank=""):
+def run_toml(workload, out, seed, steps, eval_every, opt, sched, bank="", batch_size=0):
     """base_config + the optimizer and schedule tables (plan.cpp), threads 1 as the study's runs."""
     head = (f'workload = "{workload}"\nseed = {seed}\nsteps = {steps}\neval_every = {eval_every}\n'
             f'out = "{out}"\nckpt_every = 0\nstate_every = {max(eval_every, steps // 4)}\n')
+    if batch_size > 0:
+        head += f"batch_size = {batch_size}\n"
     threads = "[threads]\nintra_op = 1\nblas = 1\naveraging = 1\n"
     o = "[optimizer]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in opt.items())
     s = "[schedule]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in sched.items())
@@ -99,11 +101,15 @@ def lm_runs(lr_scales):
     return "text_lm", runs
 
 
-def study_bank():
-    """configs/study.toml's bank (plan.cpp full_bank: LAWA L x nu, EMA beta x nu, in bank order;
-    WAVG_STUDY_CONFIG=FILE: FILE's)."""
+def study_config():
+    """configs/study.toml (WAVG_STUDY_CONFIG=FILE: FILE), its top level."""
     with open(os.environ.get("WAVG_STUDY_CONFIG", os.path.join(ROOT, "configs", "study.toml")), "rb") as f:
-        c = tomllib.load(f)
+        return tomllib.load(f)
+
+
+def study_bank():
+    """The study's bank (plan.cpp full_bank: LAWA L x nu, EMA beta x nu, in bank order)."""
+    c = study_config()
     return c["lawa_window"], c["lawa_every"], c["ema_beta"], c["ema_every"]
 
 
@@ -169,7 +175,8 @@ def write_configs(out_dir, job):
         d = os.path.join(out_dir, name)
         os.makedirs(out_dir, exist_ok=True)
         with open(d + ".toml", "w") as f:
-            f.write(run_toml(workload, d, seed, steps, ev, opt, sched, bank))
+            f.write(run_toml(workload, d, seed, steps, ev, opt, sched, bank,
+                             study_config().get("lm_batch_size", 0) if job.startswith("lm_") else 0))
         print(d + ".toml")
 
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "wavg/core/error.h"
+#include "wavg/io/path_names.h"
 #include "wavg/study/analyses.h"
 #include "wavg/study/intervals.h"
 #include "wavg/study/json_view.h"
@@ -428,9 +429,7 @@ json exp_vs_uniform_json(const JsonView& settings) {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
+using detail::ends_with;
 
 // An added run's curves, checked against the part: the same budget and evaluation interval.
 std::map<std::string, Curve> added_run(const JsonView& run, const Part& p, int64_t steps) {
