@@ -40,8 +40,9 @@ struct OptimizerConfig {
 // The optimizers wavg builds: "nadamw", "adamw", "sgd", "shampoo", "schedule_free_adamw".
 const std::vector<std::string>& optimizer_names();
 
-// One key of [optimizer]: its field and, for numbers, its valid range [lo, hi] (an open end
-// excluded) as the messages show it.
+// One key of [optimizer]: its field; for numbers, its valid range [lo, hi] (an open end excluded)
+// as the messages show it; its unit; and the optimizers it acts for (the resolved configuration
+// writes a key only where it acts, so that other runs keep their hashes).
 struct OptimizerKey {
   const char* key;  // "beta1": the TOML key under [optimizer] and the field's name
   std::variant<std::string OptimizerConfig::*, double OptimizerConfig::*,
@@ -50,6 +51,8 @@ struct OptimizerKey {
   double lo = 0, hi = 0;
   bool lo_open = false, hi_open = false;
   const char* range = nullptr;  // "in [0, 1)", ">= 2 (steps)"; nullptr: any value (a bool)
+  const char* unit = nullptr;   // "steps"
+  bool (*acts)(const OptimizerConfig&) = nullptr;  // nullptr: every optimizer
 };
 
 // Every key of [optimizer], in the order the config reads and writes them.

@@ -119,16 +119,22 @@ struct ConfigChange {
   std::string key, old_value, new_value;
 };
 
-// Keys whose resolved values differ between two configurations (step 0). Thread counts of 0
-// compare as the defaults they stand for (default_threads()).
+// Keys whose resolved values differ between two configurations (step 0), compared as typed values
+// key by key, in key order. Thread counts of 0 compare as the defaults they stand for
+// (default_threads()).
 std::vector<ConfigChange> config_changes(const RunConfig& run, const RunConfig& now);
+// Whether the change's key may differ on resume (warned about and recorded, not refused), by the
+// one table of config keys (src/wavg/train/config_keys.cpp): the thread counts, device (a run
+// continues on another device within floating-point tolerance, not bit-identically) and
+// dist_timeout.
+bool may_change_on_resume(const ConfigChange& change);
+// config_changes without those that may change on resume: what a resume refuses unless forced.
+std::vector<ConfigChange> refused_changes(const RunConfig& run, const RunConfig& now);
 // "key (run: A, now: B)"
 std::string describe(const ConfigChange& change);
 // config_changes as "key (run: A, now: B)".
 std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
-
-// Keys that may legitimately differ on resume (warned about, not refused): "threads." ones and
-// "device" (a run continues on another device within floating-point tolerance, not bit-identically).
+// may_change_on_resume for a config_differences line, by its key (the text before " (run: ").
 bool may_change_on_resume(const std::string& difference);
 
 }  // namespace wavg

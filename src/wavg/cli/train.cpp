@@ -53,8 +53,7 @@ RunConfig resume_config(const TrainArgs& a) {
   RunConfig now = load_run_config(a.config.empty() ? run_config_path(a.resume) : a.config, a.sets);
   now.out = run.out;
   std::vector<std::string> refused;
-  for (const auto& d : config_differences(run, now))
-    if (!may_change_on_resume(d)) refused.push_back(d);
+  for (const ConfigChange& c : refused_changes(run, now)) refused.push_back(describe(c));
   WAVG_CHECK(refused.empty() || a.force, "resume: the configuration differs from the run's: ",
              join(refused), "; pass --force to resume anyway");
   now.out = a.resume;

@@ -13,6 +13,11 @@ namespace {
 using C = OptimizerConfig;
 constexpr double kInf = HUGE_VAL;
 
+bool clips(const C& c) { return c.clip_norm > 0; }  // 0: no clipping
+bool is_shampoo(const C& c) { return c.name == "shampoo"; }
+bool is_schedule_free(const C& c) { return c.name == "schedule_free_adamw"; }
+bool looks_ahead(const C& c) { return c.lookahead_k > 0; }
+
 const OptimizerKey* find_key(const std::string& key) {
   for (const OptimizerKey& k : optimizer_keys())
     if (key == k.key) return &k;
@@ -49,15 +54,19 @@ const std::vector<OptimizerKey>& optimizer_keys() {
       {"eps", &C::eps, 0, kInf, false, true, "in [0, inf)"},
       {"weight_decay", &C::weight_decay, 0, kInf, false, true, "in [0, inf)"},
       {"nesterov", &C::nesterov},
-      {"clip_norm", &C::clip_norm, 0, kInf, false, true, "in [0, inf) (0: no clipping)"},
-      {"shampoo_block_size", &C::shampoo_block_size, 2, kInf, false, true, ">= 2"},
+      {"clip_norm", &C::clip_norm, 0, kInf, false, true, "in [0, inf) (0: no clipping)", nullptr,
+       clips},
+      {"shampoo_block_size", &C::shampoo_block_size, 2, kInf, false, true, ">= 2", nullptr,
+       is_shampoo},
       {"shampoo_precondition_frequency", &C::shampoo_precondition_frequency, 1, kInf, false, true,
-       ">= 1 (steps)"},
-      {"shampoo_start_step", &C::shampoo_start_step, 1, kInf, false, true, ">= 1 (steps)"},
-      {"shampoo_eps", &C::shampoo_eps, 0, kInf, true, true, "in (0, inf)"},
-      {"schedule_free_bn_batches", &C::schedule_free_bn_batches, 1, kInf, false, true, ">= 1"},
-      {"lookahead_k", &C::lookahead_k, 0, kInf, false, true, ">= 0 (0: off)"},
-      {"lookahead_alpha", &C::lookahead_alpha, 0, 1, true, false, "in (0, 1]"},
+       ">= 1 (steps)", "steps", is_shampoo},
+      {"shampoo_start_step", &C::shampoo_start_step, 1, kInf, false, true, ">= 1 (steps)", "steps",
+       is_shampoo},
+      {"shampoo_eps", &C::shampoo_eps, 0, kInf, true, true, "in (0, inf)", nullptr, is_shampoo},
+      {"schedule_free_bn_batches", &C::schedule_free_bn_batches, 1, kInf, false, true, ">= 1",
+       nullptr, is_schedule_free},
+      {"lookahead_k", &C::lookahead_k, 0, kInf, false, true, ">= 0 (0: off)", "steps", looks_ahead},
+      {"lookahead_alpha", &C::lookahead_alpha, 0, 1, true, false, "in (0, 1]", nullptr, looks_ahead},
   };
   return keys;
 }
