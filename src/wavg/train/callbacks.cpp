@@ -1,5 +1,5 @@
-// The training loop and its callbacks: evaluation, progress, checkpoints, states, interruption and
-// early stop (see run_loop.h).
+// The callbacks of the training loop (train_loop.cpp): evaluation, progress, checkpoints, states,
+// interruption and early stop (see run_loop.h).
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -20,11 +20,6 @@ namespace wavg::detail {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
 bool eval_step(const RunContext& run, int64_t every) {
   return run.step % every == 0 || run.step == run.config.steps;
 }
@@ -34,49 +29,6 @@ int64_t eval_interval(const RunContext& run, size_t m) {
   if (m == 0) return run.config.eval_every;
   const int64_t e = run.config.averagers[m - 1].eval_every;
   return e > 0 ? e : run.config.eval_every;
-}
-
-// Data parallel: every rank's gradients (and loss) averaged by a bucketed all-reduce over flat
-// buffers, as torch DDP's reducer does; the loss rides in the last bucket.
-double average_gradients(RunContext& run, const torch::Tensor& loss) {
-  std::vector<torch::Tensor> grads;
-  for (auto& p : run.model->parameters()) {
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
-  }
-  torch::Tensor l = loss.detach().to(torch::kFloat).reshape({1}).clone();
-  grads.push_back(l);
-  run.dist->all_reduce(grads, 1.0 / run.dist->world());
-  return l.item<double>();
-}
-
-// Data parallel: BatchNorm normalises with each rank's batch statistics; the running statistics
-// are rank 0's after every step (torch DDP's broadcast_buffers), so that every rank holds the same
-// model and samples the same weights.
-void broadcast_buffers(RunContext& run) {
-  std::vector<torch::Tensor> buffers;
-  for (const auto& b : run.model->buffers())
-    if (b.is_floating_point()) buffers.push_back(b);
-  if (!buffers.empty()) run.dist->broadcast(buffers);
-}
-
-// One optimizer update (step -> step + 1) and the bank's sample of its result.
-void train_step(RunContext& run) {
-  const auto t0 = Clock::now();
-  run.lr = lr_at(run.config.schedule, run.step);
-  run.optimizer.zero_grad();
-  torch::Tensor loss = run.workload.train_loss(run.step);
-  loss.backward();
-  // Data parallel: the loss is all-reduced, so every rank refuses the same update.
-  const double l = run.dist ? average_gradients(run, loss) : loss.item<double>();
-  WAVG_CHECK(std::isfinite(l), "training diverged: loss is ", l, " at step ", run.step + 1,
-             " (lower the learning rate?)");
-  run.optimizer.step(run.lr);
-  if (run.dist) broadcast_buffers(run);
-  ++run.step;
-  run.averager.observe(run.step);
-  run.train_s += since(t0);
-  run.loss_avg = std::isnan(run.loss_avg) ? l : 0.95 * run.loss_avg + 0.05 * l;
 }
 
 // The raw model and every non-empty average due at this step on the validation split; one metrics
@@ -341,85 +293,6 @@ class EarlyStopCallback : public TrainCallback {
 };
 
 }  // namespace
-
-const char* stop_reason_name(StopReason r) {
-  switch (r) {
-    case StopReason::kNone: return "";
-    case StopReason::kBudget: return "budget";
-    case StopReason::kEarlyStop: return "early_stop";
-    case StopReason::kSignal: return "signal";
-  }
-  return "";
-}
-
-StopReason parse_stop_reason(const std::string& s) {
-  for (StopReason r : {StopReason::kBudget, StopReason::kEarlyStop, StopReason::kSignal})
-    if (s == stop_reason_name(r)) return r;
-  return StopReason::kNone;
-}
-
-std::optional<EvalSwap> swap_in_eval_point(RunContext& run) {
-  if (!run.optimizer.has_eval_point()) return std::nullopt;
-  return run.averager.swap_in_params(run.optimizer.eval_params(), run.forward,
-                                     run.config.optimizer.schedule_free_bn_batches);
-}
-
-StateGroup RunContext::state_group() const {
-  StateGroup g;
-  if (dist == nullptr) return g;
-  g.rank = dist->rank();
-  g.world = dist->world();
-  g.barrier = [d = dist] { d->barrier(); };
-  return g;
-}
-
-// Data parallel: every rank stops after the same step for the same reason, decided in one
-// all-reduce: a signal any rank got, else rank 0's reason (early stop, from its curves), so that no
-// rank trains on into collectives the others have left. A rank that got no signal (yet) takes the
-// one the others got (SIGTERM if they differ): a launcher's SIGINT reaches the ranks a little apart.
-StopReason agree_stop(RunContext& run, StopReason mine) {
-  if (run.dist == nullptr) return mine;
-  std::vector<double> v = {run.signal != 0 ? 1.0 : 0.0, double(run.signal),
-                           run.writer() ? double(int(mine)) : 0.0};
-  run.dist->all_reduce(v);
-  if (v[0] == 0) return StopReason(int(v[2]));
-  if (run.signal == 0) {
-    const double each = v[1] / v[0];
-    run.signal = each == std::floor(each) && each > 0 && each < 65 ? int(each) : SIGTERM;
-  }
-  return StopReason::kSignal;
-}
-
-void train_loop(RunContext& run, const std::vector<TrainCallback*>& callbacks) {
-  for (TrainCallback* cb : callbacks) cb->on_begin(run);
-  while (run.stop == StopReason::kNone && run.step < run.config.steps) {
-    train_step(run);
-    for (TrainCallback* cb : callbacks) cb->on_step(run);
-    StopReason mine = StopReason::kNone;  // every callback is asked; the first reason counts
-    for (TrainCallback* cb : callbacks)
-      if (const StopReason r = cb->wants_stop(run); mine == StopReason::kNone) mine = r;
-    run.stop = agree_stop(run, mine);
-  }
-  if (run.stop == StopReason::kNone) run.stop = StopReason::kBudget;
-  run.averager.wait();
-  for (TrainCallback* cb : callbacks) cb->on_end(run);
-}
-
-void summarize(RunContext& run) {
-  const bool lower = run.summary.lower_is_better;
-  for (size_t m = 0; m < run.summary.models.size(); ++m) {
-    ModelSummary& ms = run.summary.models[m];
-    ms.steps_to_target = steps_to_target(run.curves[m], run.config.target, lower);
-    const auto best = best_point(run.curves[m], lower);
-    ms.best_value = best ? best->value : 0;
-    ms.best_step = best ? best->step : -1;
-  }
-  run.summary.steps_done = run.step;
-  run.summary.train_wall_s = run.train_s;
-  run.summary.eval_wall_s = run.eval_s;
-  run.summary.stop_reason = run.stop == StopReason::kSignal ? "" : stop_reason_name(run.stop);
-  run.summary.interrupted_by = run.stop == StopReason::kSignal ? run.signal : 0;
-}
 
 std::unique_ptr<TrainCallback> make_evaluation() { return std::make_unique<EvaluationCallback>(); }
 std::unique_ptr<TrainCallback> make_progress(bool quiet) {

@@ -309,4 +309,24 @@ void Distributed::barrier() {
   }
 }
 
+double average_gradients(Distributed& dist, const std::vector<at::Tensor>& params,
+                         const at::Tensor& loss) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  torch::Tensor l = loss.detach().to(torch::kFloat).reshape({1}).clone();
+  grads.push_back(l);
+  dist.all_reduce(grads, 1.0 / dist.world());
+  return l.item<double>();
+}
+
+void broadcast_buffers(Distributed& dist, const std::vector<at::Tensor>& buffers) {
+  std::vector<torch::Tensor> floating;
+  for (const auto& b : buffers)
+    if (b.is_floating_point()) floating.push_back(b);
+  if (!floating.empty()) dist.broadcast(floating);
+}
+
 }  // namespace wavg::detail

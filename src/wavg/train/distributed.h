@@ -69,4 +69,13 @@ class Distributed {
   double timeout_s_ = 0;
 };
 
+// Data parallel, as torch DDP does it: every rank's gradients of `params` (zeros where a parameter
+// has none) and `loss` averaged by one bucketed all-reduce over flat buffers, the loss riding in
+// the last bucket; returns the averaged loss.
+double average_gradients(Distributed& dist, const std::vector<at::Tensor>& params, const at::Tensor& loss);
+// Data parallel: BatchNorm normalises with each rank's batch statistics; the running statistics
+// (the floating `buffers`) are rank 0's after every step (torch DDP's broadcast_buffers), so that
+// every rank holds the same model and samples the same weights.
+void broadcast_buffers(Distributed& dist, const std::vector<at::Tensor>& buffers);
+
 }  // namespace wavg::detail

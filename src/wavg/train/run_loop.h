@@ -3,6 +3,7 @@
 // checkpoints, states, interruption, early stop), each with the same small interface.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -20,6 +21,12 @@
 #include "wavg/workloads/workload.h"
 
 namespace wavg::detail {
+
+using Clock = std::chrono::steady_clock;
+// Seconds since t0.
+inline double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 enum class StopReason { kNone, kBudget, kEarlyStop, kSignal };
 const char* stop_reason_name(StopReason r);  // "", "budget", "early_stop", "signal"
