@@ -62,8 +62,8 @@ RunStatus run_status(const RunConfig& planned) {
   RunConfig recorded = load_run_config(run_config_path(dir), {});
   recorded.out = planned.out;
   std::string diffs;
-  for (const std::string& d : config_differences(recorded, planned))
-    if (!may_change_on_resume(d)) diffs += (diffs.empty() ? "" : ", ") + d;
+  for (const ConfigChange& c : refused_changes(recorded, planned))
+    diffs += (diffs.empty() ? "" : ", ") + describe(c);
   WAVG_CHECK(diffs.empty(), "study: ", dir, " was made with another configuration (", diffs,
              "); use a new --out or remove that run");
   if (!file_exists(dir + "/summary.json")) return RunStatus::kInterrupted;
