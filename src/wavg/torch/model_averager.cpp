@@ -22,8 +22,12 @@ namespace detail {
 // A live swap's claim on the tensors it exchanged. The registry below maps each claimed tensor
 // (its TensorImpl: a Python Parameter and the C++ tensor over it share one) to its claim.
 struct SwapClaim {
+  // What the swap put into the model, besides averager i (i >= 0): nothing yet, or the optimizer's
+  // evaluation point (swap_in_params, Schedule-Free's x).
+  static constexpr int kNoAverager = -1;
+  static constexpr int kOptimizerEvalPoint = -2;
   uint64_t owner = 0;  // ModelAverager::id_
-  int averager = -1;   // -2: swap_in_params
+  int averager = kNoAverager;  // averager i of the owner, or kOptimizerEvalPoint
   std::string holder;  // "averager 'swa_nu1'", as error messages name it
   std::vector<const void*> keys;
 };
@@ -297,7 +301,7 @@ EvalSwap ModelAverager::swap_in_params(const std::vector<torch::Tensor>& values,
   torch::NoGradGuard no_grad;
   EvalSwap swap;
   swap.claim_ = std::make_shared<SwapClaim>();
-  *swap.claim_ = {id_, -2, "the optimizer's evaluation point", {}};
+  *swap.claim_ = {id_, SwapClaim::kOptimizerEvalPoint, "the optimizer's evaluation point", {}};
   for (const auto& t : touched_) swap.claim_->keys.push_back(tensor_key(t));
   acquire(*swap.claim_, "swap_in_params");
   swap.active_ = true;
