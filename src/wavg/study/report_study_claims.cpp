@@ -122,6 +122,7 @@ std::string one_grid_section(const StudyResults& r) {
                   "brackets); a pre-registered setting that the bank holds too is counted "
                   "once.</p>\n";
   for (const auto& [name, w] : study_parts_of(r)) {
+    if (name == "lm_protocol" && !w.has("one_grid")) continue;  // no LM bank (an lm_bank addition)
     if (!need(w, {"one_grid"}, name, "one-grid comparison", &h)) continue;
     const JsonView og = w["one_grid"];
     std::ostringstream s;

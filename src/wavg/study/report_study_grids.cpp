@@ -115,6 +115,7 @@ std::string grids_section(const StudyResults& r) {
   std::string h = "<h2>3. &nu;&times;L and &nu;&times;&beta; grids (median steps to target; per "
                   "seed in brackets; &#x2717; = target not reached)</h2>\n";
   for (const auto& [name, w] : study_parts_of(r)) {
+    if (name == "lm_protocol" && !w.has("settings")) continue;  // no LM bank (an lm_bank addition)
     if (!need(w, {"settings"}, name, "grids (analysis 3)", &h)) continue;
     const bool has_base = w.has("methods") && w["methods"].has("nadamw");
     const double base =
