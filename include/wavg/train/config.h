@@ -55,6 +55,9 @@ struct AveragerEntry {
 
 struct RunConfig {
   std::string workload;
+  // The workload's definition (WorkloadDefaults::definition) the run was made under: today's for a
+  // new configuration, the recorded one for a resolved file (1 where it is not written).
+  int64_t workload_version = 1;
   int64_t seed = 0;
   int64_t steps = 0;        // T, the step budget
   int64_t eval_every = 0;   // steps
@@ -100,6 +103,10 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // whose memory estimate does not fit in the memory available (resource_check.h) ("config:
 // 'optimizer.lr' must be a finite number > 0, got nan").
 void validate(const RunConfig& c);
+
+// Throws wavg::Error unless c was made under its workload's definition of today ("config: workload
+// 'mri_recon' is definition 2 in this wavg, the configuration was made under definition 1").
+void check_workload_definition(const RunConfig& c);
 
 // The resolved configuration as TOML: every effective field, `[wavg] resolved = true` and the format
 // version first. load_run_config(file holding it, {}) gives back an equal configuration (same

@@ -18,6 +18,10 @@ struct WorkloadDefaults {
   double lr = 1e-3;           // a good NAdamW peak learning rate
   double weight_decay = 0.0;
   double warmup_fraction = 0.05;  // of T
+  // Version of the workload's own definition: its model and its data generator. Bump it in the
+  // workload table (registry.cpp) whenever either changes: it is part of the resolved config and
+  // its hash, and a run made under another version is refused on resume, sweep and eval.
+  int64_t definition = 1;
 };
 
 // What a run of the workload holds in memory, estimated from its model's shapes where they are

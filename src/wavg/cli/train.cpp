@@ -52,6 +52,8 @@ RunConfig resume_config(const TrainArgs& a) {
   RunConfig run = recorded_run_config(a.resume, a.force, "resume");
   RunConfig now = load_run_config(a.config.empty() ? run_config_path(a.resume) : a.config, a.sets);
   now.out = run.out;
+  // The definition is this wavg's: recorded_run_config refused another unless --force.
+  now.workload_version = run.workload_version;
   std::vector<std::string> refused;
   for (const ConfigChange& c : refused_changes(run, now)) refused.push_back(describe(c));
   WAVG_CHECK(refused.empty() || a.force, "resume: the configuration differs from the run's: ",

@@ -20,6 +20,7 @@ struct RunKey {
   ConfigValue (*get)(const RunConfig&);
   OnResume on_resume = OnResume::kFixed;
   const char* unit = nullptr;
+  bool (*written)(const RunConfig&) = nullptr;  // nullptr: always
 };
 
 // Keys written before [optimizer], in their order ("threads.x" under [threads]).
@@ -27,6 +28,9 @@ const std::vector<RunKey>& run_keys() {
   using R = const RunConfig&;
   static const std::vector<RunKey> keys = {
       {"workload", [](R c) -> ConfigValue { return c.workload; }},
+      // Definition 1 is unwritten: the runs made before versions began keep their hashes.
+      {"workload_version", [](R c) -> ConfigValue { return c.workload_version; }, OnResume::kFixed,
+       nullptr, [](R c) { return c.workload_version != 1; }},
       {"seed", [](R c) -> ConfigValue { return c.seed; }},
       {"steps", [](R c) -> ConfigValue { return c.steps; }},
       {"eval_every", [](R c) -> ConfigValue { return c.eval_every; }},
@@ -69,7 +73,8 @@ const std::vector<RunKey>& schedule_keys() {
 }
 
 void add_run_keys(const std::vector<RunKey>& keys, const RunConfig& c, std::vector<ConfigField>* out) {
-  for (const RunKey& k : keys) out->push_back({k.key, k.get(c), k.on_resume, k.unit});
+  for (const RunKey& k : keys)
+    if (!k.written || k.written(c)) out->push_back({k.key, k.get(c), k.on_resume, k.unit});
 }
 
 void add_optimizer_keys(const OptimizerConfig& o, std::vector<ConfigField>* out) {
@@ -176,6 +181,13 @@ std::vector<ConfigField> config_fields(const RunConfig& c) {
   add_run_keys(schedule_keys(), c, &out);
   std::map<Scheme, int> index;
   for (const AveragerEntry* e : bank_order(c)) add_averager_keys(*e, index[e->averager.scheme]++, &out);
+  return out;
+}
+
+std::vector<std::string> top_level_key_names() {
+  std::vector<std::string> out;
+  for (const RunKey& k : run_keys())
+    if (std::string(k.key).find('.') == std::string::npos) out.push_back(k.key);
   return out;
 }
 

@@ -30,6 +30,9 @@ struct ConfigField {
   const char* unit = nullptr;  // written as a comment ("steps", "seconds")
 };
 
+// The keys of the root table that config_fields may write (a key written only sometimes too).
+std::vector<std::string> top_level_key_names();
+
 // Every key resolved_toml writes for c, in its order (the [wavg] marker aside): the top-level keys,
 // [threads], [optimizer], [schedule], then each averager of bank_order(c) as [[scheme]] tables.
 std::vector<ConfigField> config_fields(const RunConfig& c);

@@ -28,8 +28,7 @@ using detail::type_name;
 std::set<std::string> top_level_keys() {
   std::set<std::string> keys = {"wavg", "threads", "optimizer", "schedule"};
   for (Scheme s : kBankOrder) keys.insert(scheme_name(s));
-  for (const detail::ConfigField& f : detail::config_fields(RunConfig{}))
-    if (f.key.find('.') == std::string::npos) keys.insert(f.key);
+  for (const std::string& k : detail::top_level_key_names()) keys.insert(k);
   return keys;
 }
 
@@ -76,15 +75,18 @@ toml::table parse_config_file(const std::string& path) {
   }
 }
 
-void read_marker(const Reader& root, ConfigSource* source) {
+// Whether the file is a resolved config ([wavg] resolved = true).
+bool read_marker(const Reader& root, ConfigSource* source) {
   const toml::table* t = table_at(root, "wavg");
-  if (!t) return;
+  if (!t) return false;
   Reader r(*t, "wavg.", nullptr);
   r.allow({"resolved", "format"});
   const int64_t format = r.opt<int64_t>("format").value_or(kResolvedFormat);
   WAVG_CHECK(format == kResolvedFormat, "config: 'wavg.format' is ", format, "; this wavg reads format ",
              kResolvedFormat, " (a newer wavg wrote it)");
-  if (source) source->resolved = r.opt<bool>("resolved").value_or(false);
+  const bool resolved = r.opt<bool>("resolved").value_or(false);
+  if (source) source->resolved = resolved;
+  return resolved;
 }
 
 void read_threads(const Reader& r, RunConfig& c) {
@@ -166,7 +168,7 @@ void read_schedule(const Reader& root, const WorkloadDefaults& d, RunConfig& c) 
 RunConfig from_table(const toml::table& root, ConfigSource* source) {
   Reader r(root, "", source ? &source->defaulted : nullptr);
   r.allow(top_level_keys());
-  read_marker(r, source);
+  const bool resolved = read_marker(r, source);
   RunConfig c;
   std::string known;
   for (const auto& n : workload_names()) known += (known.empty() ? "" : ", ") + n;
@@ -174,6 +176,9 @@ RunConfig from_table(const toml::table& root, ConfigSource* source) {
   WAVG_CHECK(workload.has_value(), "config: 'workload' is required (one of ", known, ")");
   c.workload = *workload;
   const WorkloadDefaults d = workload_defaults(c.workload);
+  // A resolved file records the definition it was made under (1 where unwritten); a new
+  // configuration is made under today's.
+  c.workload_version = r.opt<int64_t>("workload_version").value_or(resolved ? 1 : d.definition);
   read_top(r, d, c);
   read_optimizer(r, d, c);
   read_schedule(r, d, c);

@@ -81,8 +81,17 @@ void check_optimizer_and_schedule(const RunConfig& c) {
 
 }  // namespace
 
+void check_workload_definition(const RunConfig& c) {
+  const int64_t today = workload_defaults(c.workload).definition;
+  WAVG_CHECK(c.workload_version == today, "config: workload '", c.workload, "' is definition ",
+             today, " in this wavg, the configuration was made under definition ",
+             c.workload_version, " (its model or data generator changed)");
+}
+
 void validate(const RunConfig& c) {
   workload_defaults(c.workload);  // names the known ones
+  WAVG_CHECK(c.workload_version >= 1, "config: 'workload_version' must be >= 1, got ",
+             c.workload_version);
   WAVG_CHECK(c.seed >= 0, "config: 'seed' must be >= 0, got ", c.seed);
   WAVG_CHECK(c.steps >= 1, "config: 'steps' must be >= 1, got ", c.steps);
   WAVG_CHECK(c.eval_every >= 1, "config: 'eval_every' must be >= 1, got ", c.eval_every);

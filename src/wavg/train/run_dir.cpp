@@ -10,6 +10,7 @@
 #include "wavg/io/atomic_file.h"
 #include "wavg/io/path_names.h"
 #include "wavg/train/run_loop.h"
+#include "wavg/workloads/defaults.h"
 
 namespace wavg {
 
@@ -36,6 +37,24 @@ bool run_dir_entry_is_wavg(const std::string& name) {
          run_dir_entry_is_wavg(name.substr(0, t));
 }
 
+namespace {
+
+// A run made under another definition of its workload (WorkloadDefaults::definition) is refused
+// unless force; forced, it continues under today's definition.
+void accept_definition(RunConfig& c, bool force, const std::string& what, const std::string& run_dir) {
+  const int64_t today = workload_defaults(c.workload).definition;
+  if (c.workload_version == today) return;
+  WAVG_CHECK(force, what, ": ", run_dir, " was made under workload '", c.workload, "' definition ",
+             c.workload_version, "; this wavg has definition ", today,
+             " (its model or data generator changed); pass --force to use definition ", today);
+  std::fprintf(stderr, "wavg: warning: %s --force: %s was made under workload '%s' definition %lld; "
+               "using definition %lld\n", what.c_str(), run_dir.c_str(), c.workload.c_str(),
+               (long long)c.workload_version, (long long)today);
+  c.workload_version = today;
+}
+
+}  // namespace
+
 RunConfig recorded_run_config(const std::string& run_dir, bool force, const std::string& what) {
   std::error_code ec;
   WAVG_CHECK(fs::is_directory(run_dir, ec), what, ": ", run_dir,
@@ -45,6 +64,7 @@ RunConfig recorded_run_config(const std::string& run_dir, bool force, const std:
              "stopped before it started; start it with wavg train --config FILE --set out=", run_dir);
   ConfigSource source;
   RunConfig c = load_run_config(path, {}, &source);
+  accept_definition(c, force, what, run_dir);
   if (source.resolved) return c;
   WAVG_CHECK(force, what, ": ", path, " is a raw configuration (written by an older wavg): the ",
              "values it leaves out would come from today's defaults, which may differ from the ",

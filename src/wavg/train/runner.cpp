@@ -30,6 +30,7 @@ using detail::StopReason;
 // (kBankOrder), the schedule's peak equal to optimizer.lr, every averager named.
 RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env) {
   validate(config);
+  check_workload_definition(config);
   WAVG_CHECK(config.batch_size % env.world == 0, "data parallel: batch_size ", config.batch_size,
              " (the global batch) does not split evenly across WORLD_SIZE=", env.world,
              " ranks; give a multiple of ", env.world);
