@@ -14,7 +14,7 @@ if grep -rlE '#include *[<"](torch|ATen|c10)/' "$tmp/prefix/include/wavg/core" "
 fi
 # Only public headers are installed: no internals (thread pool, bank state files, tensor utilities),
 # and every installed wavg header includes only installed wavg headers.
-for internal in core/parallel.h io/bank_state.h torch/tensor_util.h; do
+for internal in core/parallel.h io/bank_state.h torch/scalar_types.h; do
   if test -e "$tmp/prefix/include/wavg/$internal"; then echo "internal header installed: $internal" >&2; exit 1; fi
 done
 for inc in $(grep -rhoE '#include "wavg/[^"]+"' "$tmp/prefix/include/wavg" | sed 's/#include "//; s/"$//' | sort -u); do

@@ -18,7 +18,7 @@
 #include "wavg/io/checkpoint_set.h"
 #include "wavg/io/safetensors.h"
 #include "wavg/torch/model_averager.h"
-#include "wavg/torch/tensor_util.h"
+#include "wavg/torch/scalar_types.h"
 #include "wavg/workloads/workload.h"
 
 namespace wavg {

@@ -15,7 +15,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/torch/model_averager.h"
-#include "wavg/torch/tensor_util.h"
+#include "wavg/torch/scalar_types.h"
 
 namespace wavg {
 namespace detail {

@@ -14,7 +14,7 @@
 #include "wavg/io/checkpoint_set.h"
 #include "wavg/io/safetensors.h"
 #include "wavg/torch/device_offload.h"
-#include "wavg/torch/tensor_util.h"
+#include "wavg/torch/scalar_types.h"
 
 namespace wavg {
 

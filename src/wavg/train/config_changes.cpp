@@ -69,7 +69,8 @@ std::vector<ConfigChange> refused_changes(const RunConfig& run, const RunConfig&
 }
 
 bool may_change_on_resume(const std::string& difference) {
-  return may_change_on_resume(ConfigChange{0, difference.substr(0, difference.find(" (run: ")), "", ""});
+  const std::string key = difference.substr(0, difference.find(" (run: "));
+  return may_change_on_resume(ConfigChange{0, key, "", ""});
 }
 
 }  // namespace wavg

@@ -15,7 +15,7 @@
 #include "wavg/core/error.h"
 #include "wavg/io/safetensors.h"
 #include "wavg/torch/lookahead.h"
-#include "wavg/torch/tensor_util.h"
+#include "wavg/torch/scalar_types.h"
 
 namespace wavg::detail {
 

@@ -1,4 +1,4 @@
-// Conversions between LibTorch scalar types and wavg dtypes. Internal (not installed): wavg::detail.
+// LibTorch scalar types (c10::ScalarType) <-> wavg dtypes. Internal (not installed): wavg::detail.
 #pragma once
 
 #include <c10/core/ScalarType.h>

@@ -1,5 +1,5 @@
 // ScalarType <-> DType.
-#include "wavg/torch/tensor_util.h"
+#include "wavg/torch/scalar_types.h"
 
 #include "wavg/core/error.h"
 
