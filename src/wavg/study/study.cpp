@@ -271,10 +271,12 @@ std::vector<json> additions_of(const std::string& study_dir, const std::string& 
 // The protocol as it bears on `part`: an arm restricted to other workloads is left out, so that
 // adding such an arm invalidates only the parts it runs on.
 json protocol_of_part(json protocol, const std::string& part) {
-  if (!protocol.contains("arms")) return protocol;
+  if (!protocol.is_object() || !protocol.contains("arms") || !protocol["arms"].is_object())
+    return protocol;  // compared as it stands (a malformed one then differs)
   json arms = json::object();
   for (const auto& [name, a] : protocol["arms"].items()) {
-    const json& w = a.at("workloads");
+    const bool listed = a.is_object() && a.contains("workloads") && a["workloads"].is_array();
+    const json w = listed ? a["workloads"] : json::array();
     if (w.empty() || std::find(w.begin(), w.end(), json(part)) != w.end()) arms[name] = a;
   }
   protocol["arms"] = arms;
