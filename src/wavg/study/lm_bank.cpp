@@ -9,6 +9,7 @@
 
 #include "wavg/core/error.h"
 #include "wavg/study/analyses.h"
+#include "wavg/study/entry_part.h"
 #include "wavg/study/plan.h"
 #include "wavg/study/scoring.h"
 
@@ -17,12 +18,6 @@ namespace wavg::study {
 namespace {
 
 using report::JsonView;
-
-Curve curve_of(const JsonView& points) {
-  Curve c;
-  for (const JsonView& p : points.elements()) c.push_back({p[0].integer(), p[1].number()});
-  return c;
-}
 
 BankSetting setting_of(const JsonView& b, int64_t H) {
   const std::string scheme = b["scheme"].text();
@@ -81,9 +76,10 @@ LmBank lm_bank(const JsonView& entry, const JsonView& addition) {
     ModelCurves m;
     for (const JsonView& b : addition["bank"].elements()) {
       const std::string name = b["name"].text();
-      m[name] = curve_of(b["curves"].text() == "part" ? mine[name] : run["curves"][name]);
+      m[name] = entry::parse_curve(b["curves"].text() == "part" ? mine[name] : run["curves"][name]);
     }
-    compare_raw(curve_of(run["curves"]["raw"]), curve_of(mine["raw"]), &shared, &equal, &max_diff);
+    compare_raw(entry::parse_curve(run["curves"]["raw"]), entry::parse_curve(mine["raw"]),
+                &shared, &equal, &max_diff);
     d.seeds.push_back(std::move(m));
   }
   out.settings = bank_rows(d, entry["target"].number());
