@@ -101,6 +101,108 @@ TEST(BankStateFile, Format2FromBeforeTheKindClassesContinuesBitIdentically) {
       EXPECT_EQ(value(*straight, a, p), value(*loaded, a, p)) << straight->name(a) << " " << p;
 }
 
+// tests/data/bank_state_before_typed_options.safetensors (made by
+// tests/data/make_bank_state_before_typed_options.cpp at ea00c8c, while banks took the generic
+// AveragerOptions bag): every kind, shared rings, names, a 17-digit β.
+namespace {
+
+// Must match tests/data/make_bank_state_before_typed_options.cpp.
+float sample_v3(int64_t step, int64_t i) {
+  return float(std::cos(0.29 * double(step) - 0.7 * double(i)) * (2.0 - 0.05 * double(step)) +
+               0.01 * double(i));
+}
+
+constexpr int64_t kN3 = 41, kSaved3 = 27;
+
+std::unique_ptr<AveragerBank> bank_before_typed_options() {
+  auto bank = std::make_unique<AveragerBank>(kN3, DType::kF32);
+  bank->add(LawaOptions(5).every(2));
+  bank->add(LawaOptions(3).every(2).start(6).name("late_lawa"));
+  bank->add(LawaExpOptions(4, 0.3).every(2));
+  bank->add(LawaOptions(4).every(3));
+  bank->add(EmaOptions(0.98765432109876543));
+  bank->add(EmaOptions(0.5).every(4).start(3).name("ema_fast"));
+  bank->add(SwaOptions().every(2).start(4));
+  bank->add(PhemaOptions({0.05, 0.1, 0.2}));
+  return bank;
+}
+
+void observe_v3(AveragerBank& bank, int64_t from, int64_t to) {
+  std::vector<float> x(kN3);
+  for (int64_t step = from; step < to; ++step) {
+    for (int64_t i = 0; i < kN3; ++i) x[size_t(i)] = sample_v3(step, i);
+    bank.observe(step, x.data());
+  }
+}
+
+// Σ w_s x_s / Σ w_s over the given steps, in fp64.
+std::vector<double> naive_weighted(const std::vector<int64_t>& steps, const std::vector<double>& w) {
+  std::vector<double> v(kN3, 0.0);
+  double total = 0;
+  for (size_t k = 0; k < steps.size(); ++k) {
+    total += w[k];
+    for (int64_t i = 0; i < kN3; ++i) v[size_t(i)] += w[k] * double(sample_v3(steps[k], i));
+  }
+  for (double& x : v) x /= total;
+  return v;
+}
+
+std::vector<double> naive_ema(double beta, int64_t every, int64_t start, int64_t last) {
+  std::vector<double> e(kN3);
+  bool first = true;
+  for (int64_t s = start; s <= last; ++s) {
+    if (s % every != 0) continue;
+    for (int64_t i = 0; i < kN3; ++i)
+      e[size_t(i)] = first ? sample_v3(s, i) : beta * e[size_t(i)] + (1 - beta) * sample_v3(s, i);
+    first = false;
+  }
+  return e;
+}
+
+bool near(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::abs(got[i] - want[i]) > tol * (1 + std::abs(want[i]))) return false;
+  return got.size() == want.size();
+}
+
+std::string typed_options_file() {
+  return std::string(WAVG_TEST_DATA) + "/bank_state_before_typed_options.safetensors";
+}
+
+}  // namespace
+
+TEST(BankStateFile, StateFromBeforeTheTypedOptionsLoadsWithTheNaiveValues) {
+  auto bank = bank_before_typed_options();
+  load_bank_state(typed_options_file(), *bank);
+  EXPECT_EQ(bank->last_step(), kSaved3 - 1);
+  EXPECT_EQ(bank->name(1), "late_lawa");
+  EXPECT_EQ(bank->name(5), "ema_fast");
+  const std::vector<double> ones(5, 1.0);
+  EXPECT_TRUE(near(value(*bank, 0), naive_weighted({18, 20, 22, 24, 26}, ones), 1e-12));
+  EXPECT_TRUE(near(value(*bank, 1), naive_weighted({22, 24, 26}, ones), 1e-12));
+  // EXP k = 4, α = 0.3: weights (0.7)^3, (0.7)^2, 0.7, 1, oldest first.
+  EXPECT_TRUE(near(value(*bank, 2), naive_weighted({20, 22, 24, 26}, {0.343, 0.49, 0.7, 1.0}),
+                   1e-12));
+  EXPECT_TRUE(near(value(*bank, 3), naive_weighted({15, 18, 21, 24}, ones), 1e-12));
+  EXPECT_TRUE(near(value(*bank, 4), naive_ema(0.98765432109876543, 1, 0, 26), 1e-5));
+  EXPECT_TRUE(near(value(*bank, 5), naive_ema(0.5, 4, 3, 26), 1e-5));
+  std::vector<int64_t> swa;
+  for (int64_t s = 4; s < kSaved3; s += 2) swa.push_back(s);
+  EXPECT_TRUE(near(value(*bank, 6), naive_weighted(swa, std::vector<double>(swa.size(), 1.0)),
+                   1e-12));
+  EXPECT_EQ(bank->profiles(7), 3);
+}
+
+TEST(BankStateFile, StateFromBeforeTheTypedOptionsContinuesBitIdentically) {
+  auto straight = bank_before_typed_options(), loaded = bank_before_typed_options();
+  observe_v3(*straight, 0, 50);
+  load_bank_state(typed_options_file(), *loaded);
+  observe_v3(*loaded, kSaved3, 50);
+  for (int a = 0; a < straight->size(); ++a)
+    for (int p = 0; p < straight->profiles(a); ++p)
+      EXPECT_EQ(value(*straight, a, p), value(*loaded, a, p)) << straight->name(a) << " " << p;
+}
+
 TEST(BankStateFile, ExpWindowsRoundTripThroughAFileAndContinueExactly) {
   auto make = [] {
     auto bank = std::make_unique<AveragerBank>(kN, DType::kF32);
