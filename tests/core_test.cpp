@@ -22,33 +22,35 @@ namespace {
 
 // Naive fp64 averager over whole samples, straight from DESIGN.md §2's table.
 struct NaiveAverager {
-  AveragerOptions o;
+  SchemeOptions o;
   std::vector<std::vector<double>> samples;  // every sample taken, in order
   void observe(int64_t step, const std::vector<double>& x) {
-    if (step >= o.start && step % o.every == 0) samples.push_back(x);
+    if (step >= o.start() && step % o.every() == 0) samples.push_back(x);
   }
   std::vector<double> value() const {
     const size_t n = samples.size(), dim = samples[0].size();
     std::vector<double> v(dim, 0.0);
-    if (o.scheme == Scheme::kEma) {
+    if (const auto* e = o.as<EmaOptions>()) {
+      const double beta = e->beta();
       v = samples[0];
       for (size_t k = 1; k < n; ++k)
-        for (size_t i = 0; i < dim; ++i) v[i] = o.beta * v[i] + (1 - o.beta) * samples[k][i];
+        for (size_t i = 0; i < dim; ++i) v[i] = beta * v[i] + (1 - beta) * samples[k][i];
       return v;
     }
-    if (o.scheme == Scheme::kLawaExp) {
+    if (const auto* x = o.as<LawaExpOptions>()) {
       // Kaddour's EXP: over the last m samples, x_{n−m+i} weighs (1 − α)^(m−i), i = 1..m.
-      const size_t m = std::min(n, size_t(o.window));
+      const size_t m = std::min(n, size_t(x->window()));
       double total = 0;
       for (size_t i = 1; i <= m; ++i) {
-        const double w = std::pow(1.0 - o.alpha, double(m - i));
+        const double w = std::pow(1.0 - x->alpha(), double(m - i));
         total += w;
         for (size_t d = 0; d < dim; ++d) v[d] += w * samples[n - m + i - 1][d];
       }
       for (double& x : v) x /= total;
       return v;
     }
-    const size_t first = o.scheme == Scheme::kLawa && n > size_t(o.window) ? n - o.window : 0;
+    const auto* lawa = o.as<LawaOptions>();
+    const size_t first = lawa && n > size_t(lawa->window()) ? n - size_t(lawa->window()) : 0;
     for (size_t k = first; k < n; ++k)
       for (size_t i = 0; i < dim; ++i) v[i] += samples[k][i];
     for (double& x : v) x /= double(n - first);
@@ -226,51 +228,50 @@ TEST(Averager, TypedSettersRejectBadValuesAtOnceNamingTheValue) {
   EXPECT_EQ(error_of([] { EmaOptions(0.0).every(3).start(5); }), "no error");
 }
 
-TEST(Averager, TypedOptionsChainAndConvertToTheGenericOptions) {
+TEST(Averager, TypedOptionsChainAndSchemeOptionsHoldOneOfThem) {
   const LawaOptions lawa = LawaOptions(20).every(16).start(100).name("x");
   EXPECT_EQ(lawa.window(), 20);
   EXPECT_EQ(lawa.every(), 16);
   EXPECT_EQ(lawa.start(), 100);
   EXPECT_EQ(lawa.name(), "x");
-  const AveragerOptions g = lawa;
-  EXPECT_EQ(g.scheme, Scheme::kLawa);
-  EXPECT_EQ(g.window, 20);
-  EXPECT_EQ(g.every, 16);
-  EXPECT_EQ(g.start, 100);
-  EXPECT_EQ(g.name, "x");
-  const AveragerOptions e = EmaOptions(0.9).every(16);
-  EXPECT_EQ(e.scheme, Scheme::kEma);
-  EXPECT_EQ(e.beta, 0.9);
-  EXPECT_EQ(e.every, 16);
-  EXPECT_EQ(e.start, 0);
-  EXPECT_EQ(e.name, "");
-  const AveragerOptions s = SwaOptions().every(4).start(500);
-  EXPECT_EQ(s.scheme, Scheme::kSwa);
-  EXPECT_EQ(s.every, 4);
-  EXPECT_EQ(s.start, 500);
+  const SchemeOptions g = lawa;
+  EXPECT_EQ(g.scheme(), Scheme::kLawa);
+  ASSERT_NE(g.as<LawaOptions>(), nullptr);
+  EXPECT_EQ(g.as<EmaOptions>(), nullptr);
+  EXPECT_EQ(g.as<LawaOptions>()->window(), 20);
+  EXPECT_EQ(window_of(g), 20);
+  EXPECT_EQ(g.every(), 16);
+  EXPECT_EQ(g.start(), 100);
+  EXPECT_EQ(g.name(), "x");
+  SchemeOptions e = EmaOptions(0.9).every(16);
+  EXPECT_EQ(e.scheme(), Scheme::kEma);
+  EXPECT_EQ(e.as<EmaOptions>()->beta(), 0.9);
+  EXPECT_EQ(window_of(e), 0);
+  EXPECT_EQ(e.every(), 16);
+  EXPECT_EQ(e.start(), 0);
+  EXPECT_EQ(e.name(), "");
+  e.name("slow");
+  EXPECT_EQ(e.as<EmaOptions>()->name(), "slow");
+  const SchemeOptions s = SwaOptions().every(4).start(500);
+  EXPECT_EQ(s.scheme(), Scheme::kSwa);
+  EXPECT_EQ(s.every(), 4);
+  EXPECT_EQ(s.start(), 500);
+  const SchemeOptions p = PhemaOptions({0.05, 0.2});
+  EXPECT_EQ(p.scheme(), Scheme::kPhema);
+  EXPECT_EQ(p.as<PhemaOptions>()->sigma_rels(), (std::vector<double>{0.05, 0.2}));
   // A failed setter leaves the options as they were.
   LawaOptions o(5);
   EXPECT_THROW(o.every(0), Error);
   EXPECT_EQ(o.every(), 1);
 }
 
-TEST(Averager, ValidateRejectsBadGenericOptionsWithTheSameMessages) {
-  AveragerOptions o;
-  o.scheme = Scheme::kEma;
-  o.beta = 1.5;
-  EXPECT_EQ(error_of([&] { validate(o); }), "ema: beta must be in [0, 1), got 1.5");
-  o.scheme = Scheme::kLawa;
-  o.window = 0;
-  EXPECT_EQ(error_of([&] { validate(o); }), "lawa: window (L) must be >= 1, got 0");
-  o.window = 3;
-  o.start = -2;
-  EXPECT_EQ(error_of([&] { validate(o); }), "lawa: start must be >= 0, got -2");
-  o.start = 0;
-  o.scheme = Scheme::kSwa;
-  o.every = 0;
-  EXPECT_EQ(error_of([&] { validate(o); }), "swa: every (nu) must be >= 1, got 0");
-  o.every = 2;
-  EXPECT_EQ(error_of([&] { validate(o); }), "no error");
+TEST(Averager, EachSettersMessageNamesTheSchemeAndTheValue) {
+  EXPECT_EQ(error_of([] { EmaOptions(1.5); }), "ema: beta must be in [0, 1), got 1.5");
+  EXPECT_EQ(error_of([] { LawaOptions(0); }), "lawa: window (L) must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { LawaOptions(3).start(-2); }), "lawa: start must be >= 0, got -2");
+  EXPECT_EQ(error_of([] { SwaOptions().every(0); }), "swa: every (nu) must be >= 1, got 0");
+  EXPECT_EQ(error_of([] { PhemaOptions({0.1, 0.1}); }), "phema: sigma_rel 0.1 is listed twice");
+  EXPECT_EQ(error_of([] { SwaOptions().every(2); }), "no error");
 }
 
 TEST(Averager, SamplingRule) {
@@ -331,7 +332,7 @@ TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
     std::vector<NaiveAverager> naive;
     const int count = 1 + int(rng() % 6);
     for (int a = 0; a < count; ++a) {
-      AveragerOptions o;
+      SchemeOptions o = SwaOptions();
       const int kind = int(rng() % 4);
       const int64_t every = 1 + int64_t(rng() % 4), start = int64_t(rng() % 3) * 3;
       if (kind == 3)
@@ -341,7 +342,7 @@ TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
       if (kind == 0) o = LawaOptions(1 + int64_t(rng() % 7)).every(every).start(start);
       if (kind == 1) o = EmaOptions(double(rng() % 1000) / 1000.0).every(every).start(start);
       if (kind == 2) o = SwaOptions().every(every).start(start);
-      o.name = "a" + std::to_string(a);
+      o.name("a" + std::to_string(a));
       bank.add(o);
       naive.push_back({o, {}});
     }
@@ -355,7 +356,7 @@ TEST_P(BankVsNaive, RandomHyperparametersAndSequences) {
         ASSERT_EQ(bank.samples(a), int64_t(naive[a].samples.size()));
         if (bank.empty(a)) continue;
         // EMA keeps fp32 state: error relative to the samples' scale (1 + step).
-        const double tol = naive[a].o.scheme == Scheme::kEma ? 1e-6 : 1e-11;
+        const double tol = naive[a].o.scheme() == Scheme::kEma ? 1e-6 : 1e-11;
         ASSERT_LT(max_rel_err(bank_value(bank, a), naive[a].value(), 1.0 + double(step)), tol)
             << describe(naive[a].o) << " step " << step;
       }
@@ -469,7 +470,7 @@ TEST(Bank, RejectsDuplicateNamesAndLateAdds) {
 
 // Passive averagers: a bank gives bit-identical results to separate single-averager banks.
 TEST(Bank, ManyAveragersEqualSeparateRunsBitExactly) {
-  const std::vector<AveragerOptions> specs = {
+  const std::vector<SchemeOptions> specs = {
       LawaOptions(2),          LawaOptions(20),          LawaOptions(5).start(7),
       LawaOptions(3).every(4), EmaOptions(0.9).every(4), EmaOptions(0.99),
       SwaOptions().every(2).start(10), LawaExpOptions(30, 0.2), LawaExpOptions(4, 0.5).every(4)};
@@ -521,7 +522,7 @@ TEST(Bank, OnlineEqualsOfflineWeights) {
   std::vector<std::vector<double>> xs;
   std::vector<std::vector<unsigned char>> raw(files);
   for (int64_t i = 0; i < files; ++i) xs.push_back(random_sample(DType::kF64, n, rng, &raw[i]));
-  for (const AveragerOptions& o : std::vector<AveragerOptions>{
+  for (const SchemeOptions& o : std::vector<SchemeOptions>{
            LawaOptions(4).every(3).start(2), EmaOptions(0.7).every(2),
            SwaOptions().every(5).start(1), LawaExpOptions(5, 0.3).every(2).start(1),
            LawaExpOptions(40, 0.05)}) {
@@ -571,7 +572,7 @@ class LawaSharedRing : public ::testing::TestWithParam<DType> {};
 TEST_P(LawaSharedRing, WindowsOverThousandsOfSamplesEqualTheNaiveMean) {
   const DType dtype = GetParam();
   const int64_t n = 33, steps = 15000;
-  const std::vector<AveragerOptions> windows = {
+  const std::vector<LawaOptions> windows = {
       LawaOptions(1),           LawaOptions(7),          LawaOptions(100),
       LawaOptions(1500),        LawaOptions(3000),       LawaOptions(64).start(250),
       LawaOptions(10).every(3), LawaOptions(400).every(3).start(7)};  // ν = 3: 5000 samples
@@ -594,15 +595,15 @@ TEST_P(LawaSharedRing, WindowsOverThousandsOfSamplesEqualTheNaiveMean) {
                        std::abs(step - 3 * 1024) <= 6;
     if (!check) continue;
     for (size_t a = 0; a < windows.size(); ++a) {
-      const AveragerOptions& o = windows[a];
+      const LawaOptions& o = windows[a];
       std::vector<int64_t> taken;  // steps this window has sampled, newest last
       for (int64_t t = 0; t <= step; ++t)
-        if (t >= o.start && t % o.every == 0) taken.push_back(t);
+        if (t >= o.start() && t % o.every() == 0) taken.push_back(t);
       if (taken.empty()) {
         EXPECT_TRUE(bank.empty(int(a)));
         continue;
       }
-      const size_t k = std::min(taken.size(), size_t(o.window));
+      const size_t k = std::min(taken.size(), size_t(o.window()));
       std::vector<double> want(size_t(n), 0.0);
       for (size_t j = taken.size() - k; j < taken.size(); ++j)
         for (int64_t i = 0; i < n; ++i) want[size_t(i)] += xs[size_t(taken[j])][size_t(i)];
@@ -739,16 +740,16 @@ TEST(LawaExp, OptionsRejectBadValuesNamingThem) {
             "lawa_exp: alpha must be in (0, 1), got nan");
   EXPECT_EQ(error_of([] { LawaExpOptions(5, 0.5).every(0); }),
             "lawa_exp: every (nu) must be >= 1, got 0");
-  AveragerOptions o = LawaExpOptions(5, 0.5);
-  o.alpha = -0.5;  // generic options filled by hand: validate() says the same
-  EXPECT_EQ(error_of([&] { validate(o); }), "lawa_exp: alpha must be in (0, 1), got -0.5");
-  const AveragerOptions g = LawaExpOptions(20, 0.1).every(4).start(8);
-  EXPECT_EQ(g.scheme, Scheme::kLawaExp);
-  EXPECT_EQ(g.window, 20);
-  EXPECT_EQ(g.alpha, 0.1);
-  EXPECT_EQ(g.every, 4);
-  EXPECT_EQ(g.start, 8);
-  EXPECT_EQ(std::string(scheme_name(g.scheme)), "lawa_exp");
+  LawaExpOptions o(5, 0.5);
+  EXPECT_EQ(error_of([&] { o.alpha(-0.5); }), "lawa_exp: alpha must be in (0, 1), got -0.5");
+  EXPECT_EQ(o.alpha(), 0.5);  // unchanged by the refused value
+  const SchemeOptions g = LawaExpOptions(20, 0.1).every(4).start(8);
+  EXPECT_EQ(g.scheme(), Scheme::kLawaExp);
+  EXPECT_EQ(window_of(g), 20);
+  EXPECT_EQ(g.as<LawaExpOptions>()->alpha(), 0.1);
+  EXPECT_EQ(g.every(), 4);
+  EXPECT_EQ(g.start(), 8);
+  EXPECT_EQ(std::string(scheme_name(g.scheme())), "lawa_exp");
 }
 
 // Sample k is the constant k (k = 0, 1, …); window k = 3, α = 1/2: weights 1/4, 1/2, 1 (oldest
@@ -796,7 +797,7 @@ class LawaExpVsNaive : public ::testing::TestWithParam<DType> {};
 TEST_P(LawaExpVsNaive, RandomTrajectoriesSaveRestoreAndOffline) {
   const DType dtype = GetParam();
   const int64_t n = 5000, steps = 90, cut = 37;  // n above the parallel grain
-  const std::vector<AveragerOptions> specs = {
+  const std::vector<SchemeOptions> specs = {
       LawaExpOptions(12, 0.2).every(2).start(3), LawaOptions(5).every(2),
       LawaExpOptions(4, 0.5).every(3),           LawaExpOptions(200, 0.01),
       LawaExpOptions(1, 0.9).start(50),          LawaExpOptions(7, 0.999)};
@@ -951,7 +952,7 @@ TEST(Phema, BankProfilesEqualTheNaivePowerFunctionEma) {
     EXPECT_EQ(bank.state_bytes_per_element(), 12.0);
   }
   // Offline weights: β_t of each sample's step, the first profile's.
-  const AveragerOptions o = PhemaOptions({0.1}).every(2);
+  const SchemeOptions o = PhemaOptions({0.1}).every(2);
   const auto w = offline_weights(o, 7);  // samples at 0, 2, 4, 6
   const double g = phema_gamma(0.1), b4 = std::pow(0.5, g + 1), b6 = std::pow(2.0 / 3.0, g + 1);
   // Sample 0 is overwritten at step 2 (β = 0); step 2 keeps b4·b6 of its weight.

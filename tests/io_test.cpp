@@ -721,21 +721,23 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
                        {"step", DType::kI64, {}, &step}},
                       {{"epoch", std::to_string(f)}});
   }
-  for (const AveragerOptions& o : std::vector<AveragerOptions>{
+  for (const SchemeOptions& o : std::vector<SchemeOptions>{
            LawaOptions(3), LawaOptions(2).every(2).start(1), EmaOptions(0.6),
            EmaOptions(0.3).every(3).start(2), SwaOptions().start(4)}) {
     // Independent reference: run the recurrences of DESIGN.md §2 over the sampled files.
     std::vector<int> sampled;
     for (int f = 0; f < files; ++f)
-      if (f >= o.start && f % o.every == 0) sampled.push_back(f);
+      if (f >= o.start() && f % o.every() == 0) sampled.push_back(f);
     auto reference = [&](const std::vector<std::vector<double>>& w, int64_t i) {
-      if (o.scheme == Scheme::kEma) {
+      if (const auto* ema = o.as<EmaOptions>()) {
+        const double beta = ema->beta();
         double e = w[sampled[0]][i];
-        for (size_t k = 1; k < sampled.size(); ++k) e = o.beta * e + (1 - o.beta) * w[sampled[k]][i];
+        for (size_t k = 1; k < sampled.size(); ++k) e = beta * e + (1 - beta) * w[sampled[k]][i];
         return e;
       }
+      const auto* lawa = o.as<LawaOptions>();
       const size_t first =
-          o.scheme == Scheme::kLawa ? sampled.size() - std::min<size_t>(o.window, sampled.size()) : 0;
+          lawa ? sampled.size() - std::min<size_t>(size_t(lawa->window()), sampled.size()) : 0;
       double s = 0;
       for (size_t k = first; k < sampled.size(); ++k) s += w[sampled[k]][i];
       return s / double(sampled.size() - first);
@@ -755,7 +757,7 @@ TEST_P(CheckpointAverage, MatchesFp64LoopForEveryScheme) {
     std::memcpy(&step, out.data(*out.find("step")), 8);
     EXPECT_EQ(step, 800);
     EXPECT_EQ(out.metadata().at("epoch"), "8");
-    EXPECT_TRUE(contains(out.metadata().at("wavg.average"), scheme_name(o.scheme)));
+    EXPECT_TRUE(contains(out.metadata().at("wavg.average"), scheme_name(o.scheme())));
   }
   // Default output dtype: the input's.
   CheckpointAverageOptions last;

@@ -28,7 +28,7 @@ std::string refusal(const RunConfig& c, int64_t available) {
 }
 
 TEST(ResourceCheck, BankBytesPerElementMatchTheBanksOwnState) {
-  const std::vector<std::vector<AveragerOptions>> banks = {
+  const std::vector<std::vector<SchemeOptions>> banks = {
       {LawaOptions(20)},
       {LawaOptions(20), LawaOptions(5)},                  // one shared ring: L_max + 1 sums
       {LawaOptions(20).every(4), LawaOptions(7).every(2)},  // two rings

@@ -73,15 +73,10 @@ class TempDir {
 
 BankSetting setting(const std::string& name, Scheme scheme, int64_t window, double beta,
                     int64_t every, double horizon) {
-  BankSetting s;
-  s.options.scheme = scheme;
-  s.options.window = window;
-  s.options.beta = beta;
-  s.options.every = every;
-  s.options.name = name;
-  s.horizon = horizon;
-  s.eval_every = 10;  // the curves below are evaluated every 10 steps
-  return s;
+  SchemeOptions o = scheme == Scheme::kLawa ? SchemeOptions(LawaOptions(window))
+                                             : SchemeOptions(EmaOptions(beta));
+  o.every(every).name(name);
+  return {o, horizon, 10};  // the curves below are evaluated every 10 steps
 }
 
 // The hand-computed workload (error rate, lower is better): T = 20, H = 27, three seeds.
@@ -338,7 +333,7 @@ WorkloadData random_workload(uint32_t seed) {
     d.bank.push_back(setting("ema_b0.9_nu" + std::to_string(nu), Scheme::kEma, 0, 0.9, nu,
                              double(nu) / 0.1 / 134));
   std::vector<std::string> models;
-  for (const BankSetting& s : d.bank) models.push_back(s.options.name);
+  for (const BankSetting& s : d.bank) models.push_back(s.options.name());
   models.insert(models.begin(), "raw");
   for (int g = 0; g < 3; ++g)
     d.grid.push_back({1e-3 * (g + 1), 0.01, 0.05, run({"raw", "lawa_rec", "ema_rec"}, d.T)});

@@ -182,7 +182,7 @@ TEST(ModelAverager, OnlineAveragesEqualOfflineRecomputationAndSwapRestoresExactl
   const auto before = snapshot(*model);
   const size_t nparams = model->parameters().size();
   // Offline recomputation in double over the recorded trajectory.
-  auto offline = [&](const AveragerOptions& o, size_t k) {
+  auto offline = [&](const SchemeOptions& o, size_t k) {
     const auto w = offline_weights(o, int64_t(states.size()));
     torch::Tensor acc = torch::zeros_like(states[0][k], torch::kDouble);
     for (size_t t = 0; t < states.size(); ++t) acc += w[t] * states[t][k].to(torch::kDouble);

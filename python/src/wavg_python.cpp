@@ -22,25 +22,24 @@ using namespace wavg;
 
 namespace {
 
-// An averager's options and buffer policy, validated (wavg::Error names the bad value).
+// The scheme's own options from the Python keywords (each validated as it is set: wavg::Error names
+// the bad value); keywords of other schemes are ignored.
+SchemeOptions scheme_options(const std::string& scheme, int64_t window, double beta, double alpha,
+                             std::vector<double> sigma_rels) {
+  if (scheme == "lawa") return LawaOptions(window);
+  if (scheme == "ema") return EmaOptions(beta);
+  if (scheme == "swa") return SwaOptions();
+  if (scheme == "phema") return PhemaOptions(std::move(sigma_rels));
+  if (scheme == "lawa_exp") return LawaExpOptions(window, alpha);
+  throw Error("unknown averaging scheme '" + scheme + "' (lawa, ema, swa, phema, lawa_exp)");
+}
+
+// An averager's options and buffer policy.
 AveragerSpec make_spec(const std::string& scheme, int64_t window, double beta, double alpha,
                        std::vector<double> sigma_rels, int64_t every, int64_t start,
                        std::string name, const std::string& buffers) {
-  AveragerOptions o;
-  if (scheme == "lawa") o.scheme = Scheme::kLawa;
-  else if (scheme == "ema") o.scheme = Scheme::kEma;
-  else if (scheme == "swa") o.scheme = Scheme::kSwa;
-  else if (scheme == "phema") o.scheme = Scheme::kPhema;
-  else if (scheme == "lawa_exp") o.scheme = Scheme::kLawaExp;
-  else throw Error("unknown averaging scheme '" + scheme + "' (lawa, ema, swa, phema, lawa_exp)");
-  o.window = window;
-  o.beta = beta;
-  o.alpha = alpha;
-  o.sigma_rels = std::move(sigma_rels);
-  o.every = every;
-  o.start = start;
-  o.name = std::move(name);
-  validate(o);
+  SchemeOptions o = scheme_options(scheme, window, beta, alpha, std::move(sigma_rels));
+  o.every(every).start(start).name(std::move(name));
   return AveragerSpec(o, parse_buffer_policy(buffers));
 }
 

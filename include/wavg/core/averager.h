@@ -1,6 +1,6 @@
 // Averaging schemes of DESIGN.md §2 — what the user chooses (LawaOptions, LawaExpOptions, EmaOptions,
-// SwaOptions, PhemaOptions, each convertible to the generic AveragerOptions), the sampling rule, and
-// the horizon conversions. The state and the kernels live in AveragerBank (bank.h), one class per
+// SwaOptions, PhemaOptions; SchemeOptions holds any one of them), the sampling rule, and the horizon
+// conversions. The state and the kernels live in AveragerBank (bank.h), one class per
 // scheme behind it (src/wavg/core/averager_kinds.h).
 //
 // Sources: Kaddour, "Stop Wasting My Time!" (2022) for LAWA, and its App. C for EXP; Ajroldi, Orvieto, Geiping, "When, Where
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace wavg {
@@ -29,30 +30,12 @@ enum class BufferPolicy {
 BufferPolicy parse_buffer_policy(const std::string& s);  // "copy", "average", "recompute"
 const char* buffer_policy_name(BufferPolicy p);
 
-
-// What the user chose for one averager, whatever its scheme: the generic form that banks, configs
-// and files carry. Build it from a scheme's typed options below (LawaOptions(20).every(16)), which
-// validate each value as it is set; code that fills these fields directly calls validate().
 // Samples are taken at every step t with t >= start and t mod every == 0 (step 0, the initial
-// weights, is a sample point when start == 0).
-struct AveragerOptions {
-  Scheme scheme = Scheme::kLawa;
-  int64_t window = 0;  // LAWA and EXP: L (or k), samples in the window (>= 1)
-  double beta = 0.0;   // EMA only: e_n = beta * e_{n-1} + (1 - beta) * x_n, in [0, 1)
-  double alpha = 0.0;  // EXP only: the window's weights ∝ (1 - alpha)^age, in (0, 1)
-  // phema only: σ_rel of each tracked power-function EMA profile (EDM2: 0.05 and 0.10), each in
-  // (0, phema_max_sigma_rel()], distinct. The averager's value is its first profile's.
-  std::vector<double> sigma_rels;
-  int64_t every = 1;   // ν, steps between samples (>= 1)
-  int64_t start = 0;   // s, first step that may be sampled (>= 0)
-  std::string name;    // empty: default_name()
-};
-
-// Throws wavg::Error naming the bad hyperparameter and its value.
-void validate(const AveragerOptions& o);
+// weights, is a sample point when start == 0). Each scheme's options validate every value as it is
+// set, so options that exist are valid.
 
 namespace detail {
-// One check per hyperparameter, shared by validate() and the typed setters (one message each):
+// One check per hyperparameter, made by the typed setters (one message each):
 // "lawa: window (L) must be >= 1, got 0", "ema: beta must be in [0, 1), got 1.5".
 void check_every(Scheme s, int64_t every);
 void check_start(Scheme s, int64_t start);
@@ -61,11 +44,12 @@ void check_beta(double beta);
 void check_alpha(double alpha);
 void check_sigma_rels(const std::vector<double>& sigma_rels);
 
-// ν, s and the name, common to the three schemes' options. Setters validate at once and return the
+// ν, s and the name, common to every scheme's options. Setters validate at once and return the
 // scheme's own options, so calls chain in LibTorch's style.
-template <typename Derived, Scheme kScheme>
+template <typename Derived, Scheme S>
 class SampledOptions {
  public:
+  static constexpr Scheme kScheme = S;
   Derived& every(int64_t every) {  // ν, steps between samples (>= 1)
     check_every(kScheme, every);
     every_ = every;
@@ -83,16 +67,6 @@ class SampledOptions {
   int64_t every() const { return every_; }
   int64_t start() const { return start_; }
   const std::string& name() const { return name_; }
-
- protected:
-  AveragerOptions generic() const {
-    AveragerOptions o;
-    o.scheme = kScheme;
-    o.every = every_;
-    o.start = start_;
-    o.name = name_;
-    return o;
-  }
 
  private:
   int64_t every_ = 1;
@@ -112,11 +86,6 @@ class LawaOptions : public detail::SampledOptions<LawaOptions, Scheme::kLawa> {
     return *this;
   }
   int64_t window() const { return window_; }
-  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
-    AveragerOptions o = generic();
-    o.window = window_;
-    return o;
-  }
 
  private:
   int64_t window_ = 1;
@@ -144,12 +113,6 @@ class LawaExpOptions : public detail::SampledOptions<LawaExpOptions, Scheme::kLa
   }
   int64_t window() const { return window_; }
   double alpha() const { return alpha_; }
-  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
-    AveragerOptions o = generic();
-    o.window = window_;
-    o.alpha = alpha_;
-    return o;
-  }
 
  private:
   int64_t window_ = 1;
@@ -171,11 +134,6 @@ class EmaOptions : public detail::SampledOptions<EmaOptions, Scheme::kEma> {
     return *this;
   }
   double beta() const { return beta_; }
-  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
-    AveragerOptions o = generic();
-    o.beta = beta_;
-    return o;
-  }
 
  private:
   double beta_ = 0.0;
@@ -186,7 +144,6 @@ class EmaOptions : public detail::SampledOptions<EmaOptions, Scheme::kEma> {
 class SwaOptions : public detail::SampledOptions<SwaOptions, Scheme::kSwa> {
  public:
   SwaOptions() = default;
-  operator AveragerOptions() const { return generic(); }  // NOLINT: implicit
 };
 
 // Post-hoc EMA (Karras et al. 2024, EDM2): power-function EMA profiles, e_1 = x_1 and
@@ -199,27 +156,89 @@ class PhemaOptions : public detail::SampledOptions<PhemaOptions, Scheme::kPhema>
   explicit PhemaOptions(std::vector<double> sigma_rels = {0.05, 0.10}) {
     this->sigma_rels(std::move(sigma_rels));
   }
+  // σ_rel of each tracked profile (EDM2: 0.05 and 0.10), each in (0, phema_max_sigma_rel()],
+  // distinct; the averager's value is its first profile's.
   PhemaOptions& sigma_rels(std::vector<double> sigma_rels) {
     detail::check_sigma_rels(sigma_rels);
     sigma_rels_ = std::move(sigma_rels);
     return *this;
   }
   const std::vector<double>& sigma_rels() const { return sigma_rels_; }
-  operator AveragerOptions() const {  // NOLINT: implicit, as LibTorch's options
-    AveragerOptions o = generic();
-    o.sigma_rels = sigma_rels_;
-    return o;
-  }
 
  private:
   std::vector<double> sigma_rels_;
 };
 
+// One averager as the user chose it, whichever its scheme: exactly one scheme's typed options, which
+// banks, configs, sweeps and files carry. Built implicitly from any of them, so
+// `bank.add(LawaOptions(20).every(16))` and `{LawaOptions(20), EmaOptions(0.9)}` read as they did.
+// Code that needs a scheme's own hyperparameters asks for its options (as<EmaOptions>()) or visits
+// them all (visit()), so a new scheme cannot be forgotten at a switch.
+class SchemeOptions {
+ public:
+  using Variant = std::variant<LawaOptions, LawaExpOptions, EmaOptions, SwaOptions, PhemaOptions>;
+  SchemeOptions(LawaOptions o) : options_(std::move(o)) {}     // NOLINT: implicit
+  SchemeOptions(LawaExpOptions o) : options_(std::move(o)) {}  // NOLINT: implicit
+  SchemeOptions(EmaOptions o) : options_(std::move(o)) {}      // NOLINT: implicit
+  SchemeOptions(SwaOptions o) : options_(std::move(o)) {}      // NOLINT: implicit
+  SchemeOptions(PhemaOptions o) : options_(std::move(o)) {}    // NOLINT: implicit
+
+  Scheme scheme() const {
+    return std::visit([](const auto& o) { return o.kScheme; }, options_);
+  }
+  int64_t every() const {
+    return std::visit([](const auto& o) { return o.every(); }, options_);
+  }
+  int64_t start() const {
+    return std::visit([](const auto& o) { return o.start(); }, options_);
+  }
+  const std::string& name() const {  // empty: default_name()
+    return std::visit([](const auto& o) -> const std::string& { return o.name(); }, options_);
+  }
+  // Setters of what every scheme has; each validates as the scheme's own does.
+  SchemeOptions& every(int64_t every) {
+    std::visit([&](auto& o) { o.every(every); }, options_);
+    return *this;
+  }
+  SchemeOptions& start(int64_t start) {
+    std::visit([&](auto& o) { o.start(start); }, options_);
+    return *this;
+  }
+  SchemeOptions& name(std::string name) {
+    std::visit([&](auto& o) { o.name(std::move(name)); }, options_);
+    return *this;
+  }
+  // The scheme's options, or nullptr when it is another scheme.
+  template <typename T>
+  const T* as() const {
+    return std::get_if<T>(&options_);
+  }
+  // f(const LawaOptions&), f(const EmaOptions&), …: one overload (or a generic lambda) per scheme.
+  template <typename F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit(std::forward<F>(f), options_);
+  }
+
+ private:
+  Variant options_;
+};
+
+// Overloads of a visitor: o.visit(Overloaded{[](const LawaOptions& l) {…}, [](const auto&) {…}}).
+template <typename... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+// The window (L of LAWA, k of EXP) of a windowed scheme; 0 for the others.
+int64_t window_of(const SchemeOptions& o);
+
 // "lawa_L20_nu16", "lawa_exp_k20_a0.1_nu4", "ema_b0.9_nu64", "swa_nu1_s500", "phema_0.05_0.1_nu1"
 // (start shown only when non-zero).
-std::string default_name(const AveragerOptions& o);
-inline const std::string& display_name(const AveragerOptions& o, std::string* scratch) {
-  if (!o.name.empty()) return o.name;
+std::string default_name(const SchemeOptions& o);
+inline const std::string& display_name(const SchemeOptions& o, std::string* scratch) {
+  if (!o.name().empty()) return o.name();
   *scratch = default_name(o);
   return *scratch;
 }
@@ -227,8 +246,8 @@ inline const std::string& display_name(const AveragerOptions& o, std::string* sc
 inline bool samples_at(int64_t every, int64_t start, int64_t step) {
   return step >= start && step % every == 0;
 }
-inline bool samples_at(const AveragerOptions& o, int64_t step) {
-  return samples_at(o.every, o.start, step);
+inline bool samples_at(const SchemeOptions& o, int64_t step) {
+  return samples_at(o.every(), o.start(), step);
 }
 
 // Horizon units (DESIGN.md §2).
@@ -243,7 +262,7 @@ double ema_horizon(double beta, int64_t every, int64_t total_steps);
 
 // One line stating the effective hyperparameters: "ema_b0.9_nu64: EMA beta=0.9 every=64 start=0
 // (half-life 421.1 steps)".
-std::string describe(const AveragerOptions& o, int64_t total_steps = 0);
+std::string describe(const SchemeOptions& o, int64_t total_steps = 0);
 
 }  // namespace wavg
 
@@ -256,6 +275,6 @@ namespace wavg {
 // window's normalised (1 − α)^age. phema: the first profile's weights, with β_t of each sample's
 // step t = i.
 // Throws wavg::Error if no element is sampled.
-std::vector<double> offline_weights(const AveragerOptions& o, int64_t count);
+std::vector<double> offline_weights(const SchemeOptions& o, int64_t count);
 
 }  // namespace wavg

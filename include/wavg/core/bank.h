@@ -55,10 +55,10 @@ int64_t copy_find_non_finite(DType dtype, const void* src, void* dst, int64_t n)
 // Bytes of averager state per element of a shard for these averagers over samples of
 // sample_dtype (the bank's layout; no allocation): what AveragerBank::state_bytes_per_element()
 // reports once built, and what a run checks against the memory available before it starts.
-double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype);
+double state_bytes_per_element(const std::vector<SchemeOptions>& averagers, DType sample_dtype);
 // Samples of its ν an averager keeps in the ring its ν's windowed averagers share (LAWA and EXP: its
 // window; 0 for the others). A ring holds the largest of them, plus one spare slot.
-int64_t shared_ring_window(const AveragerOptions& o);
+int64_t shared_ring_window(const SchemeOptions& o);
 
 namespace detail {
 class AveragerKind;
@@ -74,8 +74,9 @@ class AveragerBank {
   AveragerBank(AveragerBank&&) noexcept;
   AveragerBank& operator=(AveragerBank&&) noexcept;
 
-  // Adds an averager (validated; names must be unique). Only before the first observe().
-  int add(AveragerOptions options);
+  // Adds an averager (an empty name becomes default_name(); names must be unique). Only before the
+  // first observe().
+  int add(SchemeOptions options);
 
   // Names tensors in error messages (optional).
   void set_layout(std::vector<TensorSpan> layout) { layout_ = std::move(layout); }
@@ -94,8 +95,8 @@ class AveragerBank {
 
   int size() const { return int(kinds_.size()); }
   int find(const std::string& name) const;  // -1 if absent
-  const AveragerOptions& options(int i) const;
-  const std::string& name(int i) const { return options(i).name; }
+  const SchemeOptions& options(int i) const;
+  const std::string& name(int i) const { return options(i).name(); }
   int64_t samples(int i) const;
   bool empty(int i) const { return samples(i) == 0; }
   // LAWA, EXP: the window holds L (k) samples; EMA, SWA, phema: at least one sample.

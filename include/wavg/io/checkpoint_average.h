@@ -23,7 +23,7 @@
 namespace wavg {
 
 struct CheckpointAverageOptions {
-  AveragerOptions averager;
+  SchemeOptions averager = SwaOptions();  // default: the uniform mean of every input
   // Averaged tensors' output dtype (floating or FP8; C64 stays C64); default: each tensor's own.
   std::optional<DType> out_dtype;
   bool check_finite = true;        // refuse NaN/Inf in an input

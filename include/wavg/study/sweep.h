@@ -16,10 +16,10 @@ namespace wavg {
 
 // Expands "window=2,5,10 every=1,4" (LAWA), "beta=0.9,0.99 every=1,4" (EMA), "every=1 start=100"
 // (SWA) into the cartesian product of settings. Errors name the bad token.
-std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens);
+std::vector<SchemeOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens);
 
 struct SweepOptions {
-  std::vector<AveragerOptions> grid;
+  std::vector<SchemeOptions> grid;
   BufferPolicy buffers = BufferPolicy::kAverage;
   std::vector<std::string> save;  // averager names whose final average is saved; "all"
   bool quiet = false;
@@ -27,7 +27,7 @@ struct SweepOptions {
 };
 
 struct SweepRow {
-  AveragerOptions averager;
+  SchemeOptions averager;
   double horizon = 0;  // ν·L/T (LAWA) or ν/(1−β)/T (EMA); 0 for SWA
   std::optional<int64_t> steps_to_target;
   double best_value = 0;

@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "wavg/core/averager.h"
@@ -48,22 +49,14 @@ class CheckpointSet;  // wavg/io/checkpoint_set.h
 // One averager of a ModelAverager: its options and what it does with the module's buffers.
 //   wavg::AveragerSpec(wavg::LawaOptions(20).every(16), wavg::BufferPolicy::kAverage)
 struct AveragerSpec {
-  AveragerSpec(AveragerOptions o = {}, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
+  // Any scheme's options (LawaOptions, …) or SchemeOptions, so that {LawaOptions(20), EmaOptions(0.9)}
+  // builds a vector of specs.
+  template <typename Options,
+            typename = std::enable_if_t<std::is_convertible_v<Options, SchemeOptions>>>
+  AveragerSpec(Options o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
                int64_t batches = 20)
       : averager(std::move(o)), buffers(b), recompute_batches(batches) {}
-  AveragerSpec(const LawaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
-               int64_t batches = 20)
-      : AveragerSpec(AveragerOptions(o), b, batches) {}
-  AveragerSpec(const EmaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
-               int64_t batches = 20)
-      : AveragerSpec(AveragerOptions(o), b, batches) {}
-  AveragerSpec(const SwaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
-               int64_t batches = 20)
-      : AveragerSpec(AveragerOptions(o), b, batches) {}
-  AveragerSpec(const PhemaOptions& o, BufferPolicy b = BufferPolicy::kCopy,  // NOLINT: implicit
-               int64_t batches = 20)
-      : AveragerSpec(AveragerOptions(o), b, batches) {}
-  AveragerOptions averager;
+  SchemeOptions averager;
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // kRecompute: forward passes used
 };

@@ -43,7 +43,7 @@ inline constexpr Scheme kBankOrder[] = {Scheme::kLawa, Scheme::kEma, Scheme::kSw
 int bank_rank(Scheme s);
 
 struct AveragerEntry {
-  AveragerOptions averager;  // name empty: default_name()
+  SchemeOptions averager;  // name empty: default_name()
   BufferPolicy buffers = BufferPolicy::kCopy;
   int64_t recompute_batches = 20;  // BufferPolicy::kRecompute: forward passes
   int64_t snapshot_every = 0;      // phema: steps between snapshots of its profiles

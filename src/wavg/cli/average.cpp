@@ -98,7 +98,7 @@ class ProgressBar {
   clock::time_point t0_, last_;
 };
 
-AveragerOptions averager_of(const AverageArgs& a, CLI::App* sub) {
+SchemeOptions averager_of(const AverageArgs& a, CLI::App* sub) {
   const bool last = sub->count("--last") > 0, ema = sub->count("--ema") > 0,
              lawa = sub->count("--lawa") > 0, swa = a.swa, weights = !a.weights.empty(),
              exp = sub->count("--lawa-exp") > 0;

@@ -36,7 +36,7 @@ void print_sweep(const SweepResult& r, const std::string& run_dir) {
   std::printf("%-24s %10s %16s   best %s (step)\n", "setting", "horizon", "steps to target",
               r.metric.c_str());
   for (const auto& row : r.rows)
-    std::printf("%-24s %9.2f%% %16s   %s (%lld)\n", row.averager.name.c_str(), 100 * row.horizon,
+    std::printf("%-24s %9.2f%% %16s   %s (%lld)\n", row.averager.name().c_str(), 100 * row.horizon,
                 row.steps_to_target ? std::to_string(*row.steps_to_target).c_str() : "not reached",
                 format_fixed(row.best_value, 4).c_str(), (long long)row.best_step);
   std::printf("%zu settings over %lld checkpoints: averaging %.2f s, evaluation %.2f s "

@@ -75,39 +75,43 @@ void check_sigma_rels(const std::vector<double>& sigma_rels) {
 
 }  // namespace detail
 
-void validate(const AveragerOptions& o) {
-  detail::check_every(o.scheme, o.every);
-  detail::check_start(o.scheme, o.start);
-  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp)
-    detail::check_window(o.scheme, o.window);
-  if (o.scheme == Scheme::kLawaExp) detail::check_alpha(o.alpha);
-  if (o.scheme == Scheme::kEma) detail::check_beta(o.beta);
-  if (o.scheme == Scheme::kPhema) detail::check_sigma_rels(o.sigma_rels);
+int64_t window_of(const SchemeOptions& o) {
+  if (const auto* l = o.as<LawaOptions>()) return l->window();
+  if (const auto* x = o.as<LawaExpOptions>()) return x->window();
+  return 0;
 }
 
-std::string default_name(const AveragerOptions& o) {
+namespace {
+
+std::string sigma_list(const std::vector<double>& sigma_rels, const char* sep) {
+  std::string s;
+  for (double v : sigma_rels) s += (s.empty() ? "" : sep) + format_number(v, 6);
+  return s;
+}
+
+}  // namespace
+
+std::string default_name(const SchemeOptions& o) {
   char buf[96];
-  switch (o.scheme) {
-    case Scheme::kLawa:
-      std::snprintf(buf, sizeof buf, "lawa_L%lld_nu%lld", (long long)o.window, (long long)o.every);
-      break;
-    case Scheme::kEma:
-      std::snprintf(buf, sizeof buf, "ema_b%.10g_nu%lld", o.beta, (long long)o.every);
-      break;
-    case Scheme::kLawaExp:
-      std::snprintf(buf, sizeof buf, "lawa_exp_k%lld_a%.10g_nu%lld", (long long)o.window, o.alpha,
-                    (long long)o.every);
-      break;
-    case Scheme::kSwa: std::snprintf(buf, sizeof buf, "swa_nu%lld", (long long)o.every); break;
-    case Scheme::kPhema: {
-      std::string s = "phema";
-      for (double v : o.sigma_rels) s += "_" + format_number(v, 6);
-      std::snprintf(buf, sizeof buf, "%s_nu%lld", s.c_str(), (long long)o.every);
-      break;
-    }
-  }
+  const long long every = o.every();
+  o.visit(Overloaded{
+      [&](const LawaOptions& l) {
+        std::snprintf(buf, sizeof buf, "lawa_L%lld_nu%lld", (long long)l.window(), every);
+      },
+      [&](const EmaOptions& e) {
+        std::snprintf(buf, sizeof buf, "ema_b%.10g_nu%lld", e.beta(), every);
+      },
+      [&](const LawaExpOptions& x) {
+        std::snprintf(buf, sizeof buf, "lawa_exp_k%lld_a%.10g_nu%lld", (long long)x.window(),
+                      x.alpha(), every);
+      },
+      [&](const SwaOptions&) { std::snprintf(buf, sizeof buf, "swa_nu%lld", every); },
+      [&](const PhemaOptions& p) {
+        std::snprintf(buf, sizeof buf, "phema_%s_nu%lld", sigma_list(p.sigma_rels(), "_").c_str(),
+                      every);
+      }});
   std::string name = buf;
-  if (o.start != 0) name += "_s" + std::to_string(o.start);
+  if (o.start() != 0) name += "_s" + std::to_string(o.start());
   return name;
 }
 
@@ -140,45 +144,50 @@ double ema_horizon(double beta, int64_t every, int64_t total_steps) {
   return double(every) / (1.0 - beta) / double(total_steps);
 }
 
-std::string describe(const AveragerOptions& o, int64_t total_steps) {
-  std::string scratch;
-  const std::string& name = display_name(o, &scratch);
+namespace {
+
+// describe()'s text after the name, without the horizon.
+std::string describe_values(const SchemeOptions& o) {
   char buf[256];
-  switch (o.scheme) {
-    case Scheme::kLawa:
-      std::snprintf(buf, sizeof buf, "LAWA window=%lld every=%lld start=%lld", (long long)o.window,
-                    (long long)o.every, (long long)o.start);
-      break;
-    case Scheme::kEma:
-      std::snprintf(buf, sizeof buf, "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)",
-                    o.beta, (long long)o.every, (long long)o.start, ema_half_life(o.beta, o.every));
-      break;
-    case Scheme::kLawaExp:
-      std::snprintf(buf, sizeof buf,
-                    "EXP window (Kaddour) k=%lld alpha=%.10g every=%lld start=%lld (newest sample "
-                    "weighs %.3g of the full window)",
-                    (long long)o.window, o.alpha, (long long)o.every, (long long)o.start,
-                    o.alpha / (1.0 - std::pow(1.0 - o.alpha, double(o.window))));
-      break;
-    case Scheme::kSwa:
-      std::snprintf(buf, sizeof buf, "SWA every=%lld start=%lld", (long long)o.every,
-                    (long long)o.start);
-      break;
-    case Scheme::kPhema: {
-      std::string sig, gam;
-      for (double v : o.sigma_rels) {
-        sig += (sig.empty() ? "" : ",") + format_number(v, 6);
-        gam += (gam.empty() ? "" : ",") + format_number(phema_gamma(v), 6);
-      }
-      std::snprintf(buf, sizeof buf, "post-hoc EMA sigma_rel=%s (gamma=%s) every=%lld start=%lld",
-                    sig.c_str(), gam.c_str(), (long long)o.every, (long long)o.start);
-      break;
-    }
-  }
-  std::string out = name + ": " + buf;
-  if (total_steps > 0 && (o.scheme == Scheme::kLawa || o.scheme == Scheme::kEma)) {
-    const double h = o.scheme == Scheme::kLawa ? lawa_horizon(o.window, o.every, total_steps)
-                                               : ema_horizon(o.beta, o.every, total_steps);
+  const long long every = o.every(), start = o.start();
+  o.visit(Overloaded{
+      [&](const LawaOptions& l) {
+        std::snprintf(buf, sizeof buf, "LAWA window=%lld every=%lld start=%lld",
+                      (long long)l.window(), every, start);
+      },
+      [&](const EmaOptions& e) {
+        std::snprintf(buf, sizeof buf, "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)",
+                      e.beta(), every, start, ema_half_life(e.beta(), every));
+      },
+      [&](const LawaExpOptions& x) {
+        std::snprintf(buf, sizeof buf,
+                      "EXP window (Kaddour) k=%lld alpha=%.10g every=%lld start=%lld (newest sample "
+                      "weighs %.3g of the full window)",
+                      (long long)x.window(), x.alpha(), every, start,
+                      x.alpha() / (1.0 - std::pow(1.0 - x.alpha(), double(x.window()))));
+      },
+      [&](const SwaOptions&) {
+        std::snprintf(buf, sizeof buf, "SWA every=%lld start=%lld", every, start);
+      },
+      [&](const PhemaOptions& p) {
+        std::string gam;
+        for (double v : p.sigma_rels()) gam += (gam.empty() ? "" : ",") + format_number(phema_gamma(v), 6);
+        std::snprintf(buf, sizeof buf, "post-hoc EMA sigma_rel=%s (gamma=%s) every=%lld start=%lld",
+                      sigma_list(p.sigma_rels(), ",").c_str(), gam.c_str(), every, start);
+      }});
+  return buf;
+}
+
+}  // namespace
+
+std::string describe(const SchemeOptions& o, int64_t total_steps) {
+  std::string scratch;
+  std::string out = display_name(o, &scratch) + ": " + describe_values(o);
+  double h = -1;
+  if (const auto* l = o.as<LawaOptions>()) h = lawa_horizon(l->window(), o.every(), total_steps);
+  if (const auto* e = o.as<EmaOptions>()) h = ema_horizon(e->beta(), o.every(), total_steps);
+  if (total_steps > 0 && h >= 0) {
+    char buf[96];
     std::snprintf(buf, sizeof buf, ", horizon %.3g%% of T=%lld", 100.0 * h, (long long)total_steps);
     out += buf;
   }
@@ -196,49 +205,58 @@ std::vector<double> lawa_exp_weights(double alpha, int64_t m) {
   return w;
 }
 
-std::vector<double> offline_weights(const AveragerOptions& o, int64_t count) {
-  validate(o);
+namespace {
+
+// The weights of a window over the last m of n sampled elements: v (m of them, oldest first) over
+// their sum.
+void window_weights(const std::vector<int64_t>& sampled, const std::vector<double>& v,
+                    std::vector<double>* w) {
+  double total = 0;
+  for (double x : v) total += x;
+  const size_t n = sampled.size(), m = v.size();
+  for (size_t i = 0; i < m; ++i) (*w)[size_t(sampled[n - m + i])] = v[i] / total;
+}
+
+// Post-hoc EMA with the β of each sample (the first's unused): e_n = Σ_j w_j x_j, each later update
+// scaling what came before by its β and adding (1 − β)·x.
+void phema_weights(const std::vector<int64_t>& sampled, const std::vector<double>& betas,
+                 std::vector<double>* w) {
+  for (size_t j = 0; j < sampled.size(); ++j) {
+    const double beta = j == 0 ? 0.0 : betas[j];
+    for (size_t k = 0; k < j; ++k) (*w)[size_t(sampled[k])] *= beta;
+    (*w)[size_t(sampled[j])] = 1.0 - beta;
+  }
+}
+
+}  // namespace
+
+std::vector<double> offline_weights(const SchemeOptions& o, int64_t count) {
   std::vector<int64_t> sampled;
   for (int64_t i = 0; i < count; ++i)
     if (samples_at(o, i)) sampled.push_back(i);
-  WAVG_CHECK(!sampled.empty(), scheme_name(o.scheme), ": no input is sampled (", count,
-             " inputs, every=", o.every, ", start=", o.start, ")");
+  WAVG_CHECK(!sampled.empty(), scheme_name(o.scheme()), ": no input is sampled (", count,
+             " inputs, every=", o.every(), ", start=", o.start(), ")");
   std::vector<double> w(size_t(count), 0.0);
   const int64_t n = int64_t(sampled.size());
-  switch (o.scheme) {
-    case Scheme::kLawa: {
-      const int64_t k = std::min(n, o.window);
-      for (int64_t j = n - k; j < n; ++j) w[sampled[j]] = 1.0 / double(k);
-      break;
-    }
-    case Scheme::kLawaExp: {
-      const int64_t m = std::min(n, o.window);
-      const std::vector<double> v = lawa_exp_weights(o.alpha, m);
-      double total = 0;
-      for (double x : v) total += x;
-      for (int64_t i = 0; i < m; ++i) w[sampled[n - m + i]] = v[size_t(i)] / total;
-      break;
-    }
-    case Scheme::kSwa:
-      for (int64_t j : sampled) w[j] = 1.0 / double(n);
-      break;
-    case Scheme::kEma:
-      for (int64_t j = 0; j < n; ++j) {
-        const double age = double(n - 1 - j);
-        w[sampled[j]] = (j == 0 ? 1.0 : 1.0 - o.beta) * std::pow(o.beta, age);
-      }
-      break;
-    case Scheme::kPhema: {
-      // e_n = Σ_j w_j x_j: each later update scales what came before by its β and adds (1−β)·x.
-      const double gamma = phema_gamma(o.sigma_rels.at(0));
-      for (int64_t j = 0; j < n; ++j) {
-        const double beta = j == 0 ? 0.0 : phema_beta(gamma, sampled[j], o.every);
-        for (int64_t k = 0; k < j; ++k) w[sampled[k]] *= beta;
-        w[sampled[j]] = 1.0 - beta;
-      }
-      break;
-    }
-  }
+  o.visit(Overloaded{
+      [&](const LawaOptions& l) {
+        window_weights(sampled, std::vector<double>(size_t(std::min(n, l.window())), 1.0), &w);
+      },
+      [&](const LawaExpOptions& x) {
+        window_weights(sampled, lawa_exp_weights(x.alpha(), std::min(n, x.window())), &w);
+      },
+      [&](const SwaOptions&) { window_weights(sampled, std::vector<double>(size_t(n), 1.0), &w); },
+      [&](const EmaOptions& e) {
+        for (int64_t j = 0; j < n; ++j)
+          w[size_t(sampled[size_t(j)])] =
+              (j == 0 ? 1.0 : 1.0 - e.beta()) * std::pow(e.beta(), double(n - 1 - j));
+      },
+      [&](const PhemaOptions& p) {
+        const double gamma = phema_gamma(p.sigma_rels().at(0));
+        std::vector<double> betas;
+        for (int64_t t : sampled) betas.push_back(phema_beta(gamma, t, o.every()));
+        phema_weights(sampled, betas, &w);
+      }});
   return w;
 }
 

@@ -27,14 +27,14 @@ void copy_out(const float* m, int64_t n, DType out_dtype, void* out) {
 // EMA (Ajroldi et al. 2025, Algorithm 2): e_1 = x_1, e_n = β·e_{n−1} + (1 − β)·x_n in fp32.
 class EmaKind final : public AveragerKind {
  public:
-  using AveragerKind::AveragerKind;
+  explicit EmaKind(const EmaOptions& o) : AveragerKind(o), beta_(o.beta()) {}
   double own_bytes_per_element() const override { return sizeof(float); }
   void allocate(int64_t length, DType) override {
     length_ = length;
     ema_.assign(size_t(length), 0.0f);
   }
   void plan(int64_t, std::vector<TileOp>* ops) override {
-    ops->push_back({ema_.data(), nullptr, options_.beta, samples_ == 0});
+    ops->push_back({ema_.data(), nullptr, beta_, samples_ == 0});
   }
   void average(int, DType out_dtype, void* out) const override {
     copy_out(ema_.data(), length_, out_dtype, out);
@@ -46,6 +46,7 @@ class EmaKind final : public AveragerKind {
   int64_t state_bytes() const override { return int64_t(ema_.size() * sizeof(float)); }
 
  private:
+  double beta_;
   std::vector<float> ema_;
 };
 
@@ -53,8 +54,8 @@ class EmaKind final : public AveragerKind {
 // depends on the step: (1 − ν/t)^(γ+1).
 class PhemaKind final : public AveragerKind {
  public:
-  explicit PhemaKind(AveragerOptions o) : AveragerKind(std::move(o)) {
-    for (double s : options_.sigma_rels) gammas_.push_back(phema_gamma(s));
+  explicit PhemaKind(const PhemaOptions& o) : AveragerKind(o), sigma_rels_(o.sigma_rels()) {
+    for (double s : sigma_rels_) gammas_.push_back(phema_gamma(s));
   }
   int profiles() const override { return int(gammas_.size()); }
   double own_bytes_per_element() const override { return sizeof(float) * double(gammas_.size()); }
@@ -65,7 +66,7 @@ class PhemaKind final : public AveragerKind {
   void plan(int64_t step, std::vector<TileOp>* ops) override {
     for (size_t p = 0; p < gammas_.size(); ++p)
       ops->push_back({ema_.data() + p * size_t(length_), nullptr,
-                      phema_beta(gammas_[p], step, options_.every), samples_ == 0});
+                      phema_beta(gammas_[p], step, options_.every()), samples_ == 0});
   }
   void average(int profile, DType out_dtype, void* out) const override {
     copy_out(ema_.data() + size_t(profile) * size_t(length_), length_, out_dtype, out);
@@ -77,19 +78,19 @@ class PhemaKind final : public AveragerKind {
   int64_t state_bytes() const override { return int64_t(ema_.size() * sizeof(float)); }
   std::string spec_extra() const override {
     std::string out;
-    for (double v : options_.sigma_rels) out += (out.empty() ? "" : ",") + format_exact(v);
+    for (double v : sigma_rels_) out += (out.empty() ? "" : ",") + format_exact(v);
     return out;
   }
 
  private:
-  std::vector<double> gammas_;
+  std::vector<double> sigma_rels_, gammas_;
   std::vector<float> ema_;
 };
 
 // SWA (Izmailov et al. 2018): the mean of every sample, from an fp64 running sum.
 class SwaKind final : public AveragerKind {
  public:
-  using AveragerKind::AveragerKind;
+  explicit SwaKind(const SwaOptions& o) : AveragerKind(o) {}
   double own_bytes_per_element() const override { return sizeof(double); }
   void allocate(int64_t length, DType) override {
     length_ = length;
@@ -122,23 +123,24 @@ class SwaKind final : public AveragerKind {
 // step costs it nothing beyond the ring's one copy; its value is summed when read.
 class WindowKind : public AveragerKind {
  public:
-  using AveragerKind::AveragerKind;
-  bool full() const override { return samples_ >= options_.window; }
-  int64_t ring_window() const override { return options_.window; }
+  WindowKind(SchemeOptions o, int64_t window) : AveragerKind(std::move(o)), window_(window) {}
+  bool full() const override { return samples_ >= window_; }
+  int64_t ring_window() const override { return window_; }
   void attach(SampleRing* ring) override { ring_ = ring; }
   double own_bytes_per_element() const override { return 0.0; }
 
  protected:
   // Samples in the window: the ring's last ones (a later start than the ring's takes a suffix of
   // the same ν's samples).
-  int64_t held() const { return std::min(samples_, options_.window); }
+  int64_t held() const { return std::min(samples_, window_); }
+  const int64_t window_;
   SampleRing* ring_ = nullptr;
 };
 
 // LAWA (Kaddour 2022; Ajroldi et al. 2025, Algorithm 1): the uniform mean of the last L samples.
 class LawaKind final : public WindowKind {
  public:
-  using WindowKind::WindowKind;
+  explicit LawaKind(const LawaOptions& o) : WindowKind(o, o.window()) {}
   void average(int, DType out_dtype, void* out) const override {
     ring_->window_sum(held(), {}, double(held()), out_dtype, out);
   }
@@ -148,32 +150,43 @@ class LawaKind final : public WindowKind {
 // x_{n−m+i} weighs (1 − α)^(m−i), i = 1..m, normalised by their sum.
 class LawaExpKind final : public WindowKind {
  public:
-  using WindowKind::WindowKind;
+  explicit LawaExpKind(const LawaExpOptions& o) : WindowKind(o, o.window()), alpha_(o.alpha()) {}
   void average(int, DType out_dtype, void* out) const override {
-    const std::vector<double> w = lawa_exp_weights(options_.alpha, held());
+    const std::vector<double> w = lawa_exp_weights(alpha_, held());
     double total = 0;
     for (double v : w) total += v;
     ring_->window_sum(held(), w, total, out_dtype, out);
   }
-  std::string spec_extra() const override { return format_exact(options_.alpha); }
+  std::string spec_extra() const override { return format_exact(alpha_); }
   bool same_extra(const std::string& recorded) const override {
     char* stop = nullptr;
     const double a = std::strtod(recorded.c_str(), &stop);
-    return !recorded.empty() && *stop == '\0' && a == options_.alpha;
+    return !recorded.empty() && *stop == '\0' && a == alpha_;
   }
+
+ private:
+  double alpha_;
 };
 
 }  // namespace
 
-std::unique_ptr<AveragerKind> make_kind(const AveragerOptions& o) {
-  switch (o.scheme) {
-    case Scheme::kLawa: return std::make_unique<LawaKind>(o);
-    case Scheme::kLawaExp: return std::make_unique<LawaExpKind>(o);
-    case Scheme::kEma: return std::make_unique<EmaKind>(o);
-    case Scheme::kSwa: return std::make_unique<SwaKind>(o);
-    case Scheme::kPhema: return std::make_unique<PhemaKind>(o);
-  }
-  throw Error(std::string("bank: unknown averager scheme '") + scheme_name(o.scheme) + "'");
+std::unique_ptr<AveragerKind> make_kind(const SchemeOptions& o) {
+  return o.visit(Overloaded{
+      [](const LawaOptions& l) -> std::unique_ptr<AveragerKind> {
+        return std::make_unique<LawaKind>(l);
+      },
+      [](const LawaExpOptions& x) -> std::unique_ptr<AveragerKind> {
+        return std::make_unique<LawaExpKind>(x);
+      },
+      [](const EmaOptions& e) -> std::unique_ptr<AveragerKind> {
+        return std::make_unique<EmaKind>(e);
+      },
+      [](const SwaOptions& w) -> std::unique_ptr<AveragerKind> {
+        return std::make_unique<SwaKind>(w);
+      },
+      [](const PhemaOptions& p) -> std::unique_ptr<AveragerKind> {
+        return std::make_unique<PhemaKind>(p);
+      }});
 }
 
 }  // namespace wavg::detail

@@ -34,12 +34,12 @@ struct TileOp {
 
 class AveragerKind {
  public:
-  explicit AveragerKind(AveragerOptions options) : options_(std::move(options)) {}
+  explicit AveragerKind(SchemeOptions options) : options_(std::move(options)) {}
   virtual ~AveragerKind() = default;
   AveragerKind(const AveragerKind&) = delete;
   AveragerKind& operator=(const AveragerKind&) = delete;
 
-  const AveragerOptions& options() const { return options_; }
+  const SchemeOptions& options() const { return options_; }
   bool samples_at(int64_t step) const { return wavg::samples_at(options_, step); }
   int64_t samples() const { return samples_; }  // n, samples taken
   void set_samples(int64_t n) { samples_ = n; }  // restoring a state
@@ -69,12 +69,12 @@ class AveragerKind {
   virtual bool same_extra(const std::string& recorded) const { return recorded == spec_extra(); }
 
  protected:
-  AveragerOptions options_;
+  SchemeOptions options_;
   int64_t samples_ = 0;
   int64_t length_ = 0;
 };
 
-// The kind of o.scheme (o validated).
-std::unique_ptr<AveragerKind> make_kind(const AveragerOptions& o);
+// The kind of o's scheme, built from its typed options.
+std::unique_ptr<AveragerKind> make_kind(const SchemeOptions& o);
 
 }  // namespace wavg::detail

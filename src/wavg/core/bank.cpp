@@ -74,11 +74,17 @@ int64_t first_non_finite(const T* x, int64_t n) {
 
 // "name|scheme|window|beta|every|start": an averager as recorded in a state file; kinds with more
 // settings add a field (phema "|σ_1,σ_2,…", EXP "|α").
+// The window field is L or k (0 for the other schemes), the beta field EMA's β (0 for the others).
+double spec_beta(const SchemeOptions& o) {
+  const auto* e = o.as<EmaOptions>();
+  return e ? e->beta() : 0.0;
+}
+
 std::string spec_string(const AveragerKind& k) {
-  const AveragerOptions& o = k.options();
-  std::string s = o.name + "|" + scheme_name(o.scheme) + "|" + std::to_string(o.window) + "|" +
-                  format_exact(o.beta) + "|" + std::to_string(o.every) + "|" +
-                  std::to_string(o.start);
+  const SchemeOptions& o = k.options();
+  std::string s = o.name() + "|" + scheme_name(o.scheme()) + "|" + std::to_string(window_of(o)) +
+                  "|" + format_exact(spec_beta(o)) + "|" + std::to_string(o.every()) + "|" +
+                  std::to_string(o.start());
   const std::string extra = k.spec_extra();
   if (!extra.empty()) s += "|" + extra;
   return s;
@@ -87,8 +93,8 @@ std::string spec_string(const AveragerKind& k) {
 // Whether a recorded spec is the averager `k`. Fields are compared as values, not text, so that a
 // beta written with more digits than format_exact's (older files: 17) still matches.
 bool same_spec(const std::string& recorded, const AveragerKind& k) {
-  const AveragerOptions& o = k.options();
-  const std::string prefix = o.name + "|";
+  const SchemeOptions& o = k.options();
+  const std::string prefix = o.name() + "|";
   if (recorded.compare(0, prefix.size(), prefix) != 0) return false;
   std::vector<std::string> f;  // scheme, window, beta, every, start[, extra]
   for (size_t from = prefix.size();;) {
@@ -107,9 +113,9 @@ bool same_spec(const std::string& recorded, const AveragerKind& k) {
   };
   char* stop = nullptr;
   const double beta = std::strtod(f[2].c_str(), &stop);
-  const bool beta_is = !f[2].empty() && *stop == '\0' && beta == o.beta;
-  return f[0] == scheme_name(o.scheme) && int_is(f[1], o.window) && beta_is &&
-         int_is(f[3], o.every) && int_is(f[4], o.start);
+  const bool beta_is = !f[2].empty() && *stop == '\0' && beta == spec_beta(o);
+  return f[0] == scheme_name(o.scheme()) && int_is(f[1], window_of(o)) && beta_is &&
+         int_is(f[3], o.every()) && int_is(f[4], o.start());
 }
 
 int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key) {
@@ -144,22 +150,21 @@ AveragerBank::~AveragerBank() = default;
 AveragerBank::AveragerBank(AveragerBank&&) noexcept = default;
 AveragerBank& AveragerBank::operator=(AveragerBank&&) noexcept = default;
 
-int AveragerBank::add(AveragerOptions options) {
+int AveragerBank::add(SchemeOptions options) {
   WAVG_CHECK(!allocated_, "bank: averagers must be added before the first observe()");
-  validate(options);
-  if (options.name.empty()) options.name = default_name(options);
-  WAVG_CHECK(find(options.name) < 0, "bank: duplicate averager name '", options.name, "'");
+  if (options.name().empty()) options.name(default_name(options));
+  WAVG_CHECK(find(options.name()) < 0, "bank: duplicate averager name '", options.name(), "'");
   kinds_.push_back(detail::make_kind(options));
   return int(kinds_.size()) - 1;
 }
 
 int AveragerBank::find(const std::string& name) const {
   for (size_t i = 0; i < kinds_.size(); ++i)
-    if (kinds_[i]->options().name == name) return int(i);
+    if (kinds_[i]->options().name() == name) return int(i);
   return -1;
 }
 
-const AveragerOptions& AveragerBank::options(int i) const { return kinds_.at(size_t(i))->options(); }
+const SchemeOptions& AveragerBank::options(int i) const { return kinds_.at(size_t(i))->options(); }
 int64_t AveragerBank::samples(int i) const { return kinds_.at(size_t(i))->samples(); }
 bool AveragerBank::full(int i) const { return kinds_.at(size_t(i))->full(); }
 int AveragerBank::profiles(int i) const { return kinds_.at(size_t(i))->profiles(); }
@@ -177,14 +182,14 @@ void AveragerBank::allocate() {
     k->allocate(length_, dtype_);
     const int64_t window = k->ring_window();
     if (window == 0) continue;
-    const AveragerOptions& o = k->options();
+    const SchemeOptions& o = k->options();
     auto it = std::find_if(rings_.begin(), rings_.end(),
-                           [&](const auto& r) { return r->every() == o.every; });
+                           [&](const auto& r) { return r->every() == o.every(); });
     if (it == rings_.end()) {
-      rings_.push_back(std::make_unique<SampleRing>(o.every, o.start));
+      rings_.push_back(std::make_unique<SampleRing>(o.every(), o.start()));
       it = rings_.end() - 1;
     }
-    (*it)->join(window, o.start);
+    (*it)->join(window, o.start());
     k->attach(it->get());
   }
   for (auto& r : rings_) r->allocate(dtype_, length_);
@@ -197,17 +202,17 @@ int64_t AveragerBank::state_bytes() const {
   return bytes;
 }
 
-int64_t shared_ring_window(const AveragerOptions& o) { return detail::make_kind(o)->ring_window(); }
+int64_t shared_ring_window(const SchemeOptions& o) { return detail::make_kind(o)->ring_window(); }
 
-double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DType sample_dtype) {
+double state_bytes_per_element(const std::vector<SchemeOptions>& averagers, DType sample_dtype) {
   // Each kind's own state, plus one ring per ν of windowed kinds: L_max + 1 samples.
   double bytes = 0;
   std::map<int64_t, int64_t> ring_window;  // ν -> L_max
-  for (const AveragerOptions& o : averagers) {
+  for (const SchemeOptions& o : averagers) {
     const auto kind = detail::make_kind(o);
     bytes += kind->own_bytes_per_element();
     if (kind->ring_window() == 0) continue;
-    int64_t& w = ring_window[o.every];
+    int64_t& w = ring_window[o.every()];
     w = std::max(w, kind->ring_window());
   }
   for (const auto& [every, window] : ring_window)
@@ -216,7 +221,7 @@ double state_bytes_per_element(const std::vector<AveragerOptions>& averagers, DT
 }
 
 double AveragerBank::state_bytes_per_element() const {
-  std::vector<AveragerOptions> averagers;
+  std::vector<SchemeOptions> averagers;
   for (const auto& k : kinds_) averagers.push_back(k->options());
   return wavg::state_bytes_per_element(averagers, dtype_);
 }
@@ -349,12 +354,12 @@ void AveragerBank::observe(int64_t step, const void* sample) {
 
 void AveragerBank::average(int i, DType out_dtype, void* out, int profile) const {
   const AveragerKind& k = *kinds_.at(size_t(i));
-  const AveragerOptions& o = k.options();
-  WAVG_CHECK(profile >= 0 && profile < k.profiles(), "averager '", o.name, "' has no profile ",
+  const SchemeOptions& o = k.options();
+  WAVG_CHECK(profile >= 0 && profile < k.profiles(), "averager '", o.name(), "' has no profile ",
              profile, " (it has ", k.profiles(), ")");
-  WAVG_CHECK(k.samples() > 0, "averager '", o.name,
-             "' is empty: it has taken no sample yet (first sample at step >= ", o.start,
-             ", every ", o.every, ")");
+  WAVG_CHECK(k.samples() > 0, "averager '", o.name(),
+             "' is empty: it has taken no sample yet (first sample at step >= ", o.start(),
+             ", every ", o.every(), ")");
   k.average(profile, out_dtype, out);
 }
 
@@ -425,14 +430,14 @@ int AveragerBank::check_meta(const std::map<std::string, std::string>& meta,
     WAVG_CHECK(it != meta.end() && same_spec(it->second, *kinds_[i]), "bank state: averager ", i,
                " is '", it == meta.end() ? "?" : quote_bytes(it->second), "', this bank has '",
                spec_string(*kinds_[i]), "'");
-    const AveragerOptions& o = kinds_[i]->options();
-    samples->push_back(bounded(meta, p + ".samples", 0, max_samples(o.every, o.start, last),
+    const SchemeOptions& o = kinds_[i]->options();
+    samples->push_back(bounded(meta, p + ".samples", 0, max_samples(o.every(), o.start(), last),
                                "its sampled steps up to bank.last_step"));
   }
   for (size_t j = 0; j < rings_.size(); ++j) {
     int64_t least = 0;  // every window of the ring reads its last min(n, L) samples from it
     for (size_t i = 0; i < kinds_.size(); ++i)
-      if (kinds_[i]->ring_window() > 0 && kinds_[i]->options().every == rings_[j]->every())
+      if (kinds_[i]->ring_window() > 0 && kinds_[i]->options().every() == rings_[j]->every())
         least = std::max(least, (*samples)[i]);
     counts->push_back(bounded(meta, "ring." + std::to_string(j) + ".count", least,
                               max_samples(rings_[j]->every(), rings_[j]->start(), last),

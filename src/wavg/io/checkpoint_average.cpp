@@ -85,14 +85,14 @@ Plan plan_inputs(const std::vector<std::string>& inputs, const std::string& out,
 // "wavg.average": the averager, the given --weights, and each used input's weight.
 nlohmann::ordered_json average_record(const CheckpointAverageOptions& o,
                                       const std::vector<Input>& used) {
-  const AveragerOptions& a = o.averager;
+  const SchemeOptions& a = o.averager;
   nlohmann::ordered_json rec;
-  rec["scheme"] = scheme_name(a.scheme);
-  if (a.scheme == Scheme::kLawa || a.scheme == Scheme::kLawaExp) rec["window"] = a.window;
-  if (a.scheme == Scheme::kLawaExp) rec["alpha"] = a.alpha;
-  if (a.scheme == Scheme::kEma) rec["beta"] = a.beta;
-  rec["every"] = a.every;
-  rec["start"] = a.start;
+  rec["scheme"] = scheme_name(a.scheme());
+  if (window_of(a) > 0) rec["window"] = window_of(a);
+  if (const auto* x = a.as<LawaExpOptions>()) rec["alpha"] = x->alpha();
+  if (const auto* e = a.as<EmaOptions>()) rec["beta"] = e->beta();
+  rec["every"] = a.every();
+  rec["start"] = a.start();
   if (!o.weights.empty()) rec["weights"] = o.weights;
   if (!o.strip_prefixes.empty()) rec["strip_prefixes"] = o.strip_prefixes;
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
@@ -341,7 +341,7 @@ std::vector<double> input_weights(const CheckpointAverageOptions& o, int64_t cou
   if (o.weights.empty()) return w;
   WAVG_CHECK(int64_t(o.weights.size()) == count, "average: --weights has ", o.weights.size(),
              " values for ", count, " inputs (one per input)");
-  WAVG_CHECK(o.averager.scheme != Scheme::kEma, "average: --weights does not combine with --ema ",
+  WAVG_CHECK(o.averager.scheme() != Scheme::kEma, "average: --weights does not combine with --ema ",
              "(an EMA's weights come from its beta); use it alone or with --last, --lawa or --swa");
   double given = 0, top = 0;
   for (size_t i = 0; i < w.size(); ++i) {

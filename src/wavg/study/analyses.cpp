@@ -96,22 +96,22 @@ json method_rows(const WorkloadData& d, double target, std::map<std::string, dou
 json bank_rows(const WorkloadData& d, double target) {
   json rows = json::array();
   for (const BankSetting& s : d.bank) {
-    const AveragerOptions& o = s.options;
+    const SchemeOptions& o = s.options;
     std::vector<double> steps, interp, bests;
     for (const ModelCurves& c : d.seeds) {
-      const Curve& curve = model_curve(c, o.name);
+      const Curve& curve = model_curve(c, o.name());
       steps.push_back(steps_or_miss(curve, target, d.lower_is_better));
       interp.push_back(interpolated_or_miss(curve, target, d.lower_is_better));
       bests.push_back(best_value(curve, d.lower_is_better));
     }
-    json row = {{"name", o.name}, {"scheme", scheme_name(o.scheme)}};
-    if (o.scheme == Scheme::kLawa) row["window"] = o.window;
-    if (o.scheme == Scheme::kEma) row["beta"] = o.beta;
-    if (o.scheme == Scheme::kLawaExp) row["window"] = o.window, row["alpha"] = o.alpha;
-    row["every"] = o.every;
+    json row = {{"name", o.name()}, {"scheme", scheme_name(o.scheme())}};
+    if (window_of(o) > 0) row["window"] = window_of(o);
+    if (const auto* e = o.as<EmaOptions>()) row["beta"] = e->beta();
+    if (const auto* x = o.as<LawaExpOptions>()) row["alpha"] = x->alpha();
+    row["every"] = o.every();
     row["horizon"] = s.horizon;
     row["eval_every"] = s.eval_every;
-    row["pre_registered"] = o.name == "lawa_rec" || o.name == "ema_rec";
+    row["pre_registered"] = o.name() == "lawa_rec" || o.name() == "ema_rec";
     row["steps_to_target"] = numbers_or_null(steps);
     row["median_steps_to_target"] = number_or_null(median(steps));
     row["interpolated_steps_to_target"] = numbers_or_null(interp);
@@ -229,9 +229,9 @@ size_t select_setting(const WorkloadData& d, double target) {
   for (const BankSetting& s : d.bank) {
     std::vector<double> t, b;
     for (const ModelCurves& c : d.seeds) {
-      t.push_back(interpolated_or_miss(on_grid(model_curve(c, s.options.name), every, d.H), target,
+      t.push_back(interpolated_or_miss(on_grid(model_curve(c, s.options.name()), every, d.H), target,
                                        d.lower_is_better));
-      b.push_back(best_value(model_curve(c, s.options.name), d.lower_is_better));
+      b.push_back(best_value(model_curve(c, s.options.name()), d.lower_is_better));
     }
     interp.push_back(median(t));
     bests.push_back(mean_std(b).mean);
@@ -264,7 +264,7 @@ json steps_to_target_json(const std::vector<ModelCurves>& seeds, double target, 
     (*method_time)[m.name] = median(t);
   }
   if (selected) {
-    out["selected"] = steps_entry(seeds, selected->options.name, target, lower, false,
+    out["selected"] = steps_entry(seeds, selected->options.name(), target, lower, false,
                                   selected->eval_every);
     out["selected"]["label"] = "selected after the fact (best interpolated median of the bank)";
   }
@@ -304,7 +304,7 @@ WorkloadAnalysis analyse_workload(const WorkloadData& d) {
   W["regime_check"] = regime_json(regime);
   W["steps_to_target"] = steps_to_target_json(d.seeds, target, d.lower_is_better, d.eval_every,
                                               &d.bank[sel], &a.method_time);
-  W["selected_setting"] = d.bank[sel].options.name;
+  W["selected_setting"] = d.bank[sel].options.name();
   W["train_s_per_step"] = d.train_s_per_step;
   W["time_s"] = {{"train", d.train_s}, {"eval", d.eval_s},
                  {"eval_share", d.train_s + d.eval_s > 0 ? d.eval_s / (d.train_s + d.eval_s) : 0.0}};
@@ -315,8 +315,8 @@ WorkloadAnalysis analyse_workload(const WorkloadData& d) {
   if (!d.schedules.empty()) W["schedules"] = schedule_rows(d, target);
   if (!d.arms.empty()) W["arms"] = arm_rows(d, target);
   std::vector<std::string> models = plotted_models();
-  if (std::find(models.begin(), models.end(), d.bank[sel].options.name) == models.end())
-    models.push_back(d.bank[sel].options.name);
+  if (std::find(models.begin(), models.end(), d.bank[sel].options.name()) == models.end())
+    models.push_back(d.bank[sel].options.name());
   W["curves"] = curves_json(d.seeds, d.scoring_seeds, models);
   return a;
 }

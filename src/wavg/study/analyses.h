@@ -30,7 +30,7 @@ const std::vector<std::string>& plotted_models();
 
 // One averager of the bank riding the hard-budget runs.
 struct BankSetting {
-  AveragerOptions options;  // scheme, window or beta, every; name set
+  SchemeOptions options;  // scheme, window or beta, every; name set
   double horizon = 0;       // fraction of the hard budget H: ν·L/H (LAWA), ν/(1−β)/H (EMA)
   int64_t eval_every = 0;   // steps between its evaluations in the scoring runs
 };

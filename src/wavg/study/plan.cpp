@@ -36,8 +36,8 @@ std::vector<BankSetting> exp_windows(const StudyConfig& c, const WorkloadPlan& p
   std::vector<BankSetting> v;
   const BankSetting lawa = recommended_settings(c.recommended_horizon, p.H, p.eval_every)[0];
   for (double a : c.lawa_exp_alpha) {
-    LawaExpOptions o(lawa.options.window, a);
-    o.every(lawa.options.every).name("exp_rec_a" + num(a));
+    LawaExpOptions o(window_of(lawa.options), a);
+    o.every(lawa.options.every()).name("exp_rec_a" + num(a));
     v.push_back({o, lawa.horizon, p.eval_every});
   }
   return v;
@@ -212,9 +212,7 @@ namespace {
 void apply_bank(const std::vector<BankSetting>& bank, RunConfig* c) {
   c->averagers.clear();
   for (const BankSetting& s : bank) {
-    validate(s.options);
-    AveragerEntry e;
-    e.averager = s.options;
+    AveragerEntry e{s.options};
     // BatchNorm statistics are averaged like weights (DESIGN.md §2: stale statistics sank the
     // AlgoPerf v0.5 entries).
     e.buffers = BufferPolicy::kAverage;

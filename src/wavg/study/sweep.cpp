@@ -48,15 +48,24 @@ double parse_number(const std::string& key, const std::string& v) {
   throw Error("sweep: " + key + " value '" + v + "' is not a number");
 }
 
+// A setting of a --lawa, --ema or --swa grid (validated as it is built).
+SchemeOptions grid_setting(Scheme scheme, int64_t window, double beta) {
+  if (scheme == Scheme::kLawa) return LawaOptions(window);
+  if (scheme == Scheme::kEma) return EmaOptions(beta);
+  WAVG_CHECK(scheme == Scheme::kSwa, "sweep: no grid of ", scheme_name(scheme));
+  return SwaOptions();
+}
+
 // sweep_summary.csv: one row per setting.
 std::string summary_csv(const SweepResult& result) {
   std::string csv = "name,scheme,window,beta,every,start,horizon,steps_to_target,best_value,best_step\n";
   for (const auto& r : result.rows) {
     char buf[512];
+    const EmaOptions* ema = r.averager.as<EmaOptions>();
     std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.10g,%lld,%lld,%.10g,%s,%.10g,%lld\n",
-                  r.averager.name.c_str(), scheme_name(r.averager.scheme),
-                  (long long)r.averager.window, r.averager.beta, (long long)r.averager.every,
-                  (long long)r.averager.start, r.horizon,
+                  r.averager.name().c_str(), scheme_name(r.averager.scheme()),
+                  (long long)window_of(r.averager), ema ? ema->beta() : 0.0,
+                  (long long)r.averager.every(), (long long)r.averager.start(), r.horizon,
                   r.steps_to_target ? std::to_string(*r.steps_to_target).c_str() : "",
                   r.best_value, (long long)r.best_step);
     csv += buf;
@@ -79,7 +88,7 @@ std::vector<std::pair<int64_t, std::string>> checked_checkpoints(const std::stri
                ckpts[k].first, ")");
   for (const auto& s : options.save) {
     bool found = s == "all";
-    for (const auto& o : options.grid) found |= o.name == s;
+    for (const auto& o : options.grid) found |= o.name() == s;
     WAVG_CHECK(found, "sweep: --save-averages names '", s, "', which is not in the grid");
   }
   return ckpts;
@@ -87,7 +96,7 @@ std::vector<std::pair<int64_t, std::string>> checked_checkpoints(const std::stri
 
 }  // namespace
 
-std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens) {
+std::vector<SchemeOptions> parse_grid(Scheme scheme, const std::vector<std::string>& tokens) {
   const char* s = scheme_name(scheme);
   std::map<std::string, std::vector<double>> values;
   for (const auto& t : tokens) {
@@ -106,7 +115,7 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
   if (scheme == Scheme::kEma) WAVG_CHECK(values.count("beta"), "sweep: --ema needs beta=...");
   for (const char* k : {"every", "start", "window", "beta"})
     if (!values.count(k)) values[k] = {k == std::string("every") ? 1.0 : 0.0};
-  std::vector<AveragerOptions> out;
+  std::vector<SchemeOptions> out;
   for (double every : values["every"])
     for (double start : values["start"])
       for (double window : values["window"])
@@ -115,15 +124,10 @@ std::vector<AveragerOptions> parse_grid(Scheme scheme, const std::vector<std::st
                                 std::pair{"window", window}})
             WAVG_CHECK(v == std::floor(v) && std::fabs(v) < 0x1p63, "sweep: ", key,
                        " must be a 64-bit integer, got ", v);
-          AveragerOptions o;
-          o.scheme = scheme;
-          o.every = int64_t(every);
-          o.start = int64_t(start);
-          o.window = int64_t(window);
-          o.beta = beta;
-          validate(o);
-          o.name = default_name(o);
-          out.push_back(o);
+          out.push_back(grid_setting(scheme, int64_t(window), beta)
+                            .every(int64_t(every))
+                            .start(int64_t(start)));
+          out.back().name(default_name(out.back()));
         }
   return out;
 }
@@ -134,7 +138,7 @@ namespace {
 std::vector<AveragerSpec> sweep_specs(const SweepOptions& options, int64_t nu0) {
   std::vector<AveragerSpec> specs;
   for (const auto& o : options.grid) {
-    WAVG_CHECK(o.every % nu0 == 0, "sweep: ", o.name, ": every=", o.every,
+    WAVG_CHECK(o.every() % nu0 == 0, "sweep: ", o.name(), ": every=", o.every(),
                " is not a multiple of the run's checkpoint period ", nu0, " (ckpt_every)");
     specs.emplace_back(o, options.buffers);
   }
@@ -145,10 +149,9 @@ std::vector<AveragerSpec> sweep_specs(const SweepOptions& options, int64_t nu0) 
 std::vector<SweepRow> empty_rows(const SweepOptions& options, int64_t steps) {
   std::vector<SweepRow> rows;
   for (const auto& o : options.grid) {
-    SweepRow row;
-    row.averager = o;
-    if (o.scheme == Scheme::kLawa) row.horizon = lawa_horizon(o.window, o.every, steps);
-    if (o.scheme == Scheme::kEma) row.horizon = ema_horizon(o.beta, o.every, steps);
+    SweepRow row{o};
+    if (const auto* l = o.as<LawaOptions>()) row.horizon = lawa_horizon(l->window(), o.every(), steps);
+    if (const auto* e = o.as<EmaOptions>()) row.horizon = ema_horizon(e->beta(), o.every(), steps);
     rows.push_back(row);
   }
   return rows;

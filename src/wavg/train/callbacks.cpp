@@ -170,19 +170,18 @@ class CheckpointCallback : public TrainCallback {
   static void save_phema_snapshots(RunContext& run) {
     for (int i = 0; i < run.averager.size(); ++i) {
       const AveragerEntry& e = run.config.averagers.at(size_t(i));
-      const AveragerOptions& o = e.averager;
-      if (o.scheme != Scheme::kPhema || run.step % e.snapshot_every != 0 || run.averager.empty(i))
-        continue;
+      const PhemaOptions* o = e.averager.as<PhemaOptions>();
+      if (!o || run.step % e.snapshot_every != 0 || run.averager.empty(i)) continue;
       const std::string dir = run.config.out + "/phema/" + run.averager.name(i);
       if (run.writer()) std::filesystem::create_directories(dir);
-      for (size_t p = 0; p < o.sigma_rels.size(); ++p) {
+      for (size_t p = 0; p < o->sigma_rels().size(); ++p) {
         if (!run.writer()) {  // data parallel: this rank's shard joins rank 0's all-gather
           run.averager.swap_in(i, run.forward, int(p));
           continue;
         }
         char step[32];
         std::snprintf(step, sizeof step, "%08lld", (long long)run.step);
-        const std::string sigma = format_number(o.sigma_rels[p], 6);
+        const std::string sigma = format_number(o->sigma_rels()[p], 6);
         run.averager.save(i, dir + "/" + run.averager.name(i) + "-" + step + "-" + sigma +
                                  ".safetensors",
                           run.forward,
@@ -190,8 +189,8 @@ class CheckpointCallback : public TrainCallback {
                            {"config_hash", run.hash},
                            {"step", std::to_string(run.step)},
                            {"wavg.phema.averager", run.averager.name(i)},
-                           {"wavg.phema.sigma_rel", format_exact(o.sigma_rels[p])},
-                           {"wavg.phema.every", std::to_string(o.every)}},
+                           {"wavg.phema.sigma_rel", format_exact(o->sigma_rels()[p])},
+                           {"wavg.phema.every", std::to_string(o->every())}},
                           int(p));
       }
     }

@@ -88,21 +88,25 @@ void add_optimizer_keys(const OptimizerConfig& o, std::vector<ConfigField>* out)
 
 // One averager's keys under "SCHEME[index].", the scheme's own ones where they apply.
 void add_averager_keys(const AveragerEntry& e, int index, std::vector<ConfigField>* out) {
-  const AveragerOptions& o = e.averager;
-  const std::string p = std::string(scheme_name(o.scheme)) + "[" + std::to_string(index) + "].";
+  const SchemeOptions& o = e.averager;
+  const std::string p = std::string(scheme_name(o.scheme())) + "[" + std::to_string(index) + "].";
   const auto add = [&](const char* key, ConfigValue v, const char* unit = nullptr) {
     out->push_back({p + key, std::move(v), OnResume::kFixed, unit});
   };
-  add("name", o.name.empty() ? default_name(o) : o.name);
-  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp) add("window", o.window);
-  if (o.scheme == Scheme::kLawaExp) add("alpha", o.alpha);
-  if (o.scheme == Scheme::kEma) add("beta", o.beta);
-  if (o.scheme == Scheme::kPhema) {
-    add("sigma_rel", o.sigma_rels);
-    add("snapshot_every", e.snapshot_every, "steps");
-  }
-  add("every", o.every);
-  add("start", o.start, "steps");
+  add("name", o.name().empty() ? default_name(o) : o.name());
+  o.visit(Overloaded{[&](const LawaOptions& l) { add("window", l.window()); },
+                     [&](const LawaExpOptions& x) {
+                       add("window", x.window());
+                       add("alpha", x.alpha());
+                     },
+                     [&](const EmaOptions& m) { add("beta", m.beta()); },
+                     [&](const SwaOptions&) {},
+                     [&](const PhemaOptions& h) {
+                       add("sigma_rel", h.sigma_rels());
+                       add("snapshot_every", e.snapshot_every, "steps");
+                     }});
+  add("every", o.every());
+  add("start", o.start(), "steps");
   add("buffers", std::string(buffer_policy_name(e.buffers)));
   add("recompute_batches", e.recompute_batches);
   if (e.eval_every > 0) add("eval_every", e.eval_every);  // 0 (the run's): unwritten
@@ -170,7 +174,7 @@ std::vector<const AveragerEntry*> bank_order(const RunConfig& c) {
   std::vector<const AveragerEntry*> out;
   for (Scheme s : kBankOrder)
     for (const AveragerEntry& e : c.averagers)
-      if (e.averager.scheme == s) out.push_back(&e);
+      if (e.averager.scheme() == s) out.push_back(&e);
   return out;
 }
 
@@ -180,7 +184,7 @@ std::vector<ConfigField> config_fields(const RunConfig& c) {
   add_optimizer_keys(c.optimizer, &out);
   add_run_keys(schedule_keys(), c, &out);
   std::map<Scheme, int> index;
-  for (const AveragerEntry* e : bank_order(c)) add_averager_keys(*e, index[e->averager.scheme]++, &out);
+  for (const AveragerEntry* e : bank_order(c)) add_averager_keys(*e, index[e->averager.scheme()]++, &out);
   return out;
 }
 

@@ -20,37 +20,24 @@ using detail::bank_order;
 using detail::ConfigValue;
 using detail::shown;
 
+// The hyperparameters themselves are valid (the scheme's options validate each as it is set, and
+// the reader checks each under its config key first); what is left is the entry's own.
 void check_averager(const AveragerEntry& e, const std::string& key, std::set<std::string>& names) {
-  const AveragerOptions& o = e.averager;
-  const std::string name = o.name.empty() ? default_name(o) : o.name;
+  const SchemeOptions& o = e.averager;
+  const std::string name = o.name().empty() ? default_name(o) : o.name();
   bool safe = !name.empty() && name != "." && name != "..";
   for (char ch : name) safe &= std::isalnum((unsigned char)ch) || ch == '_' || ch == '-' || ch == '.';
   WAVG_CHECK(safe, "config: '", key, ".name' must be letters, digits, _, - and . (it names ",
              "final_NAME.safetensors), got ", shown(ConfigValue(name)));
   WAVG_CHECK(name != "raw" && names.insert(name).second, "config: '", key,
              ".name': duplicate averager name ", shown(ConfigValue(name)));
-  WAVG_CHECK(o.every >= 1, "config: '", key, ".every' must be >= 1, got ", o.every);
-  WAVG_CHECK(o.start >= 0, "config: '", key, ".start' must be >= 0 steps, got ", o.start);
-  if (o.scheme == Scheme::kLawa || o.scheme == Scheme::kLawaExp)
-    WAVG_CHECK(o.window >= 1, "config: '", key, ".window' must be >= 1, got ", o.window);
-  if (o.scheme == Scheme::kLawaExp)
-    WAVG_CHECK(std::isfinite(o.alpha) && o.alpha > 0 && o.alpha < 1, "config: '", key,
-               ".alpha' must be in (0, 1), got ", format_exact(o.alpha));
-  if (o.scheme == Scheme::kEma)
-    WAVG_CHECK(std::isfinite(o.beta) && o.beta >= 0 && o.beta < 1, "config: '", key,
-               ".beta' must be in [0, 1), got ", format_exact(o.beta));
   WAVG_CHECK(e.recompute_batches >= 1, "config: '", key, ".recompute_batches' must be >= 1, got ",
              e.recompute_batches);
   WAVG_CHECK(e.eval_every >= 0, "config: '", key, ".eval_every' must be >= 0 (0: the run's ",
              "eval_every), got ", e.eval_every);
-  if (o.scheme == Scheme::kPhema)
+  if (o.scheme() == Scheme::kPhema)
     WAVG_CHECK(e.snapshot_every >= 1, "config: '", key, ".snapshot_every' must be >= 1 steps, got ",
                e.snapshot_every);
-  try {
-    validate(o);
-  } catch (const Error& err) {
-    throw Error("config: '" + key + "': " + err.what());
-  }
 }
 
 void check_range(const char* key, double v, double lo, double hi, bool hi_open, const char* shown_range) {
@@ -113,7 +100,7 @@ void validate(const RunConfig& c) {
   std::set<std::string> names;
   std::map<Scheme, int> index;
   for (const AveragerEntry* e : bank_order(c)) {
-    const Scheme s = e->averager.scheme;
+    const Scheme s = e->averager.scheme();
     check_averager(*e, std::string(scheme_name(s)) + "[" + std::to_string(index[s]++) + "]", names);
   }
   check_resources(c, available_memory_bytes());  // before anything trains or allocates

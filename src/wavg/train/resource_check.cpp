@@ -43,7 +43,7 @@ std::vector<std::string> averager_keys(const RunConfig& c) {
   std::map<Scheme, int> index;
   std::vector<std::string> keys;
   for (const AveragerEntry& e : c.averagers) {
-    const Scheme s = e.averager.scheme;
+    const Scheme s = e.averager.scheme();
     keys.push_back(std::string(scheme_name(s)) + "[" + std::to_string(index[s]++) + "]");
   }
   return keys;
@@ -56,27 +56,27 @@ void bank_needs(const RunConfig& c, double elements, std::vector<MemoryNeed>* ou
   const std::vector<std::string> keys = averager_keys(c);
   std::map<int64_t, size_t> ring_owner;  // ν -> index of its largest window
   for (size_t i = 0; i < c.averagers.size(); ++i) {
-    const AveragerOptions& o = c.averagers[i].averager;
+    const SchemeOptions& o = c.averagers[i].averager;
     if (shared_ring_window(o) == 0) continue;
-    auto it = ring_owner.find(o.every);
+    auto it = ring_owner.find(o.every());
     if (it == ring_owner.end() || shared_ring_window(c.averagers[it->second].averager) <
                                       shared_ring_window(o))
-      ring_owner[o.every] = i;
+      ring_owner[o.every()] = i;
   }
   for (size_t i = 0; i < c.averagers.size(); ++i) {
-    const AveragerOptions& o = c.averagers[i].averager;
+    const SchemeOptions& o = c.averagers[i].averager;
     MemoryNeed n;
     if (shared_ring_window(o) > 0) {
-      if (ring_owner[o.every] != i) continue;  // shares a larger window's ring
+      if (ring_owner[o.every()] != i) continue;  // shares a larger window's ring
       n.key = keys[i] + ".window";
-      n.value = std::to_string(o.window);
-      n.what = "a ring of " + std::to_string(o.window) + " + 1 fp32 samples of " +
+      n.value = std::to_string(window_of(o));
+      n.what = "a ring of " + std::to_string(window_of(o)) + " + 1 fp32 samples of " +
                format_number(elements, 6) + " elements (windows with every = " +
-               std::to_string(o.every) + ")";
+               std::to_string(o.every()) + ")";
     } else {
       n.key = keys[i];
-      n.value = o.name.empty() ? default_name(o) : o.name;
-      n.what = std::string(o.scheme == Scheme::kSwa ? "an fp64 sum" : "fp32 averages") + " of " +
+      n.value = o.name().empty() ? default_name(o) : o.name();
+      n.what = std::string(o.scheme() == Scheme::kSwa ? "an fp64 sum" : "fp32 averages") + " of " +
                format_number(elements, 6) + " elements";
     }
     n.bytes = kMemorySafetyFactor * elements * bank_bytes_per_element({o});
@@ -111,7 +111,7 @@ int64_t cgroup_available() {
 
 }  // namespace
 
-double bank_bytes_per_element(const std::vector<AveragerOptions>& averagers) {
+double bank_bytes_per_element(const std::vector<SchemeOptions>& averagers) {
   return state_bytes_per_element(averagers, DType::kF32);  // samples are the fp32 model's
 }
 

@@ -29,7 +29,7 @@ constexpr double kMemorySafetyFactor = 1.5;
 // Bytes of bank state per averaged element for these averagers, as AveragerBank lays it out
 // (bank.h): EMA an fp32 average (4), SWA an fp64 sum (8), and each LAWA ring, which the LAWA
 // averagers of one ν share, L_max + 1 fp64 cumulative sums (8·(L_max + 1)). No safety factor.
-double bank_bytes_per_element(const std::vector<AveragerOptions>& averagers);
+double bank_bytes_per_element(const std::vector<SchemeOptions>& averagers);
 
 // What the run needs, largest-sized keys included: the model with its optimizer and staging
 // copies and the resident data (key ""), the training batch ("batch_size"), and each ring's or

@@ -46,10 +46,10 @@ RunConfig resolve_for_run(const RunConfig& config, const detail::LaunchEnv& env)
   c.threads = apply_threads(t);
   std::stable_sort(c.averagers.begin(), c.averagers.end(),
                    [](const AveragerEntry& a, const AveragerEntry& b) {
-                     return bank_rank(a.averager.scheme) < bank_rank(b.averager.scheme);
+                     return bank_rank(a.averager.scheme()) < bank_rank(b.averager.scheme());
                    });
   for (AveragerEntry& e : c.averagers)
-    if (e.averager.name.empty()) e.averager.name = default_name(e.averager);
+    if (e.averager.name().empty()) e.averager.name(default_name(e.averager));
   c.schedule.lr = c.optimizer.lr;
   return c;
 }
@@ -64,7 +64,7 @@ RunSummary summary_skeleton(const RunConfig& c, const Workload& w, const std::st
   s.config_hash = hash;
   s.models.push_back({"raw", "the model being trained", std::nullopt, 0, -1});
   for (const AveragerEntry& e : c.averagers)
-    s.models.push_back({e.averager.name,
+    s.models.push_back({e.averager.name(),
                         describe(e.averager, c.steps) + ", buffers " + buffer_policy_name(e.buffers),
                         std::nullopt, 0, -1});
   return s;
