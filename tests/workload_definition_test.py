@@ -117,6 +117,16 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode == 0 and "wavg: warning: study --accept-other-definitions: " + part in r.stderr
           and "definition 7" in r.stderr, f"--accept-other-definitions warns: {r.stderr!r}")
     check(res.get("workload_definitions") == {"graph_mol": 7}, f"the part's definition recorded: {res.get('workload_definitions')}")
+    # Accepted or not, two parts of one study cannot disagree on a workload (text_lm's part and the
+    # LM protocol's, which runs on text_lm and predates the field: definition 1).
+    text_lm = os.path.join(tmp, "study", "parts", "text_lm.json")
+    lm_doc = json.load(open(text_lm))
+    lm_doc["workload_definitions"] = {"text_lm": 2}
+    json.dump(lm_doc, open(text_lm, "w"))
+    r = merge("study", "--accept-other-definitions")
+    check(r.returncode == 2 and r.stderr.splitlines()[-1].startswith("wavg: error: study: ")
+          and "parts/lm_protocol.json was made under workload 'text_lm' definition 1, another part under "
+          "definition 2" in r.stderr, f"parts disagreeing on a workload: {r.stderr!r}")
     doc["workload_definitions"] = {"graph_mol": "one"}
     json.dump(doc, open(part, "w"))
     r = merge("study_breadth_rerun")
