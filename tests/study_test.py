@@ -191,6 +191,16 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode == 0, f"study part lm_protocol ran: {r.stderr[-400:]}")
     res = json.load(open(os.path.join(out, "results.json")))
     check(res.get("schema") == "study-v4" and "missing_parts" not in res, "merged results.json, schema study-v4")
+    # Each part and results.json record the workload definition of the part's runs (issue 22 §6),
+    # read here from a run's resolved config.toml (definition 1 is left unwritten there).
+    defs = {}
+    for part, workload, run_dir in [("synth_ctr", "synth_ctr", "synth_ctr"), ("lm_protocol", "text_lm", "lm_protocol")]:
+        toml = open(os.path.join(out, "runs", run_dir, "seed_0", "config.toml")).read()
+        version = next((int(l.split("=")[1]) for l in toml.splitlines() if l.startswith("workload_version")), 1)
+        recorded = json.load(open(os.path.join(out, "parts", part + ".json"))).get("workload_definitions")
+        check(recorded == {workload: version}, f"part {part} records {workload} definition {version}: {recorded}")
+        defs[workload] = version
+    check(res.get("workload_definitions") == defs, f"results.json records {defs}: {res.get('workload_definitions')}")
     w = res["workloads"]["synth_ctr"]
     check(w["direction"] == "min" and w["metric"] == "logloss", f"direction {w['direction']} of {w['metric']}")
     for key in ["direction", "budget_T", "budget_H", "eval_every", "target", "target_setting", "scoring_seeds",

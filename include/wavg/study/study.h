@@ -84,12 +84,16 @@ std::vector<std::string> study_parts(const StudyConfig& config);
 // Runs (or continues) the parts named in `parts` (empty: every part), writes each to
 // STUDY_DIR/parts/NAME.json, then merges every part present into STUDY_DIR/results.json. A part
 // name that is not in the study, or a part file written under another protocol, is a wavg::Error.
+// Each part and results.json record the workload definitions the runs were made under
+// ("workload_definitions", study/part_definitions.h); a part made under a definition other than
+// this wavg's is a wavg::Error unless `accept_other_definitions` (then a warning).
 // Prints progress with an ETA.
 void run_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false,
-               const std::vector<std::string>& parts = {});
+               const std::vector<std::string>& parts = {}, bool accept_other_definitions = false);
 
 // Merges the parts present in STUDY_DIR/parts into STUDY_DIR/results.json without running anything
 // (a committed study rebuilds from its committed parts). wavg::Error as run_study's merge.
-void merge_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false);
+void merge_study(const StudyConfig& config, const std::string& study_dir, bool quiet = false,
+                 bool accept_other_definitions = false);
 
 }  // namespace wavg

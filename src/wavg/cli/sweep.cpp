@@ -136,6 +136,7 @@ Command register_study(CLI::App& app) {
   auto parts = std::make_shared<std::vector<std::string>>();
   auto threads = std::make_shared<int64_t>(0);
   auto merge_only = std::make_shared<bool>(false);
+  auto accept_definitions = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand(
       "study", "Run the AlgoPerf-style study (resumable) and write results.json and report.html");
   sub->add_option("--config", *config, "Study TOML (configs/study.toml)");
@@ -147,6 +148,9 @@ Command register_study(CLI::App& app) {
                   "is merged into results.json");
   sub->add_flag("--merge-only", *merge_only,
                 "Run nothing: merge the parts present into results.json (and write the report)");
+  sub->add_flag("--accept-other-definitions", *accept_definitions,
+                "Merge a part made under another definition of its workload (its model or data "
+                "generator changed) with a warning; results.json records the part's definition");
   CLI::Option* threads_opt = add_int64_option(
       sub, "--threads", *threads,
       "Intra-op threads per run (overrides the config's `threads`; changes the time, not the "
@@ -159,9 +163,9 @@ Command register_study(CLI::App& app) {
               c.threads = int(*threads);
             }
             if (*merge_only)
-              merge_study(c, *out, *quiet);
+              merge_study(c, *out, *quiet, *accept_definitions);
             else
-              run_study(c, *out, *quiet, *parts);
+              run_study(c, *out, *quiet, *parts, *accept_definitions);
             write_report(*out, *out + "/report.html");
             std::printf("wrote %s/report.html\n", out->c_str());
             return 0;

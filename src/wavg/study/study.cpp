@@ -17,6 +17,7 @@
 #include "wavg/study/conclusions.h"
 #include "wavg/study/entry_analyses.h"
 #include "wavg/study/json_view.h"
+#include "wavg/study/part_definitions.h"
 #include "wavg/study/plan.h"
 #include "wavg/study/run_cache.h"
 
@@ -283,11 +284,13 @@ json protocol_of_part(json protocol, const std::string& part) {
   return protocol;
 }
 
-// Every part present, checked against today's protocol, merged with the AlgoPerf scoring over the
-// workloads present.
-void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
+// Every part present, checked against today's protocol and workload definitions (another accepted
+// with a warning if `accept_other`), merged with the AlgoPerf scoring over the workloads present.
+void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quiet,
+                 bool accept_other) {
   const json protocol = protocol_json(cfg);
-  json results = {{"schema", "study-v4"}, {"protocol", protocol}, {"workloads", json::object()}};
+  json results = {{"schema", "study-v4"}, {"protocol", protocol},
+                  {"workload_definitions", json::object()}, {"workloads", json::object()}};
   std::map<std::string, std::map<std::string, double>> times;  // workload -> method -> steps
   json missing = json::array();
   for (const std::string& part : study_parts(cfg)) {
@@ -301,6 +304,8 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
                    protocol_of_part(doc["protocol"], part) == protocol_of_part(protocol, part),
                "study: ", path, " was written under another protocol (or is not a part); rerun ",
                "that part with this configuration or remove the file");
+    study::merge_part_definitions(doc, path, part == "lm_protocol" ? cfg.lm_workload : part,
+                                  accept_other, &results["workload_definitions"]);
     // Issue 25's intervals, one-grid comparisons, tuned rows and fixed-budget values come from
     // the part's entry alone, so that committed parts rebuild results.json without run directories.
     json entry = doc["entry"];
@@ -327,14 +332,15 @@ void merge_parts(const StudyConfig& cfg, const std::string& study_dir, bool quie
 
 }  // namespace
 
-void merge_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet) {
+void merge_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet,
+                 bool accept_other_definitions) {
   WAVG_CHECK(std::filesystem::is_directory(study_dir + "/parts"), "study: ", study_dir,
              " has no parts/ directory to merge");
-  merge_parts(cfg, study_dir, quiet);
+  merge_parts(cfg, study_dir, quiet, accept_other_definitions);
 }
 
 void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet,
-               const std::vector<std::string>& only) {
+               const std::vector<std::string>& only, bool accept_other_definitions) {
   const std::vector<std::string> all = study_parts(cfg);
   for (const std::string& p : only)
     WAVG_CHECK(std::find(all.begin(), all.end(), p) != all.end(), "study: --workload ", p,
@@ -369,15 +375,17 @@ void run_study(const StudyConfig& cfg, const std::string& study_dir, bool quiet,
   for (const study::WorkloadPlan& p : plans) {
     if (!wanted(p.name)) continue;
     const json part = {{"schema", "study-v3-part"}, {"protocol", protocol}, {"part", p.name},
+                       {"workload_definitions", study::part_definitions_json(p.name)},
                        {"entry", run_workload(p, cfg, study_dir, &cache)}};
     write_file_atomic(part_path(study_dir, p.name), part.dump(2) + "\n");
   }
   if (lm) {
     const json part = {{"schema", "study-v3-part"}, {"protocol", protocol}, {"part", "lm_protocol"},
+                       {"workload_definitions", study::part_definitions_json(lm->name)},
                        {"entry", run_lm(*lm, cfg, study_dir, &cache)}};
     write_file_atomic(part_path(study_dir, "lm_protocol"), part.dump(2) + "\n");
   }
-  merge_parts(cfg, study_dir, quiet);
+  merge_parts(cfg, study_dir, quiet, accept_other_definitions);
 }
 
 }  // namespace wavg
