@@ -28,10 +28,9 @@ const std::string& work_dir() {
 
 wavg::CheckpointAverageOptions options_from(uint8_t b) {
   wavg::CheckpointAverageOptions o;
-  o.averager.scheme = (b & 3) == 0 ? wavg::Scheme::kLawa
-                    : (b & 3) == 1 ? wavg::Scheme::kEma : wavg::Scheme::kSwa;
-  o.averager.window = 2;
-  o.averager.beta = 0.5;
+  if ((b & 3) == 0) o.averager = wavg::LawaOptions(2);
+  else if ((b & 3) == 1) o.averager = wavg::EmaOptions(0.5);
+  else o.averager = wavg::SwaOptions();
   switch ((b >> 2) & 3) {
     case 1: o.out_dtype = wavg::DType::kF32; break;
     case 2: o.out_dtype = wavg::DType::kBF16; break;
