@@ -99,6 +99,11 @@ with tempfile.TemporaryDirectory() as tmp:
         check(r.returncode == 0 and res == open(os.path.join(committed, "results.json")).read(),
               f"{study}: results.json rebuilds byte for byte from the committed parts: {r.stderr[-300:]!r}")
         check(json.loads(res).get("workload_definitions") == defs, f"{study}: definitions recorded")
+        html = open(os.path.join(tmp, study, "report.html")).read()
+        listed = ", ".join(f"{w} {v}" for w, v in defs.items())
+        check("Its runs were made under these workload definitions" in html and listed + "." in html
+              and html == open(os.path.join(committed, "report.html")).read(),
+              f"{study}: the report names the definitions ({listed}) and rebuilds byte for byte")
 
     # The same part as a wavg with graph_mol at definition 7 would have written it.
     part = os.path.join(tmp, "study_breadth_rerun", "parts", "graph_mol.json")

@@ -83,6 +83,14 @@ std::string study_intro(const StudyResults& r) {
   if (p.has("arms"))
     s << " Further optimizers (arms: " << html_escape(join_keys(p["arms"])) << ") run under the "
          "same protocol and target; see their section.";
+  if (r.root.has("workload_definitions")) {
+    const JsonView d = r.root["workload_definitions"];
+    std::string list;
+    for (const std::string& w : d.keys())
+      list += (list.empty() ? "" : ", ") + html_escape(w) + " " + std::to_string(d[w].integer());
+    s << " Its runs were made under these workload definitions (model and data generator; the "
+         "merge refuses a part made under another): " << list << ".";
+  }
   s << "</p>\n";
   if (r.root.has("missing_parts")) {
     s << "<p class=\"note\">Parts not run yet:";
