@@ -169,8 +169,8 @@ class PhemaOptions : public detail::SampledOptions<PhemaOptions, Scheme::kPhema>
   std::vector<double> sigma_rels_;
 };
 
-// One averager as the user chose it, whichever its scheme: exactly one scheme's typed options, which
-// banks, configs, sweeps and files carry. Built implicitly from any of them, so
+// One averager as the user chose it, whichever its scheme: exactly one scheme's typed options,
+// which banks, configs, sweeps and files carry. Built implicitly from any of them, so
 // `bank.add(LawaOptions(20).every(16))` and `{LawaOptions(20), EmaOptions(0.9)}` read as they did.
 // Code that needs a scheme's own hyperparameters asks for its options (as<EmaOptions>()) or visits
 // them all (visit()), so a new scheme cannot be forgotten at a switch.

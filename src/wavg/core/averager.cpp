@@ -156,13 +156,14 @@ std::string describe_values(const SchemeOptions& o) {
                       (long long)l.window(), every, start);
       },
       [&](const EmaOptions& e) {
-        std::snprintf(buf, sizeof buf, "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)",
-                      e.beta(), every, start, ema_half_life(e.beta(), every));
+        std::snprintf(buf, sizeof buf,
+                      "EMA beta=%.10g every=%lld start=%lld (half-life %.1f steps)", e.beta(),
+                      every, start, ema_half_life(e.beta(), every));
       },
       [&](const LawaExpOptions& x) {
         std::snprintf(buf, sizeof buf,
-                      "EXP window (Kaddour) k=%lld alpha=%.10g every=%lld start=%lld (newest sample "
-                      "weighs %.3g of the full window)",
+                      "EXP window (Kaddour) k=%lld alpha=%.10g every=%lld start=%lld (newest "
+                      "sample weighs %.3g of the full window)",
                       (long long)x.window(), x.alpha(), every, start,
                       x.alpha() / (1.0 - std::pow(1.0 - x.alpha(), double(x.window()))));
       },
@@ -171,7 +172,8 @@ std::string describe_values(const SchemeOptions& o) {
       },
       [&](const PhemaOptions& p) {
         std::string gam;
-        for (double v : p.sigma_rels()) gam += (gam.empty() ? "" : ",") + format_number(phema_gamma(v), 6);
+        for (double v : p.sigma_rels())
+          gam += (gam.empty() ? "" : ",") + format_number(phema_gamma(v), 6);
         std::snprintf(buf, sizeof buf, "post-hoc EMA sigma_rel=%s (gamma=%s) every=%lld start=%lld",
                       sigma_list(p.sigma_rels(), ",").c_str(), gam.c_str(), every, start);
       }});
@@ -220,7 +222,7 @@ void window_weights(const std::vector<int64_t>& sampled, const std::vector<doubl
 // Post-hoc EMA with the β of each sample (the first's unused): e_n = Σ_j w_j x_j, each later update
 // scaling what came before by its β and adding (1 − β)·x.
 void phema_weights(const std::vector<int64_t>& sampled, const std::vector<double>& betas,
-                 std::vector<double>* w) {
+                   std::vector<double>* w) {
   for (size_t j = 0; j < sampled.size(); ++j) {
     const double beta = j == 0 ? 0.0 : betas[j];
     for (size_t k = 0; k < j; ++k) (*w)[size_t(sampled[k])] *= beta;
