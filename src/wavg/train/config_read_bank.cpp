@@ -46,7 +46,8 @@ LawaOptions read_lawa(const Reader& r, const std::string& prefix, int64_t total)
   // ν from the window (default L = 20, the paper's choice): ν = round(h·T/L) >= 1.
   const int64_t w = window ? *window : r.get<int64_t>("window", 20);
   WAVG_CHECK(w >= 1, "config: '", r.full("window"), "' must be >= 1, got ", w);
-  return LawaOptions(w).every(std::max<int64_t>(1, std::llround(*horizon * double(total) / double(w))));
+  const int64_t nu = std::max<int64_t>(1, std::llround(*horizon * double(total) / double(w)));
+  return LawaOptions(w).every(nu);
 }
 
 // Kaddour's EXP window: window = k samples, alpha = the decay per sample inside it, every = ν.
