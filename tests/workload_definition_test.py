@@ -88,12 +88,14 @@ def merge(study, *extra):
 with tempfile.TemporaryDirectory() as tmp:
     # The committed studies: their parts predate the field (definition 1 of each workload).
     expected = {"study": {"fmnist_cnn": 1, "text_lm": 1, "synth_ctr": 1, "mri_recon": 1},
-                "study_breadth": {"graph_mol": 1, "synth_ctr": 1}, "study_breadth_rerun": {"graph_mol": 1}}
+                "study_breadth": {"graph_mol": 1, "synth_ctr": 1}, "study_breadth_rerun": {"graph_mol": 1, "synth_ctr": 1}}
     for study, defs in expected.items():
         committed = os.path.join(ROOT, "results", study)
         shutil.copytree(committed, os.path.join(tmp, study), ignore=shutil.ignore_patterns("*.html"))
         parts = [json.load(open(os.path.join(committed, "parts", p))) for p in os.listdir(committed + "/parts")]
-        check(all("workload_definitions" not in p for p in parts), f"{study}: parts written before the field")
+        # Parts written before the field (definition 1) or after it (recording 1 of their workload).
+        check(all(p.get("workload_definitions", {p["part"]: 1}) == {p["part"]: 1} for p in parts),
+              f"{study}: parts without the field or recording definition 1")
         r = merge(study)
         res = open(os.path.join(tmp, study, "results.json")).read()
         check(r.returncode == 0 and res == open(os.path.join(committed, "results.json")).read(),
@@ -121,7 +123,7 @@ with tempfile.TemporaryDirectory() as tmp:
     res = json.load(open(os.path.join(tmp, "study_breadth_rerun", "results.json")))
     check(r.returncode == 0 and "wavg: warning: study --accept-other-definitions: " + part in r.stderr
           and "definition 7" in r.stderr, f"--accept-other-definitions warns: {r.stderr!r}")
-    check(res.get("workload_definitions") == {"graph_mol": 7}, f"the part's definition recorded: {res.get('workload_definitions')}")
+    check(res.get("workload_definitions") == {"graph_mol": 7, "synth_ctr": 1}, f"the part's definition recorded: {res.get('workload_definitions')}")
     # Accepted or not, two parts of one study cannot disagree on a workload (text_lm's part and the
     # LM protocol's, which runs on text_lm and predates the field: definition 1).
     text_lm = os.path.join(tmp, "study", "parts", "text_lm.json")
