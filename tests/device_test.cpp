@@ -76,11 +76,15 @@ TEST(Device, ConfigRecordsDeviceAndMayChangeItOnResume) {
   RunConfig moved = cpu;
   moved.device = "cuda";
   EXPECT_EQ(config_hash(moved), config_hash(cpu));
-  const auto diffs = config_differences(cpu, moved);
-  ASSERT_EQ(diffs.size(), 1u);
-  EXPECT_EQ(diffs[0], "device (run: \"cpu\", now: \"cuda\")");
-  EXPECT_TRUE(may_change_on_resume(diffs[0]));
-  EXPECT_FALSE(may_change_on_resume("devices (run: 1, now: 2)"));
+  const auto changes = config_changes(cpu, moved);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(describe(changes[0]), "device (run: \"cpu\", now: \"cuda\")");
+  EXPECT_TRUE(may_change_on_resume(changes[0]));
+  EXPECT_TRUE(refused_changes(cpu, moved).empty());
+  RunConfig reseeded = cpu;
+  reseeded.seed = cpu.seed + 1;
+  ASSERT_EQ(refused_changes(cpu, reseeded).size(), 1u);
+  EXPECT_EQ(refused_changes(cpu, reseeded)[0].key, "seed");
   // A resolved file reads back to the same configuration.
   EXPECT_EQ(resolved_toml(load_run_config("", {"workload=synth_ctr", "device=cuda:1"})),
             resolved_toml(gpu1));

@@ -139,9 +139,5 @@ bool may_change_on_resume(const ConfigChange& change);
 std::vector<ConfigChange> refused_changes(const RunConfig& run, const RunConfig& now);
 // "key (run: A, now: B)"
 std::string describe(const ConfigChange& change);
-// config_changes as "key (run: A, now: B)".
-std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now);
-// may_change_on_resume for a config_differences line, by its key (the text before " (run: ").
-bool may_change_on_resume(const std::string& difference);
 
 }  // namespace wavg

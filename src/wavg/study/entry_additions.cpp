@@ -14,6 +14,9 @@ namespace wavg::study::entry {
 
 namespace {
 
+// The models an addition's runs must carry: the raw model and the pre-registered averages.
+constexpr const char* kAddedModels[3] = {"raw", "lawa_rec", "ema_rec"};
+
 // An added run's curves, checked against the part: the same budget and evaluation interval.
 std::map<std::string, Curve> added_run(const JsonView& run, const Part& p, int64_t steps) {
   WAVG_CHECK(run["steps"].integer() == steps && run["eval_every"].integer() == p.eval_every,
@@ -30,7 +33,7 @@ std::map<std::string, Curve> added_run(const JsonView& run, const Part& p, int64
 Part with_added_seeds(const Part& p, const JsonView& addition) {
   Part all = p;
   all.curves.clear();
-  for (const char* m : {"raw", "lawa_rec", "ema_rec"}) all.curves[m] = curves_of(p.curves, m);
+  for (const char* m : kAddedModels) all.curves[m] = curves_of(p.curves, m);
   for (const std::string& name : addition["runs"].keys()) {
     const JsonView run = addition["runs"][name];
     const std::string seed = std::to_string(run["seed"].integer());
@@ -52,13 +55,12 @@ namespace {
 struct ScheduleSeed {
   double best[3], steps[3];
 };
-constexpr const char* kScheduleModels[3] = {"raw", "lawa_rec", "ema_rec"};
 
 ScheduleSeed schedule_seed(const Part& p, const std::map<std::string, Curve>& c) {
   ScheduleSeed r{};
   for (int k = 0; k < 3; ++k) {
-    const auto it = c.find(kScheduleModels[k]);
-    WAVG_CHECK(it != c.end(), "study: an added schedule run has no curve of ", kScheduleModels[k]);
+    const auto it = c.find(kAddedModels[k]);
+    WAVG_CHECK(it != c.end(), "study: an added schedule run has no curve of ", kAddedModels[k]);
     r.best[k] = best_value(it->second, p.lower);
     r.steps[k] = steps_or_miss(it->second, p.target, p.lower);
   }
@@ -101,7 +103,7 @@ json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addi
         const size_t k = std::find(p.seeds.begin(), p.seeds.end(), sid) - p.seeds.begin();
         WAVG_CHECK(k < p.seeds.size(), "study: no scoring run of seed ", sid, " for analysis 6");
         std::map<std::string, Curve> c;
-        for (const char* m : kScheduleModels) c[m] = curves_of(p.curves, m)[k];
+        for (const char* m : kAddedModels) c[m] = curves_of(p.curves, m)[k];
         v[seeds[i]] = schedule_seed(p, c);
       } else if (addition["runs"].has(run)) {
         v[seeds[i]] = schedule_seed(p, added_run(addition["runs"][run], p, p.H));
@@ -113,8 +115,8 @@ json schedules_over_seeds(const Part& p, const JsonView& e, const JsonView& addi
     for (int k = 0; k < 3; ++k) {
       json b = json::array(), t = json::array();
       for (const auto& [seed, x] : v) b.push_back(x.best[k]), t.push_back(steps_or_inf(x.steps[k]));
-      r[std::string(kScheduleModels[k]) + "_best"] = b;
-      r[std::string(kScheduleModels[k]) + "_steps"] = t;
+      r[std::string(kAddedModels[k]) + "_best"] = b;
+      r[std::string(kAddedModels[k]) + "_steps"] = t;
     }
     rows.push_back(r);
   }

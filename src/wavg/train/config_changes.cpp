@@ -55,22 +55,11 @@ std::string describe(const ConfigChange& c) {
   return c.key + " (run: " + c.old_value + ", now: " + c.new_value + ")";
 }
 
-std::vector<std::string> config_differences(const RunConfig& run, const RunConfig& now) {
-  std::vector<std::string> out;
-  for (const ConfigChange& c : config_changes(run, now)) out.push_back(describe(c));
-  return out;
-}
-
 std::vector<ConfigChange> refused_changes(const RunConfig& run, const RunConfig& now) {
   std::vector<ConfigChange> out;
   for (ConfigChange& c : config_changes(run, now))
     if (!may_change_on_resume(c)) out.push_back(std::move(c));
   return out;
-}
-
-bool may_change_on_resume(const std::string& difference) {
-  const std::string key = difference.substr(0, difference.find(" (run: "));
-  return may_change_on_resume(ConfigChange{0, key, "", ""});
 }
 
 }  // namespace wavg

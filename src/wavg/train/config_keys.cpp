@@ -86,10 +86,10 @@ void add_optimizer_keys(const OptimizerConfig& o, std::vector<ConfigField>* out)
   }
 }
 
-// One averager's keys under "SCHEME[index].", the scheme's own ones where they apply.
-void add_averager_keys(const AveragerEntry& e, int index, std::vector<ConfigField>* out) {
+// One averager's keys under "KEY." (averager_key), the scheme's own ones where they apply.
+void add_averager_keys(const AveragerEntry& e, const std::string& key, std::vector<ConfigField>* out) {
   const SchemeOptions& o = e.averager;
-  const std::string p = std::string(scheme_name(o.scheme())) + "[" + std::to_string(index) + "].";
+  const std::string p = key + ".";
   const auto add = [&](const char* key, ConfigValue v, const char* unit = nullptr) {
     out->push_back({p + key, std::move(v), OnResume::kFixed, unit});
   };
@@ -178,13 +178,21 @@ std::vector<const AveragerEntry*> bank_order(const RunConfig& c) {
   return out;
 }
 
+std::string averager_key(const RunConfig& c, const AveragerEntry& e) {
+  int index = 0;
+  for (const AveragerEntry& other : c.averagers) {
+    if (&other == &e) break;
+    index += other.averager.scheme() == e.averager.scheme();
+  }
+  return std::string(scheme_name(e.averager.scheme())) + "[" + std::to_string(index) + "]";
+}
+
 std::vector<ConfigField> config_fields(const RunConfig& c) {
   std::vector<ConfigField> out;
   add_run_keys(run_keys(), c, &out);
   add_optimizer_keys(c.optimizer, &out);
   add_run_keys(schedule_keys(), c, &out);
-  std::map<Scheme, int> index;
-  for (const AveragerEntry* e : bank_order(c)) add_averager_keys(*e, index[e->averager.scheme()]++, &out);
+  for (const AveragerEntry* e : bank_order(c)) add_averager_keys(*e, averager_key(c, *e), &out);
   return out;
 }
 

@@ -52,6 +52,9 @@ std::string toml_float(double v);
 
 // The bank in its canonical order (kBankOrder), each scheme's averagers in their listed order.
 std::vector<const AveragerEntry*> bank_order(const RunConfig& c);
+// "lawa[0]": the key of c's averager `e` in the configuration, its index among c's averagers of its
+// scheme as listed (the [[lawa]] table it is read from and written to).
+std::string averager_key(const RunConfig& c, const AveragerEntry& e);
 
 // Version of the resolved layout ([wavg] format).
 inline constexpr int64_t kResolvedFormat = 1;

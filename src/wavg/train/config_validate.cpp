@@ -1,7 +1,6 @@
 // Validation of a run configuration: every field against its range, naming the key and the value,
 // then the memory the run would need against the memory available.
 #include <cmath>
-#include <map>
 #include <set>
 
 #include "wavg/core/error.h"
@@ -98,11 +97,7 @@ void validate(const RunConfig& c) {
     WAVG_CHECK(v >= 0 && v <= 256, "config: '", key, "' must be in [0, 256], got ", v);
   check_optimizer_and_schedule(c);
   std::set<std::string> names;
-  std::map<Scheme, int> index;
-  for (const AveragerEntry* e : bank_order(c)) {
-    const Scheme s = e->averager.scheme();
-    check_averager(*e, std::string(scheme_name(s)) + "[" + std::to_string(index[s]++) + "]", names);
-  }
+  for (const AveragerEntry* e : bank_order(c)) check_averager(*e, detail::averager_key(c, *e), names);
   check_resources(c, available_memory_bytes());  // before anything trains or allocates
 }
 

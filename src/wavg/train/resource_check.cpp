@@ -12,6 +12,7 @@
 #include "wavg/core/error.h"
 #include "wavg/core/format.h"
 #include "wavg/train/config.h"
+#include "wavg/train/config_keys.h"
 #include "wavg/workloads/defaults.h"
 
 namespace wavg {
@@ -38,22 +39,10 @@ std::string show_bytes(double b) {
   return std::string(exact) + " (" + format_number(v, 3) + " " + units[u] + ")";
 }
 
-// "lawa[0]": the averager's key in the configuration (index among those of its scheme, as listed).
-std::vector<std::string> averager_keys(const RunConfig& c) {
-  std::map<Scheme, int> index;
-  std::vector<std::string> keys;
-  for (const AveragerEntry& e : c.averagers) {
-    const Scheme s = e.averager.scheme();
-    keys.push_back(std::string(scheme_name(s)) + "[" + std::to_string(index[s]++) + "]");
-  }
-  return keys;
-}
-
 // The bank's state, one need per averager with state of its own (EMA, SWA, phema) and one per ring
 // of windowed averagers (LAWA, EXP; one ring per ν, attributed to the window that sizes it, the
 // largest of the ring), for `elements` averaged elements.
 void bank_needs(const RunConfig& c, double elements, std::vector<MemoryNeed>* out) {
-  const std::vector<std::string> keys = averager_keys(c);
   std::map<int64_t, size_t> ring_owner;  // ν -> index of its largest window
   for (size_t i = 0; i < c.averagers.size(); ++i) {
     const SchemeOptions& o = c.averagers[i].averager;
@@ -68,13 +57,13 @@ void bank_needs(const RunConfig& c, double elements, std::vector<MemoryNeed>* ou
     MemoryNeed n;
     if (shared_ring_window(o) > 0) {
       if (ring_owner[o.every()] != i) continue;  // shares a larger window's ring
-      n.key = keys[i] + ".window";
+      n.key = detail::averager_key(c, c.averagers[i]) + ".window";
       n.value = std::to_string(window_of(o));
       n.what = "a ring of " + std::to_string(window_of(o)) + " + 1 fp32 samples of " +
                format_number(elements, 6) + " elements (windows with every = " +
                std::to_string(o.every()) + ")";
     } else {
-      n.key = keys[i];
+      n.key = detail::averager_key(c, c.averagers[i]);
       n.value = o.name().empty() ? default_name(o) : o.name();
       n.what = std::string(o.scheme() == Scheme::kSwa ? "an fp64 sum" : "fp32 averages") + " of " +
                format_number(elements, 6) + " elements";
